@@ -1,0 +1,35 @@
+"""Unlearning Lens: page config, the shared sidebar and the page list."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui import state, widgets
+from unlearn_core.errors import UserError
+
+ASSETS = Path(__file__).parent / "assets"
+
+st.set_page_config(page_title="Unlearning Lens", page_icon=str(ASSETS / "logo.png"),
+                   layout="wide")
+
+pages = [
+    st.Page("pages/setup.py", title="Setup", icon=":material/tune:", default=True),
+    st.Page("pages/unlearn.py", title="Unlearn", icon=":material/delete_sweep:"),
+    st.Page("pages/results.py", title="Results", icon=":material/analytics:"),
+]
+navigation = st.navigation(pages)
+
+with st.sidebar:
+    st.logo(str(ASSETS / "logo.png"), size="large")
+    try:
+        store = state.store()
+    except UserError as exc:
+        st.error(str(exc))
+        st.stop()
+    spec = state.current_setup()
+    st.caption(f"**Setup:** {spec.data.name} · {spec.model.name} · forget "
+               f"{spec.forget.describe()} · seed {spec.seed} · {spec.device}")
+    st.caption(f"Run store: `{store.root}`")
+    widgets.job_panel()
+
+navigation.run()

@@ -1,0 +1,127 @@
+"""Setup: dataset, model, forget set and recipe; train the original and the oracle."""
+
+import dataclasses
+
+import streamlit as st
+
+from ui import state, widgets
+from unlearn_core.config import AUGMENTATIONS, DEVICES, FORGET_KINDS, DataSpec, ForgetSpec, ModelSpec, SetupSpec, TrainSpec
+from unlearn_core.data import list_datasets, load_dataset, make_split, read_index_csv
+from unlearn_core.errors import UserError
+from unlearn_core.models import list_models
+from unlearn_core.pipeline import train_references
+from unlearn_core.training import reference_key
+
+FORGET_LABELS = {"classes": "Whole classes", "random": "Random (IID) fraction",
+                 "non_iid": "Fraction of chosen classes (non-IID)", "indices": "Uploaded index CSV"}
+
+st.title("Setup")
+st.caption("Choose the data, the model and what to forget. The original model and the "
+           "retrain oracle are trained once per setup and cached on disk.")
+
+current = state.current_setup()
+datasets = {d.name: d for d in list_datasets()}
+models = {m.name: m for m in list_models()}
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Data and model")
+    name = st.selectbox("Dataset", list(datasets), index=list(datasets).index(current.data.name),
+                        format_func=lambda n: f"{n} — {datasets[n].description}")
+    root, download, image_size = current.data.root, False, current.data.image_size
+    if datasets[name].needs_root:
+        root = st.text_input("Dataset folder (root)", value=root or "",
+                             help="a folder on this machine holding the dataset files") or None
+        download = st.checkbox("Download into this folder if missing", value=False,
+                               help="only when ticked does anything touch the network")
+        if name == "imagefolder":
+            image_size = st.number_input("Resize images to", 8, 512, value=image_size)
+    model_name = st.selectbox("Model", list(models), index=list(models).index(current.model.name),
+                              format_func=lambda n: f"{n} — {models[n].description}")
+    width = st.number_input("Width multiplier", 0.125, 8.0, value=float(current.model.width),
+                            step=0.25)
+    seed = st.number_input("Seed", 0, 2**31 - 1, value=current.seed)
+    device = st.selectbox("Device", DEVICES, index=DEVICES.index(current.device),
+                          help="auto picks CUDA, then MPS, then the CPU")
+    with st.expander("Training recipe (original and oracle)"):
+        t = current.train
+        epochs = st.number_input("Epochs", 1, 1000, value=t.epochs)
+        lr = st.number_input("Learning rate", 1e-5, 10.0, value=t.lr, format="%g")
+        batch_size = st.number_input("Batch size", 1, 65536, value=t.batch_size)
+        augment = st.selectbox("Augmentation", AUGMENTATIONS, index=AUGMENTATIONS.index(t.augment),
+                               help="crop suits digits; crop_flip suits natural images")
+
+try:
+    data_spec = DataSpec(name, root, download, int(image_size))
+    # The preview never downloads: a download runs in the background with training.
+    dataset = load_dataset(dataclasses.replace(data_spec, download=False))
+except UserError as exc:
+    dataset = None
+    data_error = exc
+
+with right:
+    st.subheader("Forget set")
+    kind = st.radio("Kind", FORGET_KINDS, index=FORGET_KINDS.index(current.forget.kind),
+                    format_func=FORGET_LABELS.get)
+    classes, fraction, indices = current.forget.classes or (0,), current.forget.fraction or 0.1, ()
+    class_names = list(dataset.classes) if dataset is not None else []
+    if kind in ("classes", "non_iid") and class_names:
+        chosen = st.multiselect("Classes to forget", range(len(class_names)),
+                                default=[c for c in classes if c < len(class_names)],
+                                format_func=lambda c: f"{c}: {class_names[c]}")
+        classes = tuple(chosen)
+    if kind in ("random", "non_iid"):
+        fraction = st.slider("Fraction to forget", 0.01, 0.99, value=float(fraction), step=0.01)
+    if kind == "indices":
+        upload = st.file_uploader("CSV of training-set indices", type=["csv", "txt"],
+                                  help="integers separated by commas or new lines; "
+                                       "an optional header line")
+        if upload is not None:
+            try:
+                indices = read_index_csv(upload.getvalue())
+            except UserError as exc:
+                st.error(str(exc))
+
+if dataset is None:
+    st.error(str(data_error))
+    if not download:
+        st.stop()
+
+try:
+    spec = SetupSpec(data_spec, ForgetSpec(kind, classes, fraction, indices),
+                     ModelSpec(model_name, float(width)),
+                     TrainSpec(epochs=int(epochs), lr=float(lr), batch_size=int(batch_size),
+                               augment=augment),
+                     seed=int(seed), device=device)
+    split = make_split(dataset, spec.forget, spec.seed) if dataset is not None else None
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+state.set_setup(spec)
+
+if dataset is not None:
+    for note in dataset.notes:
+        st.warning(note)
+    st.subheader("Split")
+    cols = st.columns(4)
+    labels = {"forget": "Forget (train)", "retain": "Retain (train)",
+              "test_forget": "Test, forget classes", "test_retain": "Test, retain classes"}
+    for col, (key, size) in zip(cols, split.sizes().items()):
+        col.metric(labels[key], f"{size:,}")
+    shown = split.forget[:16]
+    widgets.image_grid(dataset.train.images[shown].numpy(),
+                       [f"#{i} · {dataset.classes[int(dataset.train.labels[i])]}" for i in shown])
+
+st.subheader("Original and retrain oracle")
+store = state.store()
+cached = {role: store.cache_has(reference_key(spec, role)) for role in ("original", "oracle")}
+cols = st.columns(2)
+for col, (role, ok) in zip(cols, cached.items()):
+    col.write(f"**{role.capitalize()}**: {'trained (cached)' if ok else 'not trained yet'}")
+if all(cached.values()):
+    st.success("Both models are ready. Go on to unlearning.")
+    st.page_link("pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
+elif st.button("Train original and oracle", type="primary", disabled=state.busy()):
+    state.submit(f"Train {spec.data.name}/{spec.model.name}",
+                 lambda progress: train_references(spec, store, progress).original.meta)
+    st.rerun()

@@ -1,0 +1,45 @@
+"""Unlearn: pick a method, set its hyperparameters, run it in the background."""
+
+import streamlit as st
+
+from ui import state, widgets
+from unlearn_core.config import MethodSpec, RunSpec
+from unlearn_core.errors import UserError
+from unlearn_core.methods import list_methods
+from unlearn_core.pipeline import run_unlearning
+
+st.title("Unlearn")
+spec = state.current_setup()
+st.caption(f"Setup: {spec.data.name} · {spec.model.name} · forget {spec.forget.describe()} · "
+           f"seed {spec.seed}. Change it on the Setup page.")
+
+methods = {m.name: m for m in list_methods()}
+name = st.selectbox("Method", list(methods), format_func=lambda n: methods[n].title)
+method = methods[name]
+st.markdown(method.summary)
+if method.reference:
+    st.caption(f"Reference: {method.reference}")
+
+with st.form(f"method-{name}"):
+    st.markdown("**Hyperparameters**")
+    raw = widgets.method_form_inputs(method)
+    submitted = st.form_submit_button("Run", type="primary", disabled=state.busy())
+
+if submitted:
+    try:
+        params = method.resolve_params(raw)
+        run_spec = RunSpec(spec, MethodSpec(name, params))
+    except UserError as exc:
+        st.error(str(exc))
+    else:
+        store = state.store()
+        job = state.submit(f"{method.title} on {spec.data.name}, forget {spec.forget.describe()}",
+                           lambda progress: run_unlearning(run_spec, store, progress))
+        st.session_state["unlearn_job"] = job.id
+        st.rerun()
+
+job = state.session_job()
+if job is not None and job.id == st.session_state.get("unlearn_job") and job.status == "done":
+    state.select_run(job.result)
+    st.success(f"Run {job.result} is stored.")
+    st.page_link("pages/results.py", label="See the results", icon=":material/arrow_forward:")

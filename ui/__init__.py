@@ -1,0 +1,1 @@
+"""Streamlit glue shared by the pages: singletons, session state, job panel, forms."""

@@ -1,0 +1,290 @@
+"""Specs: frozen, validated descriptions of what to run.
+
+Every spec validates itself on construction (messages name the parameter and what is
+allowed), round-trips through JSON, and has a stable content hash. Names of datasets,
+models and methods are checked by their registries, which live in lower layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import UserError
+
+FORGET_KINDS = ("classes", "random", "non_iid", "indices")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+AUGMENTATIONS = ("none", "crop", "crop_flip")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _int_tuple(name: str, values: Any) -> tuple[int, ...]:
+    try:
+        items = tuple(values)
+    except TypeError:
+        raise UserError(f"{name}: expected a list of integers, got {values!r}") from None
+    for item in items:
+        _require(_is_int(item) and item >= 0,
+                 f"{name}: expected non-negative integers, got {item!r}")
+    return items
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def content_hash(obj: Any) -> str:
+    """A short, stable hash of any JSON-able value."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
+
+
+class _Spec:
+    """JSON round-trip and hashing shared by every spec."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]):
+        _require(isinstance(raw, Mapping),
+                 f"{cls.__name__}: expected an object, got {type(raw).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        _require(not unknown, f"{cls.__name__}: unknown field(s) {unknown}; "
+                              f"allowed: {sorted(known)}")
+        values = dict(raw)
+        for f in dataclasses.fields(cls):
+            nested = _NESTED.get(f.type)
+            if nested is not None and f.name in values:
+                values[f.name] = nested.from_dict(values[f.name])
+            elif f.name in values and isinstance(values[f.name], list):
+                values[f.name] = tuple(values[f.name])
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{cls.__name__}: not valid JSON ({exc})") from None
+        return cls.from_dict(raw)
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.to_dict())
+
+
+@dataclass(frozen=True)
+class DataSpec(_Spec):
+    """Which dataset. `root` is needed by the torchvision datasets and ImageFolder;
+    `download` lets torchvision fetch into `root` (only when the user asks)."""
+
+    name: str = "mnist5k"
+    root: str | None = None
+    download: bool = False
+    image_size: int = 32  # ImageFolder images are resized to this square size
+
+    def __post_init__(self):
+        _require(isinstance(self.name, str) and self.name != "",
+                 "data.name: expected a dataset name")
+        _require(self.root is None or isinstance(self.root, str),
+                 f"data.root: expected a folder path, got {self.root!r}")
+        _require(isinstance(self.download, bool),
+                 f"data.download: expected true or false, got {self.download!r}")
+        _require(_is_int(self.image_size) and 4 <= self.image_size <= 512,
+                 f"data.image_size: expected an integer in [4, 512], got {self.image_size!r}")
+
+
+@dataclass(frozen=True)
+class ForgetSpec(_Spec):
+    """Which training examples to forget.
+
+    kind "classes": every training example of `classes`.
+    kind "random": an IID `fraction` of the whole training set.
+    kind "non_iid": a `fraction` of the training examples of each of `classes`.
+    kind "indices": the training examples at `indices` (positions in the train set).
+    """
+
+    kind: str = "classes"
+    classes: tuple[int, ...] = (0,)
+    fraction: float = 0.1
+    indices: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        _require(self.kind in FORGET_KINDS,
+                 f"forget.kind: expected one of {list(FORGET_KINDS)}, got {self.kind!r}")
+        object.__setattr__(self, "classes", tuple(sorted(set(
+            _int_tuple("forget.classes", self.classes)))))
+        object.__setattr__(self, "indices", tuple(sorted(set(
+            _int_tuple("forget.indices", self.indices)))))
+        if self.kind in ("classes", "non_iid"):
+            _require(len(self.classes) > 0,
+                     f"forget.classes: kind {self.kind!r} needs at least one class")
+        if self.kind in ("random", "non_iid"):
+            _require(_is_number(self.fraction) and 0 < self.fraction < 1,
+                     f"forget.fraction: expected a number in (0, 1), got {self.fraction!r}")
+        if self.kind == "indices":
+            _require(len(self.indices) > 0, "forget.indices: kind 'indices' needs at "
+                                            "least one training-set index")
+        # Fields a kind ignores are normalised so equal forget sets hash equally.
+        if self.kind not in ("classes", "non_iid"):
+            object.__setattr__(self, "classes", ())
+        if self.kind not in ("random", "non_iid"):
+            object.__setattr__(self, "fraction", 0.0)
+        if self.kind != "indices":
+            object.__setattr__(self, "indices", ())
+
+    def describe(self) -> str:
+        if self.kind == "classes":
+            return "class " + ", ".join(map(str, self.classes))
+        if self.kind == "random":
+            return f"random {self.fraction:.0%}"
+        if self.kind == "non_iid":
+            return f"{self.fraction:.0%} of class " + ", ".join(map(str, self.classes))
+        return f"{len(self.indices)} listed examples"
+
+
+@dataclass(frozen=True)
+class ModelSpec(_Spec):
+    """Which architecture. `width` multiplies the channel counts."""
+
+    name: str = "small_cnn"
+    width: float = 1.0
+
+    def __post_init__(self):
+        _require(isinstance(self.name, str) and self.name != "",
+                 "model.name: expected a model name")
+        _require(_is_number(self.width) and 0 < self.width <= 8,
+                 f"model.width: expected a number in (0, 8], got {self.width!r}")
+
+
+@dataclass(frozen=True)
+class TrainSpec(_Spec):
+    """The recipe for the original and, unchanged, for the retrain oracle:
+    SGD with momentum and a cosine learning-rate schedule."""
+
+    epochs: int = 6
+    lr: float = 0.05
+    batch_size: int = 64
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augment: str = "none"  # "crop" (digits) or "crop_flip" (natural images)
+
+    def __post_init__(self):
+        _require(_is_int(self.epochs) and 1 <= self.epochs <= 1000,
+                 f"train.epochs: expected an integer in [1, 1000], got {self.epochs!r}")
+        _require(_is_number(self.lr) and 0 < self.lr <= 10,
+                 f"train.lr: expected a number in (0, 10], got {self.lr!r}")
+        _require(_is_int(self.batch_size) and 1 <= self.batch_size <= 65536,
+                 f"train.batch_size: expected an integer in [1, 65536], got {self.batch_size!r}")
+        _require(_is_number(self.momentum) and 0 <= self.momentum < 1,
+                 f"train.momentum: expected a number in [0, 1), got {self.momentum!r}")
+        _require(_is_number(self.weight_decay) and 0 <= self.weight_decay < 1,
+                 f"train.weight_decay: expected a number in [0, 1), got {self.weight_decay!r}")
+        _require(self.augment in AUGMENTATIONS,
+                 f"train.augment: expected one of {list(AUGMENTATIONS)}, got {self.augment!r}")
+
+
+@dataclass(frozen=True)
+class MethodSpec(_Spec):
+    """An unlearning method by registry name, with its hyperparameters. Missing
+    hyperparameters take the method's documented defaults (filled in by the registry)."""
+
+    name: str = "finetune"
+    params: dict = field(default_factory=dict, hash=False)
+
+    def __post_init__(self):
+        _require(isinstance(self.name, str) and self.name != "",
+                 "method.name: expected a method name")
+        _require(isinstance(self.params, Mapping),
+                 f"method.params: expected a mapping, got {type(self.params).__name__}")
+        for key, value in self.params.items():
+            _require(isinstance(key, str), f"method.params: keys must be strings, got {key!r}")
+            if isinstance(value, float):
+                _require(math.isfinite(value),
+                         f"method.params.{key}: expected a finite number, got {value!r}")
+        object.__setattr__(self, "params", dict(sorted(self.params.items())))
+
+
+@dataclass(frozen=True)
+class SetupSpec(_Spec):
+    """Everything that fixes the original model and the oracle: data, forget set,
+    architecture, recipe and seed. `device` is where to compute and is not part of
+    any hash: the same weights are reused whatever device produced them."""
+
+    data: DataSpec = field(default_factory=DataSpec)
+    forget: ForgetSpec = field(default_factory=ForgetSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        for name, kind in (("data", DataSpec), ("forget", ForgetSpec),
+                           ("model", ModelSpec), ("train", TrainSpec)):
+            _require(isinstance(getattr(self, name), kind),
+                     f"{name}: expected a {kind.__name__}")
+        _require(_is_int(self.seed) and 0 <= self.seed < 2**31,
+                 f"seed: expected an integer in [0, 2^31), got {self.seed!r}")
+        _require(self.device in DEVICES,
+                 f"device: expected one of {list(DEVICES)}, got {self.device!r}")
+
+    def _hashed(self, *parts: str) -> str:
+        return content_hash({p: getattr(self, p).to_dict() if p != "seed" else self.seed
+                             for p in parts})
+
+    @property
+    def original_key(self) -> str:
+        """Cache key of the original model (the forget set does not matter)."""
+        return self._hashed("data", "model", "train", "seed")
+
+    @property
+    def oracle_key(self) -> str:
+        """Cache key of the retrain oracle (trained on the retain set only)."""
+        return self._hashed("data", "forget", "model", "train", "seed")
+
+    @property
+    def hash(self) -> str:
+        return self.oracle_key
+
+
+@dataclass(frozen=True)
+class RunSpec(_Spec):
+    """One unlearning run: a setup and a method."""
+
+    setup: SetupSpec = field(default_factory=SetupSpec)
+    method: MethodSpec = field(default_factory=MethodSpec)
+
+    def __post_init__(self):
+        _require(isinstance(self.setup, SetupSpec), "setup: expected a SetupSpec")
+        _require(isinstance(self.method, MethodSpec), "method: expected a MethodSpec")
+
+    @property
+    def hash(self) -> str:
+        return content_hash({"setup": self.setup.hash, "method": self.method.to_dict()})
+
+
+_NESTED: dict[Any, type] = {
+    "DataSpec": DataSpec, "ForgetSpec": ForgetSpec, "ModelSpec": ModelSpec,
+    "TrainSpec": TrainSpec, "MethodSpec": MethodSpec, "SetupSpec": SetupSpec,
+}

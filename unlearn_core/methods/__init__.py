@@ -1,0 +1,8 @@
+"""Unlearning methods: one interface (`Method.unlearn(ctx) -> Outcome`), one registry."""
+
+from . import baselines  # noqa: F401  (registration)
+from .base import Method, Outcome, Param, UnlearnContext
+from .registry import get_method, list_methods, register_method
+
+__all__ = ["Method", "Outcome", "Param", "UnlearnContext", "get_method", "list_methods",
+           "register_method"]

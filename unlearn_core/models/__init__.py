@@ -1,0 +1,7 @@
+"""Model registry; every model is a `LensModel` with named probe layers."""
+
+from . import resnet, small_cnn, vit  # noqa: F401  (registration)
+from .base import LOGITS, LensModel
+from .registry import ModelInfo, build_model, list_models, register_model
+
+__all__ = ["LOGITS", "LensModel", "ModelInfo", "build_model", "list_models", "register_model"]

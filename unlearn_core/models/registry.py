@@ -1,0 +1,45 @@
+"""Models by name, timm-style: `register_model` adds a builder, `build_model` makes one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..config import ModelSpec
+from ..errors import UserError
+from .base import LensModel
+
+Builder = Callable[[ModelSpec, int, int, int], LensModel]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    min_image_size: int
+
+
+_REGISTRY: dict[str, tuple[ModelInfo, Builder]] = {}
+
+
+def register_model(name: str, *, description: str, min_image_size: int = 4):
+    def decorator(builder: Builder) -> Builder:
+        _REGISTRY[name] = (ModelInfo(name, description, min_image_size), builder)
+        return builder
+    return decorator
+
+
+def list_models() -> list[ModelInfo]:
+    return [info for info, _ in _REGISTRY.values()]
+
+
+def build_model(spec: ModelSpec, *, in_channels: int, num_classes: int,
+                image_size: int) -> LensModel:
+    if spec.name not in _REGISTRY:
+        raise UserError(f"model.name: unknown model {spec.name!r}; "
+                        f"allowed: {sorted(_REGISTRY)}")
+    info, builder = _REGISTRY[spec.name]
+    if image_size < info.min_image_size:
+        raise UserError(f"model.name: {spec.name} needs images of at least "
+                        f"{info.min_image_size}x{info.min_image_size}, got {image_size}")
+    return builder(spec, in_channels, num_classes, image_size)

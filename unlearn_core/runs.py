@@ -1,0 +1,431 @@
+"""The run store: what was run, with what, and what came out.
+
+Layout under the root folder:
+
+    index.sqlite          one row per run: id, kind, status, label, times, spec, error
+    runs/<run_id>/        spec.json, report.json, weights.safetensors, artifacts.npz
+    cache/<key>/          weights.safetensors, meta.json (originals, oracles by content hash)
+
+A run folder appears only complete: it is written as `runs/.tmp-<id>/` and renamed into
+place before its row is marked "done". So a crash leaves either no folder and a
+"running" row (which `recover` marks "interrupted") or a complete folder. Failed and
+cancelled runs keep their row and error but no folder.
+
+SQLite runs in WAL mode with a busy timeout and a fresh connection per call, because the
+store is used from the Streamlit script thread and the job thread at once, and two
+processes may open the same root.
+
+JSON: spec and report go through `io.to_json_safe`; non-finite floats are stored as null
+(an undefined metric should not fail a finished run), numpy scalars become numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
+import torch
+
+from . import io
+from .errors import UserError
+
+STORE_ENV_VAR = "LENS_STORE"
+STATUSES = ("running", "done", "failed", "cancelled")
+INTERRUPTED = "interrupted"
+
+SPEC_FILE = "spec.json"
+REPORT_FILE = "report.json"
+WEIGHTS_FILE = "weights.safetensors"
+ARRAYS_FILE = "artifacts.npz"
+META_FILE = "meta.json"
+TEMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+
+_BUSY_TIMEOUT_S = 30.0
+_CACHE_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+# A pid alone cannot tell this process from an earlier one that had the same pid (a
+# container restarting with pid 1); this token, drawn once per process, can.
+_PROCESS_TOKEN = secrets.token_hex(8)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    label TEXT NOT NULL,
+    created REAL NOT NULL,
+    finished REAL,
+    spec TEXT NOT NULL,
+    error TEXT,
+    pid INTEGER NOT NULL,
+    pid_started TEXT,
+    owner TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created);
+"""
+
+
+def default_store_root() -> Path:
+    configured = os.environ.get(STORE_ENV_VAR, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".unlearning-lens" / "store"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    kind: str
+    status: str
+    label: str
+    created: float
+    finished: float | None
+    spec: dict
+    report: dict | None
+    error: str | None
+    path: Path
+
+
+def _process_start_time(pid: int) -> str | None:
+    """When `pid` started, from /proc on Linux; None elsewhere or if it is gone. Tells a
+    live process from an unrelated one that reused a dead run's pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after its ")".
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    except OSError:
+        return False
+    return True
+
+
+def _owner_alive(pid: int, pid_started: str | None, owner: str) -> bool:
+    if pid == os.getpid():
+        return owner == _PROCESS_TOKEN
+    if not _pid_alive(pid):
+        return False
+    current_start = _process_start_time(pid)
+    return pid_started is None or current_start is None or current_start == pid_started
+
+
+def _new_run_id() -> str:
+    """UTC time to the millisecond, then a random suffix: ids sort by creation time and
+    two runs started in the same millisecond still differ."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class RunStore:
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root).expanduser() if root is not None else default_store_root()
+        self.runs_dir = self.root / "runs"
+        self.cache_dir = self.root / "cache"
+        self.db_path = self.root / "index.sqlite"
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = error.strerror or error
+            raise UserError(f"run store {self.root}: cannot create it ({reason}); "
+                            f"choose a writable folder with {STORE_ENV_VAR}") from None
+        for folder in (self.root, self.runs_dir, self.cache_dir):
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UserError(f"run store {folder}: not writable; choose a writable "
+                                f"folder with {STORE_ENV_VAR}")
+        try:
+            with self._connect() as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            raise UserError(f"run store {self.db_path}: cannot open the index ({error})") from None
+        self.recover()
+
+    # --- SQLite ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        connection = sqlite3.connect(self.db_path, timeout=_BUSY_TIMEOUT_S,
+                                     isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front: a deferred one that
+        upgrades later can fail at once with "database is locked" instead of waiting."""
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def _row(self, run_id: str) -> sqlite3.Row:
+        with self._connect() as connection:
+            row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise UserError(self._unknown_run_message(run_id))
+        return row
+
+    def _unknown_run_message(self, run_id: str) -> str:
+        with self._connect() as connection:
+            latest = [row["id"] for row in connection.execute(
+                "SELECT id FROM runs ORDER BY created DESC, id DESC LIMIT 3")]
+        hint = f"latest: {', '.join(latest)}" if latest else "the store has no runs yet"
+        return (f"no run with id {run_id!r} in {self.root} ({hint}); RunStore.list() "
+                "and the app's runs page show every id")
+
+    # --- runs -----------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs_dir / run_id
+
+    def _temp_dir(self, run_id: str) -> Path:
+        return self.runs_dir / f"{TEMP_PREFIX}{run_id}"
+
+    def create(self, kind: str, spec: dict, label: str = "") -> str:
+        if not isinstance(kind, str) or not kind:
+            raise UserError(f"kind: expected a non-empty string, got {kind!r}")
+        spec_json = json.dumps(io.to_json_safe(spec, where="spec"), sort_keys=True,
+                               allow_nan=False)
+        run_id = _new_run_id()
+        pid = os.getpid()
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT INTO runs (id, kind, status, label, created, finished, spec, error,"
+                " pid, pid_started, owner) VALUES (?, ?, 'running', ?, ?, NULL, ?, NULL, ?, ?, ?)",
+                (run_id, kind, label, time.time(), spec_json, pid,
+                 _process_start_time(pid), _PROCESS_TOKEN))
+        return run_id
+
+    def finish(self, run_id: str, report: dict,
+               weights: Mapping[str, torch.Tensor] | None = None,
+               arrays: Mapping[str, np.ndarray] | None = None) -> RunRecord:
+        row = self._row(run_id)
+        if row["status"] != "running":
+            raise UserError(f"run {run_id} is {row['status']}; only a running run can finish")
+        temp = self._temp_dir(run_id)
+        final = self.run_dir(run_id)
+        _remove_tree(temp)
+        try:
+            temp.mkdir()
+            io.write_json(temp / SPEC_FILE, json.loads(row["spec"]))
+            io.write_json(temp / REPORT_FILE, report)
+            if weights is not None:
+                io.save_state_dict(temp / WEIGHTS_FILE, weights)
+            if arrays:
+                io.save_arrays(temp / ARRAYS_FILE, arrays)
+            io.fsync_dir(temp)
+            os.replace(temp, final)
+            io.fsync_dir(self.runs_dir)
+        except BaseException:
+            _remove_tree(temp)
+            raise
+        with self._transaction() as connection:
+            marked = connection.execute(
+                "UPDATE runs SET status = 'done', finished = ? WHERE id = ? AND status = 'running'",
+                (time.time(), run_id)).rowcount
+        if not marked:
+            # Deleted or failed meanwhile (another thread or process): the row wins.
+            _remove_tree(final)
+            raise UserError(f"run {run_id} changed while it was being saved; not stored")
+        return self.get(run_id)
+
+    def fail(self, run_id: str, error: str, *, cancelled: bool = False) -> None:
+        row = self._row(run_id)
+        if row["status"] != "running":
+            raise UserError(f"run {run_id} is already {row['status']}")
+        status = "cancelled" if cancelled else "failed"
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE runs SET status = ?, error = ?, finished = ? "
+                "WHERE id = ? AND status = 'running'",
+                (status, error, time.time(), run_id))
+        # A failed run has no folder, also when finish() got as far as renaming it.
+        _remove_tree(self._temp_dir(run_id))
+        _remove_tree(self.run_dir(run_id))
+
+    def _record(self, row: sqlite3.Row) -> RunRecord:
+        path = self.run_dir(row["id"])
+        report = None
+        if row["status"] == "done" and (path / REPORT_FILE).is_file():
+            report = io.read_json(path / REPORT_FILE)
+        return RunRecord(id=row["id"], kind=row["kind"], status=row["status"],
+                         label=row["label"], created=row["created"], finished=row["finished"],
+                         spec=json.loads(row["spec"]), report=report, error=row["error"],
+                         path=path)
+
+    def get(self, run_id: str) -> RunRecord:
+        return self._record(self._row(run_id))
+
+    def list(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """Newest first. Done runs carry their report, read from report.json."""
+        if status is not None and status not in STATUSES:
+            raise UserError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+        clauses, values = [], []
+        if kind is not None:
+            clauses.append("kind = ?")
+            values.append(kind)
+        if status is not None:
+            clauses.append("status = ?")
+            values.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._connect() as connection:
+            rows = connection.execute(
+                f"SELECT * FROM runs {where} ORDER BY created DESC, id DESC", values).fetchall()
+        return [self._record(row) for row in rows]
+
+    def delete(self, run_id: str) -> None:
+        row = self._row(run_id)
+        if row["status"] == "running" and _owner_alive(row["pid"], row["pid_started"],
+                                                       row["owner"]):
+            raise UserError(f"run {run_id} is still running; cancel it before deleting it")
+        # Move the folder aside first: a crash then leaves trash (removed on the next
+        # open) rather than a "done" row without its folder.
+        trash = self.runs_dir / f"{TRASH_PREFIX}{run_id}-{secrets.token_hex(3)}"
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.run_dir(run_id), trash)
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        _remove_tree(trash)
+        _remove_tree(self._temp_dir(run_id))
+
+    def load_weights(self, run_id: str) -> dict[str, torch.Tensor]:
+        record = self.get(run_id)
+        weights = record.path / WEIGHTS_FILE
+        if record.status != "done" or not weights.is_file():
+            raise UserError(f"run {run_id} ({record.status}) has no stored weights")
+        return io.load_state_dict(weights)
+
+    def load_arrays(self, run_id: str) -> dict[str, np.ndarray]:
+        arrays = self.get(run_id).path / ARRAYS_FILE
+        return io.load_arrays(arrays) if arrays.is_file() else {}
+
+    def recover(self) -> list[str]:
+        """Settle runs whose process is gone: a complete folder means only the final
+        status update was lost, so the run is marked "done"; otherwise it is marked
+        "failed" with error "interrupted". Returns the ids marked interrupted. Also
+        removes temporary and trash folders nobody can still be writing."""
+        with self._connect() as connection:
+            running = connection.execute(
+                "SELECT id, pid, pid_started, owner FROM runs WHERE status = 'running'").fetchall()
+        interrupted = []
+        for row in running:
+            if _owner_alive(row["pid"], row["pid_started"], row["owner"]):
+                continue
+            run_id = row["id"]
+            completed = self.run_dir(run_id).is_dir()
+            with self._transaction() as connection:
+                if completed:
+                    settled = connection.execute(
+                        "UPDATE runs SET status = 'done', finished = ? "
+                        "WHERE id = ? AND status = 'running'",
+                        (self.run_dir(run_id).stat().st_mtime, run_id)).rowcount
+                else:
+                    settled = connection.execute(
+                        "UPDATE runs SET status = 'failed', error = ?, finished = ? "
+                        "WHERE id = ? AND status = 'running'",
+                        (INTERRUPTED, time.time(), run_id)).rowcount
+            if settled and not completed:
+                interrupted.append(run_id)
+        self._remove_stale_folders()
+        return interrupted
+
+    def _remove_stale_folders(self) -> None:
+        with self._connect() as connection:
+            still_running = {row["id"] for row in connection.execute(
+                "SELECT id FROM runs WHERE status = 'running'")}
+        for folder in self.runs_dir.iterdir():
+            if folder.name.startswith(TRASH_PREFIX):
+                _remove_tree(folder)
+            elif (folder.name.startswith(TEMP_PREFIX)
+                  and folder.name[len(TEMP_PREFIX):] not in still_running):
+                _remove_tree(folder)
+        for folder in self.cache_dir.iterdir():
+            if folder.name.startswith(TRASH_PREFIX):
+                _remove_tree(folder)
+            elif folder.name.startswith(TEMP_PREFIX) and self._cache_temp_is_stale(folder.name):
+                _remove_tree(folder)
+
+    # --- checkpoint cache -----------------------------------------------------------
+
+    def _cache_entry(self, key: str) -> Path:
+        if not isinstance(key, str) or not _CACHE_KEY.fullmatch(key):
+            raise UserError(f"cache key: expected letters, digits, '_', '-' or '.' (not "
+                            f"starting with '.', at most 128), got {key!r}")
+        return self.cache_dir / key
+
+    def _cache_temp(self, key: str) -> Path:
+        # pid and process token in the name let recover() tell abandoned temp folders
+        # from ones another process is writing right now.
+        return self.cache_dir / (f"{TEMP_PREFIX}{key}.{os.getpid()}.{_PROCESS_TOKEN}."
+                                 f"{secrets.token_hex(3)}")
+
+    @staticmethod
+    def _cache_temp_is_stale(name: str) -> bool:
+        parts = name.rsplit(".", 3)
+        if len(parts) != 4 or not parts[1].isdigit():
+            return True
+        return not _owner_alive(int(parts[1]), None, parts[2])
+
+    def cache_has(self, key: str) -> bool:
+        return self._cache_entry(key).is_dir()
+
+    def cache_get(self, key: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """(state_dict, meta), or None if absent. A damaged entry raises UserError
+        naming its folder, to be deleted by hand."""
+        entry = self._cache_entry(key)
+        if not entry.is_dir():
+            return None
+        return io.load_state_dict(entry / WEIGHTS_FILE), io.read_json(entry / META_FILE)
+
+    def cache_put(self, key: str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:
+        """Written like a run folder: complete or absent. Keys are content hashes, so
+        when two writers race the first entry is kept and the second one dropped."""
+        entry = self._cache_entry(key)
+        if entry.is_dir():
+            return
+        temp = self._cache_temp(key)
+        try:
+            temp.mkdir()
+            io.save_state_dict(temp / WEIGHTS_FILE, state_dict)
+            io.write_json(temp / META_FILE, meta)
+            io.fsync_dir(temp)
+            os.replace(temp, entry)
+            io.fsync_dir(self.cache_dir)
+        except OSError:
+            if not entry.is_dir():  # a lost race leaves the winner's entry: that is fine
+                raise
+        finally:
+            _remove_tree(temp)

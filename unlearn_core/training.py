@@ -1,0 +1,237 @@
+"""Training: the experiment context, one SGD loop for everything that trains, and the
+original model and retrain oracle with their checkpoint cache."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import SetupSpec, TrainSpec
+from .data import Dataset, Split, TensorLoader, load_dataset, make_split
+from .errors import DivergedError, UserError
+from .models import LensModel, build_model
+from .progress import Progress
+
+PARTS = ("forget", "retain", "train", "test", "test_forget", "test_retain")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" picks CUDA, then MPS, then CPU; an explicit device must exist."""
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if mps_ok else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device: cuda is not available on this machine; choose auto or cpu")
+    if name == "mps" and not mps_ok:
+        raise UserError("device: mps is not available on this machine; choose auto or cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device: expected one of auto, cpu, cuda, mps; got {name!r}")
+    return torch.device(name)
+
+
+
+@dataclass
+class Experiment:
+    """A setup made concrete: the data, the split and the device."""
+
+    spec: SetupSpec
+    dataset: Dataset
+    split: Split
+    device: torch.device
+
+    def part(self, name: str):
+        """(ImageSet, indices) of a named part of the data."""
+        if name not in PARTS:
+            raise ValueError(f"part: expected one of {PARTS}, got {name!r}")
+        if name in ("train", "test"):
+            images = getattr(self.dataset, name)
+            return images, np.arange(len(images))
+        images = self.dataset.test if name.startswith("test_") else self.dataset.train
+        return images, getattr(self.split, name)
+
+    def loader(self, name: str, *, batch_size: int | None = None, shuffle: bool = False,
+               augment: str = "none", seed: int | None = None) -> TensorLoader:
+        images, indices = self.part(name)
+        return TensorLoader(images, indices, mean=self.dataset.mean, std=self.dataset.std,
+                            batch_size=batch_size or self.spec.train.batch_size,
+                            shuffle=shuffle, seed=self.spec.seed if seed is None else seed,
+                            device=self.device, augment=augment)
+
+    def new_model(self, seed: int | None = None) -> LensModel:
+        """A freshly initialised model of the setup's architecture."""
+        torch.manual_seed(self.spec.seed if seed is None else seed)
+        model = build_model(self.spec.model, in_channels=self.dataset.in_channels,
+                            num_classes=self.dataset.num_classes,
+                            image_size=self.dataset.image_size)
+        return model.to(self.device)
+
+
+def prepare(spec: SetupSpec) -> Experiment:
+    """Load the data, make the split and pick the device; every input error surfaces
+    here, before any training starts."""
+    device = resolve_device(spec.device)
+    dataset = load_dataset(spec.data)
+    split = make_split(dataset, spec.forget, spec.seed)
+    # Build once to validate the architecture against this data's image size.
+    build_model(spec.model, in_channels=dataset.in_channels,
+                num_classes=dataset.num_classes, image_size=dataset.image_size)
+    return Experiment(spec, dataset, split, device)
+
+
+@dataclass
+class FitLog:
+    """What a training loop did: mean loss per epoch, steps taken, wall time."""
+
+    epoch_losses: list[float] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def sgd(params: Iterable[torch.nn.Parameter], *, lr: float, momentum: float = 0.9,
+        weight_decay: float = 0.0) -> torch.optim.SGD:
+    return torch.optim.SGD(list(params), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def fit(model: torch.nn.Module, batches: Callable[[], Iterable[Any]],
+        loss_fn: Callable[[Any], torch.Tensor], optimizer: torch.optim.Optimizer, *,
+        epochs: int, progress: Progress, label: str = "training",
+        steps_per_epoch: int | None = None,
+        after_step: Callable[[], None] | None = None,
+        stop: Callable[[], bool] | None = None) -> FitLog:
+    """The one training loop: `batches()` yields an epoch's batches, `loss_fn(batch)`
+    returns the loss to minimise. A cosine schedule runs over all steps; a non-finite
+    loss raises DivergedError instead of producing a NaN model; `stop()` is checked
+    after each epoch (early stopping rules of the methods)."""
+    per_epoch = steps_per_epoch if steps_per_epoch is not None else len(batches())
+    total = max(1, epochs * per_epoch)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    log = FitLog()
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        running, count = 0.0, 0
+        for batch in batches():
+            loss = loss_fn(batch)
+            if not torch.isfinite(loss):
+                raise DivergedError(f"{label}: the loss became {loss.item()} in epoch "
+                                    f"{epoch + 1}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if after_step is not None:
+                after_step()
+            scheduler.step()
+            log.steps += 1
+            running += loss.item()
+            count += 1
+            progress.update(log.steps / total,
+                            f"{label}: epoch {epoch + 1}/{epochs}, loss {running / count:.3f}")
+        log.epoch_losses.append(running / max(count, 1))
+        if stop is not None and stop():
+            break
+    log.seconds = time.perf_counter() - started
+    return log
+
+
+def repeat_forever(loader: Iterable[Any]) -> Iterator[Any]:
+    """Batches of `loader` without end, reshuffled on every pass (unlike itertools.cycle,
+    which replays the first pass)."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("repeat_forever: the loader yields no batches")
+
+
+def train_classifier(model: LensModel, exp: Experiment, part: str, recipe: TrainSpec,
+                     progress: Progress, label: str, seed: int | None = None) -> FitLog:
+    """Supervised training with a recipe (SGD, momentum, cosine); `seed` fixes the
+    data order (the setup's seed by default)."""
+    loader = exp.loader(part, batch_size=recipe.batch_size, shuffle=True,
+                        augment=recipe.augment, seed=seed)
+    optimizer = sgd(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                    weight_decay=recipe.weight_decay)
+
+    def loss_fn(batch):
+        x, y = batch
+        return F.cross_entropy(model(x), y)
+
+    return fit(model, lambda: loader, loss_fn, optimizer, epochs=recipe.epochs,
+               progress=progress, label=label)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities and labels over a loader, in eval mode."""
+    model.eval()
+    probs, labels = [], []
+    for x, y in loader:
+        probs.append(torch.softmax(model(x).float(), dim=1).cpu())
+        labels.append(y.cpu())
+    if not probs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+
+
+class CheckpointCache(Protocol):
+    def cache_get(self, key: str) -> tuple[dict[str, torch.Tensor], dict] | None: ...
+    def cache_put(self, key: str, state_dict: dict[str, torch.Tensor], meta: dict) -> None: ...
+
+
+@dataclass
+class TrainedModel:
+    model: LensModel
+    meta: dict  # seconds, steps, device, test_accuracy, role, key
+
+
+def _trained(exp: Experiment, cache: CheckpointCache, key: str, role: str, part: str,
+             progress: Progress) -> TrainedModel:
+    model = exp.new_model()
+    cached = cache.cache_get(key)
+    if cached is not None:
+        state, meta = cached
+        model.load_state_dict(state)
+        model.eval()
+        progress.update(1.0, f"{role}: loaded from cache")
+        return TrainedModel(model, meta)
+    log = train_classifier(model, exp, part, exp.spec.train, progress, label=f"training {role}")
+    probs, labels = predict(model, exp.loader("test", batch_size=512))
+    meta = {"role": role, "key": key, "seconds": log.seconds, "steps": log.steps,
+            "device": str(exp.device), "epoch_losses": log.epoch_losses,
+            "test_accuracy": float((probs.argmax(1) == labels).mean()),
+            "train_size": int(len(exp.part(part)[1]))}
+    cache.cache_put(key, {k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
+    model.eval()
+    return TrainedModel(model, meta)
+
+
+def reference_key(spec: SetupSpec, role: str) -> str:
+    """Checkpoint-cache key of the "original" or the "oracle" of a setup."""
+    return f"{role}-" + (spec.original_key if role == "original" else spec.oracle_key)
+
+
+def get_original(exp: Experiment, cache: CheckpointCache, progress: Progress) -> TrainedModel:
+    """The original model, trained on the whole training set (cached by spec hash)."""
+    return _trained(exp, cache, reference_key(exp.spec, "original"), "original", "train", progress)
+
+
+def get_oracle(exp: Experiment, cache: CheckpointCache, progress: Progress) -> TrainedModel:
+    """The retrain oracle: the original's recipe on the retain set only (cached)."""
+    return _trained(exp, cache, reference_key(exp.spec, "oracle"), "oracle", "retain", progress)
+
+
+def speedup(reference_seconds: float, seconds: float) -> float | None:
+    if seconds <= 0 or not math.isfinite(reference_seconds):
+        return None
+    return reference_seconds / seconds
