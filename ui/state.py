@@ -9,7 +9,7 @@ import streamlit as st
 from unlearn_core.config import SetupSpec
 from unlearn_core.jobs import Job, JobRunner
 from unlearn_core.progress import Progress
-from unlearn_core.runs import RunStore
+from unlearn_core.runs import RunStore, default_store_root
 
 SETUP_KEY = "setup_spec"
 JOB_KEY = "job_id"
@@ -23,13 +23,13 @@ def job_runner() -> JobRunner:
 
 
 @st.cache_resource
-def _store(root: str | None) -> RunStore:
+def _store(root: str) -> RunStore:
     return RunStore(root)
 
 
 def store() -> RunStore:
-    """The run store at $LENS_STORE (or the default folder)."""
-    return _store(None)
+    """The run store at $LENS_STORE (or the default folder), one per folder."""
+    return _store(str(default_store_root()))
 
 
 def current_setup() -> SetupSpec:

@@ -148,13 +148,18 @@ def accuracy_table(report: dict) -> str:
 
 def cmd_train(args) -> int:
     from .pipeline import train_references
+    from .training import import_original
     spec = setup_from_args(args)
-    refs = train_references(spec, _store(args), Progress(_ConsoleProgress(args.quiet)))
+    store = _store(args)
+    if args.original_checkpoint is not None:
+        spec = import_original(spec, store, str(args.original_checkpoint))
+    refs = train_references(spec, store, Progress(_ConsoleProgress(args.quiet)))
     out = {"setup": spec.to_dict(), "split": refs.experiment.split.sizes(),
            "original": refs.original.meta, "oracle": refs.oracle.meta}
-    table = "\n".join(f"{role:9} test accuracy {_pct(t.meta['test_accuracy'])}, trained in "
-                      f"{t.meta['seconds']:.1f} s on {t.meta['device']}"
-                      for role, t in (("original", refs.original), ("oracle", refs.oracle)))
+    table = "\n".join(f"{role:9} test accuracy {_pct(t.meta['test_accuracy'])}, " + (
+        f"imported from {t.meta['imported_from']}" if t.meta.get("imported_from")
+        else f"trained in {t.meta['seconds']:.1f} s on {t.meta['device']}")
+        for role, t in (("original", refs.original), ("oracle", refs.oracle)))
     _print(out, args.json, f"split {refs.experiment.split.sizes()}\n{table}")
     return 0
 
@@ -229,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train (or load) the original and the retrain oracle")
+    p.add_argument("--original-checkpoint", type=Path, metavar="PATH",
+                   help="use these weights (.safetensors, or .pt saved weights-only) as the "
+                        "original instead of training it")
     _add_setup_args(p)
     p.set_defaults(func=cmd_train)
 

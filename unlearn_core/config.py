@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -238,8 +239,14 @@ class SetupSpec(_Spec):
     train: TrainSpec = field(default_factory=TrainSpec)
     seed: int = 0
     device: str = "auto"
+    # "trained": the original is trained with `train`; "imported:<hash>": a user's
+    # checkpoint with that content hash stands in for it.
+    original: str = "trained"
 
     def __post_init__(self):
+        _require(self.original == "trained" or re.fullmatch(r"imported:[0-9a-f]{16}", self.original)
+                 is not None, f"original: expected 'trained' or 'imported:<16 hex digits>', "
+                              f"got {self.original!r}")
         for name, kind in (("data", DataSpec), ("forget", ForgetSpec),
                            ("model", ModelSpec), ("train", TrainSpec)):
             _require(isinstance(getattr(self, name), kind),
@@ -250,12 +257,14 @@ class SetupSpec(_Spec):
                  f"device: expected one of {list(DEVICES)}, got {self.device!r}")
 
     def _hashed(self, *parts: str) -> str:
-        return content_hash({p: getattr(self, p).to_dict() if p != "seed" else self.seed
-                             for p in parts})
+        return content_hash({p: getattr(self, p).to_dict() if isinstance(getattr(self, p), _Spec)
+                             else getattr(self, p) for p in parts})
 
     @property
     def original_key(self) -> str:
         """Cache key of the original model (the forget set does not matter)."""
+        if self.original != "trained":
+            return self._hashed("data", "model", "original")
         return self._hashed("data", "model", "train", "seed")
 
     @property

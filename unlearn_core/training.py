@@ -3,9 +3,12 @@ original model and retrain oracle with their checkpoint cache."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
@@ -15,6 +18,7 @@ import torch.nn.functional as F
 from .config import SetupSpec, TrainSpec
 from .data import Dataset, Split, TensorLoader, load_dataset, make_split
 from .errors import DivergedError, UserError
+from .io import load_into_model, load_state_dict
 from .models import LensModel, build_model
 from .progress import Progress
 
@@ -199,6 +203,9 @@ def _trained(exp: Experiment, cache: CheckpointCache, key: str, role: str, part:
              progress: Progress) -> TrainedModel:
     model = exp.new_model()
     cached = cache.cache_get(key)
+    if cached is None and role == "original" and exp.spec.original != "trained":
+        raise UserError(f"original: the imported checkpoint {exp.spec.original} is not in the "
+                        "run store's cache; import it again")
     if cached is not None:
         state, meta = cached
         model.load_state_dict(state)
@@ -229,6 +236,29 @@ def get_original(exp: Experiment, cache: CheckpointCache, progress: Progress) ->
 def get_oracle(exp: Experiment, cache: CheckpointCache, progress: Progress) -> TrainedModel:
     """The retrain oracle: the original's recipe on the retain set only (cached)."""
     return _trained(exp, cache, reference_key(exp.spec, "oracle"), "oracle", "retain", progress)
+
+
+def import_original(spec: SetupSpec, cache: CheckpointCache, path: str) -> SetupSpec:
+    """Make a user's checkpoint the original of `spec`; returns the setup that uses it.
+
+    Loaded weights-only (safetensors or `torch.load(weights_only=True)`): a corrupt file
+    or one of another architecture is refused with a UserError before anything is cached.
+    The oracle is still trained with the setup's recipe, which the user's original may
+    not have followed.
+    """
+    exp = prepare(spec)
+    model = exp.new_model()
+    state = load_state_dict(path)
+    load_into_model(model, state, source=str(path))
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    imported = dataclasses.replace(spec, original=f"imported:{digest}")
+    probs, labels = predict(model, exp.loader("test", batch_size=512))
+    meta = {"role": "original", "key": reference_key(imported, "original"),
+            "imported_from": str(path), "seconds": None, "steps": 0, "device": str(exp.device),
+            "epoch_losses": [], "test_accuracy": float((probs.argmax(1) == labels).mean()),
+            "train_size": len(exp.dataset.train)}
+    cache.cache_put(meta["key"], {k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
+    return imported
 
 
 def speedup(reference_seconds: float, seconds: float) -> float | None:

@@ -37,7 +37,7 @@ class Finetune(Method):
     title = "Finetune"
     summary = ("Keep training the original on the retain set only, hoping the forget set "
                "fades through catastrophic forgetting.")
-    params = (epochs_param(3, "passes over the retain set"), lr_param(0.02), batch_size_param(64))
+    params = (epochs_param(3, "passes over the retain set"), lr_param(0.05), batch_size_param(64))
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         p = ctx.params
@@ -57,8 +57,8 @@ class NegGradPlus(Method):
                "minimise a·CE(retain) − (1−a)·CE(forget).")
     reference = "Kurmanji et al., Towards Unbounded Machine Unlearning (NeurIPS 2023)"
     params = (
-        epochs_param(2, "passes over the retain set (forget batches cycle alongside)"),
-        lr_param(0.01),
+        epochs_param(3, "passes over the retain set (forget batches cycle alongside)"),
+        lr_param(0.02),
         batch_size_param(64),
         Param("alpha", "float", 0.99, "weight a of the retain loss; 1 − a weighs the forget "
               "ascent", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False),

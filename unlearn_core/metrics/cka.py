@@ -23,7 +23,8 @@ representation that does not vary: they raise `ConstantFeaturesError` instead, s
 dead layer is reported rather than silently plotted. (`forgetting_depth` is the one
 exception, by design: see its docstring.)
 
-The helpers `to_numpy` and `as_example_matrix` are shared by the other metric modules.
+The input helpers `to_numpy`, `as_example_matrix` and `check_int` are shared by the other
+metric modules.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "ConstantFeaturesError",
     "as_example_matrix",
     "bootstrap_cka",
+    "check_int",
     "cka_matrix",
     "forgetting_depth",
     "linear_cka",
@@ -70,9 +72,9 @@ def to_numpy(value: Any, name: str) -> np.ndarray:
     """
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         tensor = value.detach().cpu()
-        # NumPy has no bfloat16; widen low-precision floats before converting.
-        if tensor.is_floating_point():
-            tensor = tensor.double()
+        # NumPy has no bfloat16: widen 16-bit floats before converting.
+        if tensor.is_floating_point() and tensor.element_size() < 4:
+            tensor = tensor.float()
         return tensor.numpy()
     try:
         return np.asarray(value)
@@ -94,7 +96,8 @@ def as_example_matrix(value: Any, name: str, dtype: type = np.float64,
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
             or array.dtype == np.bool_):
         raise ValueError(f"{name}: expected real numbers, got dtype {array.dtype}")
-    array = array.reshape(array.shape[0], int(np.prod(array.shape[1:]))).astype(dtype, copy=False)
+    n_features = int(np.prod(array.shape[1:]))
+    array = array.reshape(array.shape[0], n_features).astype(dtype, copy=False)
     if array.shape[0] < min_examples:
         raise ValueError(f"{name}: needs at least {min_examples} examples, got shape "
                          f"{array.shape}")
@@ -105,7 +108,8 @@ def as_example_matrix(value: Any, name: str, dtype: type = np.float64,
     return array
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """`value` as an int, or a ValueError naming `name` unless it is an integer >= minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     return int(value)
@@ -128,8 +132,8 @@ def _paired_features(X: Any, Y: Any, min_examples: int) -> tuple[np.ndarray, np.
     return x, y
 
 
-def _centre(features: np.ndarray, name: str) -> np.ndarray:
-    """Column-centred copy; raises ConstantFeaturesError if nothing varies."""
+def _check_varies(features: np.ndarray, name: str) -> None:
+    """Raise ConstantFeaturesError if no feature varies across the examples."""
     column_max = features.max(axis=0)
     column_min = features.min(axis=0)
     magnitude = np.maximum(np.abs(column_max), np.abs(column_min))
@@ -138,6 +142,11 @@ def _centre(features: np.ndarray, name: str) -> np.ndarray:
             f"{name} is constant: all {features.shape[1]} features have zero variance "
             f"across the {features.shape[0]} examples, so CKA is undefined (0/0). "
             "A dead layer or a probe subset of identical inputs causes this.")
+
+
+def _centre(features: np.ndarray, name: str) -> np.ndarray:
+    """Column-centred copy; raises ConstantFeaturesError if nothing varies."""
+    _check_varies(features, name)
     return features - features.mean(axis=0)
 
 
@@ -149,6 +158,7 @@ def _centred_gram(centred: np.ndarray, debiased: bool) -> np.ndarray:
     M_ij = K_ij - r_i/(n-2) - r_j/(n-2) + s/((n-1)(n-2)) with r the row sums and s the
     total of K with its diagonal zeroed). <M_K, M_L> / (n(n-3)) is exactly Song et al.'s
     unbiased HSIC, and since it is an inner product, HSIC(K, K) >= 0 and |CKA| <= 1.
+    It does not change when the features are shifted, so centring is optional there.
     """
     gram = centred @ centred.T
     if not debiased:
@@ -223,20 +233,21 @@ def minibatch_cka(X: Any, Y: Any, batch_size: int = 256, seed: int = 0) -> float
     CKA = mean HSIC(K, L) / sqrt(mean HSIC(K, K) * mean HSIC(L, L)).
     Memory is O(batch_size^2) instead of O(n^2), so it scales to large n.
     """
-    batch_size = _check_int("batch_size", batch_size, 4)
-    seed = _check_int("seed", seed, 0)
+    batch_size = check_int("batch_size", batch_size, 4)
+    seed = check_int("seed", seed, 0)
     x, y = _paired_features(X, Y, min_examples=4)
-    # Global centring is only for numerical comfort: U-centring inside each batch is
-    # invariant to shifting the features.
-    x_centred = _centre(x, "X")
-    y_centred = _centre(y, "Y")
+    _check_varies(x, "X")
+    _check_varies(y, "Y")
     n = x.shape[0]
     order = np.random.default_rng(seed).permutation(n)
     batches = np.array_split(order, max(1, n // batch_size))
     hsic_xy = hsic_xx = hsic_yy = 0.0
+    # The unbiased HSIC is invariant to shifting the features; subtracting the global
+    # mean from each batch only keeps large offsets from costing precision.
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
     for batch in batches:
-        gram_x = _centred_gram(x_centred[batch], True)
-        gram_y = _centred_gram(y_centred[batch], True)
+        gram_x = _centred_gram(x[batch] - x_mean, True)
+        gram_y = _centred_gram(y[batch] - y_mean, True)
         scale = len(batch) * (len(batch) - 3)
         hsic_xy += np.vdot(gram_x, gram_y) / scale
         hsic_xx += np.vdot(gram_x, gram_x) / scale
@@ -316,8 +327,8 @@ def bootstrap_cka(X: Any, Y: Any, n_boot: int = 200, seed: int = 0, level: float
     Bounds are clipped to the estimator's range ([0, 1] plain, [-1, 1] debiased).
     Replicates whose resample does not vary at all (possible only for tiny n) are dropped.
     """
-    n_boot = _check_int("n_boot", n_boot, 1)
-    seed = _check_int("seed", seed, 0)
+    n_boot = check_int("n_boot", n_boot, 1)
+    seed = check_int("seed", seed, 0)
     if not (isinstance(level, (float, int)) and 0.0 < level < 1.0):
         raise ValueError(f"level: expected a number strictly between 0 and 1, got {level!r}")
     x, y = _paired_features(X, Y, min_examples=4 if debiased else 2)

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.special import expit
 from sklearn.svm import SVC
 
-from .cka import as_example_matrix, to_numpy
+from .cka import as_example_matrix, check_int, to_numpy
 
 __all__ = [
     "FEATURES",
@@ -121,8 +121,7 @@ def _fitted_attack(member_probs: Any, member_labels: Any, nonmember_probs: Any,
                    feature: str, seed: int) -> tuple[SVC, np.ndarray]:
     """SVC trained on members (1) vs non-members (0), and the target's features."""
     _check_feature(feature)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    seed = check_int("seed", seed, 0)
     features = {}
     n_classes = {}
     for group, probs, labels in (("member", member_probs, member_labels),

@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.extmath import randomized_range_finder
 
-from .cka import as_example_matrix, to_numpy
+from .cka import as_example_matrix, check_int, to_numpy
 
 __all__ = ["ProbeResult", "fit_linear_probe"]
 
@@ -95,19 +95,18 @@ def fit_linear_probe(train_X: Any, train_y: Any, test_X: Any, test_y: Any, *,
     """Fit a logistic-regression probe on `train_X` and report its accuracy on `test_X`.
 
     Activations with more than two dimensions are flattened per example. Features are
-    standardised with the training statistics (constant features are left at 0); when
+    standardised with the training statistics (constant ones are zeroed); when
     there are more than `max_dim` features they are projected on at most `max_dim`
     principal axes fitted on the training examples (seeded randomized PCA, see the module
     docstring), and the projected features are rescaled to unit variance so lbfgs
     converges in a few dozen iterations. Then a multinomial LogisticRegression (C=1) is fit.
 
-    Raises ValueError if the training labels hold a single class, if shapes disagree, or
-    if a set is empty.
+    per_class covers the classes present in test_y; a class absent from train_y cannot be
+    predicted and scores 0. Raises ValueError if the training labels hold a single class,
+    if every training feature is constant, if shapes disagree, or if a set is empty.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
-    if isinstance(max_dim, bool) or not isinstance(max_dim, (int, np.integer)) or max_dim < 1:
-        raise ValueError(f"max_dim: expected an integer >= 1, got {max_dim!r}")
+    seed = check_int("seed", seed, 0)
+    max_dim = check_int("max_dim", max_dim, 1)
     train = as_example_matrix(train_X, "train_X", dtype=np.float32)
     test = as_example_matrix(test_X, "test_X", dtype=np.float32)
     if train.shape[1] != test.shape[1]:
@@ -120,11 +119,16 @@ def fit_linear_probe(train_X: Any, train_y: Any, test_X: Any, test_y: Any, *,
         raise ValueError(f"train_y: a probe needs at least two classes to tell apart, got "
                          f"only class {classes[0]}")
 
+    # Constant training features carry nothing and are zeroed (an infinite scale), in the
+    # test set as well; detected exactly, since centring can leave rounding residue.
+    constant = train.max(axis=0) == train.min(axis=0)
+    if np.all(constant):
+        raise ValueError("train_X: every feature is constant across the training examples")
     mean = train.mean(axis=0)
     train = train - mean
     test = test - mean
     scale = np.sqrt(np.einsum("ij,ij->j", train, train) / train.shape[0])
-    scale[scale == 0] = 1.0  # a constant feature stays 0 after centring
+    scale[constant] = np.inf
     train /= scale
     test /= scale
     if train.shape[1] > max_dim:

@@ -1,0 +1,27 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+PORT ?= 8501
+
+.PHONY: run test bench clean-venv
+
+$(STAMP): requirements.txt
+	rm -f $(VENV)/.installed-*
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip check
+	touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/streamlit run app.py --server.address localhost --server.port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m unlearn_core bench --quick
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny `digits` setup (trains in about 2 s) and a run store in a
+temporary folder, so tests never touch the user's store."""
+
+import pytest
+
+from unlearn_core.config import DataSpec, ModelSpec, SetupSpec, TrainSpec
+from unlearn_core.runs import RunStore
+
+
+def tiny_setup(**changes) -> SetupSpec:
+    base = dict(data=DataSpec("digits"), model=ModelSpec("small_cnn"),
+                train=TrainSpec(epochs=3, batch_size=32), seed=0, device="cpu")
+    base.update(changes)
+    return SetupSpec(**base)
+
+
+@pytest.fixture(autouse=True)
+def isolated_store_env(tmp_path, monkeypatch):
+    """Anything that opens the default store gets a fresh one."""
+    monkeypatch.setenv("LENS_STORE", str(tmp_path / "default-store"))
+
+
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory) -> RunStore:
+    """One store for the whole session, so the tiny references train once."""
+    return RunStore(tmp_path_factory.mktemp("shared-store"))
+
+
+@pytest.fixture(scope="session")
+def tiny_refs(shared_store):
+    from unlearn_core.pipeline import train_references
+    return train_references(tiny_setup(), shared_store)
