@@ -19,7 +19,7 @@ else:
     labels = {r.id: f"{r.label} · {r.id}" for r in done}
     selected = st.session_state.get(state.SELECTED_RUN_KEY)
     run_id = st.selectbox("Run", ids, index=ids.index(selected) if selected in ids else 0,
-                          format_func=labels.get)
+                          format_func=labels.get, key="run")
     state.select_run(run_id)
     try:
         record = store.get(run_id)

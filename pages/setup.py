@@ -26,29 +26,29 @@ models = {m.name: m for m in list_models()}
 left, right = st.columns(2)
 with left:
     st.subheader("Data and model")
-    name = st.selectbox("Dataset", list(datasets), index=list(datasets).index(current.data.name),
+    name = st.selectbox("Dataset", list(datasets), key="dataset", index=list(datasets).index(current.data.name),
                         format_func=lambda n: f"{n} — {datasets[n].description}")
     root, download, image_size = current.data.root, False, current.data.image_size
     if datasets[name].needs_root:
-        root = st.text_input("Dataset folder (root)", value=root or "",
+        root = st.text_input("Dataset folder (root)", value=root or "", key="root",
                              help="a folder on this machine holding the dataset files") or None
-        download = st.checkbox("Download into this folder if missing", value=False,
+        download = st.checkbox("Download into this folder if missing", value=False, key="download",
                                help="only when ticked does anything touch the network")
         if name == "imagefolder":
-            image_size = st.number_input("Resize images to", 8, 512, value=image_size)
-    model_name = st.selectbox("Model", list(models), index=list(models).index(current.model.name),
+            image_size = st.number_input("Resize images to", 8, 512, value=image_size, key="image_size")
+    model_name = st.selectbox("Model", list(models), key="model", index=list(models).index(current.model.name),
                               format_func=lambda n: f"{n} — {models[n].description}")
     width = st.number_input("Width multiplier", 0.125, 8.0, value=float(current.model.width),
-                            step=0.25)
-    seed = st.number_input("Seed", 0, 2**31 - 1, value=current.seed)
-    device = st.selectbox("Device", DEVICES, index=DEVICES.index(current.device),
+                            step=0.25, key="width")
+    seed = st.number_input("Seed", 0, 2**31 - 1, value=current.seed, key="seed")
+    device = st.selectbox("Device", DEVICES, index=DEVICES.index(current.device), key="device",
                           help="auto picks CUDA, then MPS, then the CPU")
     with st.expander("Training recipe (original and oracle)"):
         t = current.train
-        epochs = st.number_input("Epochs", 1, 1000, value=t.epochs)
-        lr = st.number_input("Learning rate", 1e-5, 10.0, value=t.lr, format="%g")
-        batch_size = st.number_input("Batch size", 1, 65536, value=t.batch_size)
-        augment = st.selectbox("Augmentation", AUGMENTATIONS, index=AUGMENTATIONS.index(t.augment),
+        epochs = st.number_input("Epochs", 1, 1000, value=t.epochs, key="epochs")
+        lr = st.number_input("Learning rate", 1e-5, 10.0, value=t.lr, format="%g", key="lr")
+        batch_size = st.number_input("Batch size", 1, 65536, value=t.batch_size, key="batch_size")
+        augment = st.selectbox("Augmentation", AUGMENTATIONS, index=AUGMENTATIONS.index(t.augment), key="augment",
                                help="crop suits digits; crop_flip suits natural images")
 
 try:
@@ -61,19 +61,20 @@ except UserError as exc:
 
 with right:
     st.subheader("Forget set")
-    kind = st.radio("Kind", FORGET_KINDS, index=FORGET_KINDS.index(current.forget.kind),
+    kind = st.radio("Kind", FORGET_KINDS, index=FORGET_KINDS.index(current.forget.kind), key="forget_kind",
                     format_func=FORGET_LABELS.get)
     classes, fraction, indices = current.forget.classes or (0,), current.forget.fraction or 0.1, ()
     class_names = list(dataset.classes) if dataset is not None else []
     if kind in ("classes", "non_iid") and class_names:
-        chosen = st.multiselect("Classes to forget", range(len(class_names)),
+        chosen = st.multiselect("Classes to forget", range(len(class_names)), key="forget_classes",
                                 default=[c for c in classes if c < len(class_names)],
                                 format_func=lambda c: f"{c}: {class_names[c]}")
         classes = tuple(chosen)
     if kind in ("random", "non_iid"):
-        fraction = st.slider("Fraction to forget", 0.01, 0.99, value=float(fraction), step=0.01)
+        fraction = st.slider("Fraction to forget", 0.01, 0.99, value=float(fraction), step=0.01,
+                             key="forget_fraction")
     if kind == "indices":
-        upload = st.file_uploader("CSV of training-set indices", type=["csv", "txt"],
+        upload = st.file_uploader("CSV of training-set indices", type=["csv", "txt"], key="forget_csv",
                                   help="integers separated by commas or new lines; "
                                        "an optional header line")
         if upload is not None:
@@ -108,7 +109,7 @@ if dataset is not None:
               "test_forget": "Test, forget classes", "test_retain": "Test, retain classes"}
     for col, (key, size) in zip(cols, split.sizes().items()):
         col.metric(labels[key], f"{size:,}")
-    shown = split.forget[:16]
+    shown = split.forget[:16].copy()  # a writable copy for torch indexing
     widgets.image_grid(dataset.train.images[shown].numpy(),
                        [f"#{i} · {dataset.classes[int(dataset.train.labels[i])]}" for i in shown])
 
@@ -121,7 +122,7 @@ for col, (role, ok) in zip(cols, cached.items()):
 if all(cached.values()):
     st.success("Both models are ready. Go on to unlearning.")
     st.page_link("pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
-elif st.button("Train original and oracle", type="primary", disabled=state.busy()):
+elif st.button("Train original and oracle", type="primary", disabled=state.busy(), key="train"):
     state.submit(f"Train {spec.data.name}/{spec.model.name}",
                  lambda progress: train_references(spec, store, progress).original.meta)
     st.rerun()

@@ -14,7 +14,7 @@ st.caption(f"Setup: {spec.data.name} · {spec.model.name} · forget {spec.forget
            f"seed {spec.seed}. Change it on the Setup page.")
 
 methods = {m.name: m for m in list_methods()}
-name = st.selectbox("Method", list(methods), format_func=lambda n: methods[n].title)
+name = st.selectbox("Method", list(methods), format_func=lambda n: methods[n].title, key="method")
 method = methods[name]
 st.markdown(method.summary)
 if method.reference:

@@ -158,13 +158,28 @@ class RunStore:
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise UserError(f"run store {folder}: not writable; choose a writable "
                                 f"folder with {STORE_ENV_VAR}")
-        try:
-            with self._connect() as connection:
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as error:
-            raise UserError(f"run store {self.db_path}: cannot open the index ({error})") from None
+        self._initialise_index()
         self.recover()
+
+    def _initialise_index(self) -> None:
+        """WAL mode and the schema. Switching the journal mode needs an exclusive lock
+        and SQLite reports "locked" at once, without waiting, while another process or
+        thread is creating the same index, so that case is retried until the timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        while True:
+            try:
+                with self._connect() as connection:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    connection.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise UserError(f"run store {self.db_path}: cannot open the index "
+                                    f"({error})") from None
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as error:
+                raise UserError(f"run store {self.db_path}: cannot open the index "
+                                f"({error})") from None
 
     # --- SQLite ---------------------------------------------------------------------
 

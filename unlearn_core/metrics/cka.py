@@ -46,9 +46,9 @@ __all__ = [
     "to_numpy",
 ]
 
-# A feature counts as constant when its centred values are below this fraction of its
-# magnitude: centring a constant column leaves rounding noise of about 1e-16 relative,
-# which must not be mistaken for signal.
+# A feature counts as constant when its range (max - min) is at most this fraction of its
+# magnitude: values that differ only by float rounding carry no signal, and CKA on them
+# would be noise divided by noise.
 _CONSTANT_RELATIVE_TOLERANCE = 1e-12
 
 # Bootstrap replicates are processed in blocks so memory stays at a few (n, block)
