@@ -13,9 +13,9 @@ st.set_page_config(page_title="Unlearning Lens", page_icon=str(ASSETS / "logo.pn
                    layout="wide")
 
 pages = [
-    st.Page("pages/setup.py", title="Setup", icon=":material/tune:", default=True),
-    st.Page("pages/unlearn.py", title="Unlearn", icon=":material/delete_sweep:"),
-    st.Page("pages/results.py", title="Results", icon=":material/analytics:"),
+    st.Page("app_pages/setup.py", title="Setup", icon=":material/tune:", default=True),
+    st.Page("app_pages/unlearn.py", title="Unlearn", icon=":material/delete_sweep:"),
+    st.Page("app_pages/results.py", title="Results", icon=":material/analytics:"),
 ]
 navigation = st.navigation(pages)
 

@@ -40,8 +40,11 @@ def per_class_accuracy(report: dict) -> go.Figure:
         fig.add_bar(name=ROLE_NAMES[role], x=labels,
                     y=_percent(report["accuracy"][role]["per_class_test"]),
                     marker_color=ROLE_COLORS[role])
+    # Class names are often digits: without a category axis plotly reads them as
+    # numbers and silently drops the marked forget class.
     fig.update_layout(title="Test accuracy per class (✕ = forget class)",
-                      xaxis_title="class", yaxis_title="accuracy (%)", yaxis_range=[0, 105],
+                      xaxis_title="class", xaxis_type="category",
+                      yaxis_title="accuracy (%)", yaxis_range=[0, 105],
                       barmode="group", legend_orientation="h", legend_y=-0.2)
     return fig
 

@@ -60,7 +60,7 @@ def test_setup_unlearn_results_path(app, tmp_path):
     at.button(key="train").click().run(timeout=TIMEOUT)
     run_until(at, lambda a: "Both models are ready" in texts(a.success), "training")
 
-    at.switch_page("pages/unlearn.py").run(timeout=TIMEOUT)
+    at.switch_page("app_pages/unlearn.py").run(timeout=TIMEOUT)
     at.selectbox(key="method").set_value("neggrad_plus").run(timeout=TIMEOUT)
     at.number_input(key="param-neggrad_plus-epochs").set_value(3)
     at.button[0].click().run(timeout=TIMEOUT)  # the form's Run button
@@ -71,7 +71,7 @@ def test_setup_unlearn_results_path(app, tmp_path):
     assert record.status == "done" and record.spec["method"]["params"]["epochs"] == 3
     report = record.report
 
-    at.switch_page("pages/results.py").run(timeout=TIMEOUT)
+    at.switch_page("app_pages/results.py").run(timeout=TIMEOUT)
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     forget = report["accuracy"]["unlearned"]["forget_train"]

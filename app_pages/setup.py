@@ -121,7 +121,7 @@ for col, (role, ok) in zip(cols, cached.items()):
     col.write(f"**{role.capitalize()}**: {'trained (cached)' if ok else 'not trained yet'}")
 if all(cached.values()):
     st.success("Both models are ready. Go on to unlearning.")
-    st.page_link("pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
+    st.page_link("app_pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
 elif st.button("Train original and oracle", type="primary", disabled=state.busy(), key="train"):
     state.submit(f"Train {spec.data.name}/{spec.model.name}",
                  lambda progress: train_references(spec, store, progress).original.meta)

@@ -13,7 +13,7 @@ runs = store.list(kind="unlearn")
 done = [r for r in runs if r.status == "done"]
 if not done:
     st.info("No finished runs yet: run a method on the Unlearn page.")
-    st.page_link("pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
+    st.page_link("app_pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
 else:
     ids = [r.id for r in done]
     labels = {r.id: f"{r.label} · {r.id}" for r in done}
@@ -41,7 +41,7 @@ else:
         col.metric(label, pct(acc["unlearned"][key]), delta(gap[key]), delta_color="off")
     speed = cost["speedup"]
     cols[4].metric("Time", f"{cost['seconds']:.1f} s",
-                   None if speed is None else f"{speed:.1f}x faster than retraining",
+                   None if speed is None else f"speed-up {speed:.1f}x over retraining",
                    delta_color="off")
 
     table = pd.DataFrame({figures.ROLE_NAMES[r]: [acc[r][k] for k in figures.ACCURACY_LABELS]

@@ -42,4 +42,4 @@ job = state.session_job()
 if job is not None and job.id == st.session_state.get("unlearn_job") and job.status == "done":
     state.select_run(job.result)
     st.success(f"Run {job.result} is stored.")
-    st.page_link("pages/results.py", label="See the results", icon=":material/arrow_forward:")
+    st.page_link("app_pages/results.py", label="See the results", icon=":material/arrow_forward:")

@@ -1,0 +1,32 @@
+from unlearn_core import figures
+
+
+def report(forget_classes=(0,)):
+    def acc(forget, per_class):
+        return {"forget_train": forget, "retain_train": 0.99, "test_forget": forget,
+                "test_retain": 0.97, "test": 0.9, "per_class_test": per_class}
+    return {"classes": ["0", "1", "2"], "forget_classes": list(forget_classes),
+            "accuracy": {"unlearned": acc(0.0, [0.0, 0.9, 0.95]),
+                         "original": acc(1.0, [0.98, 0.97, 0.96]),
+                         "oracle": acc(0.0, [0.0, 0.96, 0.97])},
+            "method": {"curves": {"retain_loss": [0.5, 0.3], "forget_loss_per_step": [1, 2, 3]}}}
+
+
+def test_per_class_keeps_every_class_on_a_category_axis():
+    fig = figures.per_class_accuracy(report())
+    assert fig.layout.xaxis.type == "category"
+    assert list(fig.data[0].x) == ["0 ✕", "1", "2"]
+    unlearned = next(t for t in fig.data if t.name == "Unlearned")
+    assert list(unlearned.y) == [0.0, 90.0, 95.0]
+
+
+def test_overview_plots_the_reported_accuracies():
+    fig = figures.accuracy_overview(report())
+    original = next(t for t in fig.data if t.name == "Original")
+    assert list(original.y) == [100.0, 99.0, 100.0, 97.0, 90.0]
+
+
+def test_training_curves_show_epoch_curves_only():
+    fig = figures.training_curves(report())
+    assert [t.name for t in fig.data] == ["retain_loss"]
+    assert figures.training_curves({"method": {"curves": {}}}) is None
