@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 ROLE_COLORS = {"unlearned": "#d62728", "original": "#7f7f7f", "oracle": "#2ca02c"}
 ROLE_NAMES = {"unlearned": "Unlearned", "original": "Original", "oracle": "Retrain oracle"}
@@ -59,4 +61,313 @@ def training_curves(report: dict) -> go.Figure | None:
     for name, values in curves.items():
         fig.add_scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines+markers", name=name)
     fig.update_layout(title="Unlearning loss per epoch", xaxis_title="epoch", yaxis_title="loss")
+    return fig
+
+
+# --- inside the model: layers, privacy, embeddings ----------------------------------
+
+PART_LABELS = {"forget_train": "Forget (train)", "retain_train": "Retain (train)",
+               "forget_test": "Forget (test)", "retain_test": "Retain (test)"}
+PART_COLORS = {"forget_train": "#d62728", "retain_train": "#1f77b4",
+               "forget_test": "#ff7f0e", "retain_test": "#17becf"}
+REFERENCE_PAIR = "oracle_vs_original"
+PAIR_NAMES = {"unlearned_vs_original": "Unlearned vs original",
+              "unlearned_vs_oracle": "Unlearned vs oracle",
+              REFERENCE_PAIR: "Oracle vs original (reference)"}
+MIA_FEATURE_LABELS = {"confidence": "Confidence", "correctness": "Correctness",
+                      "entropy": "Entropy", "m_entropy": "Modified entropy"}
+# The report names distinguishability features in full, the per-example score arrays
+# use a short prefix ("eval/conf/..."): this maps the first onto the second.
+SCORE_ARRAY_NAMES = {"confidence": "conf", "entropy": "entropy"}
+SCORE_NAMES = {"conf": "Confidence", "entropy": "Entropy"}
+SCORE_AXIS_TITLES = {"conf": "confidence p_y", "entropy": "entropy of the softmax (nats)"}
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
+                "#bcbd22", "#17becf", "#393b79", "#ad494a")
+EMBEDDING_ROLES = ("original", "unlearned", "oracle")
+
+
+def _translucent(hex_color: str, alpha: float) -> str:
+    red, green, blue = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def _known(values) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def _forget_part(layers: dict) -> str:
+    """The part the layer x layer matrices are computed on (see docs/report-schema.md)."""
+    return next(p for p in ("forget_train", "forget_test") if p in layers["parts"])
+
+
+def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "original",
+                  show_band: bool = True) -> go.Figure:
+    """Linear CKA per layer between the unlearned model and `reference` ("original" or
+    "oracle"), one solid line per part, next to the dashed oracle-vs-original curve: the
+    change a retrained model shows, i.e. what core forgetting looks like. The shaded band
+    is the 95% bootstrap interval over examples."""
+    if reference not in ("original", "oracle"):
+        raise ValueError(f"reference: expected 'original' or 'oracle', got {reference!r}")
+    layers = report["layers"]
+    names = layers["names"]
+    pairs = (f"unlearned_vs_{reference}", REFERENCE_PAIR)
+    fig = go.Figure()
+    plotted = []
+    for part in parts:
+        color = PART_COLORS[part]
+        for pair in pairs:
+            group = f"{pair}/{part}"
+            band = layers["cka_band"].get(pair, {}).get(part)
+            if show_band and band is not None:
+                # The lower edge first, invisible: the upper edge fills down to it.
+                fig.add_scatter(x=names, y=band["low"], mode="lines", line_width=0,
+                                legendgroup=group, showlegend=False, hoverinfo="skip",
+                                name=f"{PAIR_NAMES[pair]} · {PART_LABELS[part]}, 95% low")
+                fig.add_scatter(x=names, y=band["high"], mode="lines", line_width=0,
+                                fill="tonexty", fillcolor=_translucent(color, 0.15),
+                                legendgroup=group, showlegend=False, hoverinfo="skip",
+                                name=f"{PAIR_NAMES[pair]} · {PART_LABELS[part]}, 95% high")
+                plotted += band["low"] + band["high"]
+            values = layers["cka"][pair][part]
+            plotted += values
+            fig.add_scatter(x=names, y=values, mode="lines+markers", legendgroup=group,
+                            name=f"{PAIR_NAMES[pair]} · {PART_LABELS[part]}",
+                            line={"color": color,
+                                  "dash": "dash" if pair == REFERENCE_PAIR else "solid"})
+    # Debiased CKA can dip below 0: keep such values on the chart.
+    lowest = min(_known(plotted), default=0.0)
+    fig.update_layout(title=f"Linear CKA per layer: unlearned vs {ROLE_NAMES[reference].lower()}"
+                            " (dashed: oracle vs original)",
+                      xaxis_title="layer (shallow → deep)", xaxis_type="category",
+                      yaxis_title="linear CKA (1 = same representation)",
+                      yaxis_range=[min(0.0, lowest) - 0.02, 1.05],
+                      legend_orientation="h", legend_y=-0.2)
+    return fig
+
+
+def forgetting_depth_bars(report: dict, part: str) -> go.Figure:
+    """Forgetting depth per layer on a forget part: 0 = as the original, 1 = moved as far
+    as the oracle did. Layers where the oracle itself did not move have no depth (null)
+    and are marked "n/a" instead of drawn as 0."""
+    layers = report["layers"]
+    names, depth = layers["names"], layers["depth"][part]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=depth, name="forgetting depth", marker_color=PART_COLORS[part],
+                text=[None if v is None else f"{v:.2f}" for v in depth],
+                textposition="outside")
+    for name, value in zip(names, depth):
+        if value is None:
+            fig.add_annotation(x=name, y=0, yanchor="bottom", showarrow=False,
+                               text="n/a: the oracle did not move here")
+    fig.update_layout(title=f"Forgetting depth per layer, {PART_LABELS[part]}",
+                      xaxis_title="layer (shallow → deep)", xaxis_type="category",
+                      yaxis_title="depth (0 = as original, 1 = as oracle)",
+                      yaxis_range=[0, 1.15])
+    return fig
+
+
+def _probe_layer_names(layers: dict) -> list[str]:
+    # The schema lists `probe_layers` under `probes`; accept it beside `probes` too.
+    return layers["probes"].get("probe_layers") or layers["probe_layers"]
+
+
+def probe_accuracy_per_layer(report: dict) -> go.Figure:
+    """Held-out forget accuracy of a linear probe on each layer's frozen activations, for
+    the unlearned model, the original and the oracle. A probe that still recovers the
+    forget labels from the unlearned model means the information is still there."""
+    layers = report["layers"]
+    names = _probe_layer_names(layers)
+    fig = go.Figure()
+    for role in ("original", "unlearned", "oracle"):
+        fig.add_scatter(x=names, y=_percent(layers["probes"][role]), mode="lines+markers",
+                        name=ROLE_NAMES[role], line_color=ROLE_COLORS[role])
+    fig.update_layout(title="Linear probe accuracy on held-out forget examples",
+                      xaxis_title="layer (shallow → deep)", xaxis_type="category",
+                      yaxis_title="probe accuracy (%)", yaxis_range=[0, 105],
+                      legend_orientation="h", legend_y=-0.2)
+    return fig
+
+
+def cka_heatmap(report: dict, pair: str) -> go.Figure:
+    """Layer x layer linear CKA on the forget data: rows are the layers of the pair's first
+    model (unlearned or oracle), columns the original's."""
+    layers = report["layers"]
+    names = layers["names"]
+    model = pair.split("_vs_")[0]
+    fig = go.Figure(go.Heatmap(
+        z=layers["cka_matrix"][pair], x=names, y=names, zmin=0, zmax=1,
+        colorscale="Viridis", colorbar_title="CKA",
+        hovertemplate=f"{model}: %{{y}}<br>original: %{{x}}<br>CKA %{{z:.3f}}<extra></extra>"))
+    fig.update_layout(title=f"Layer × layer CKA, {PAIR_NAMES[pair].lower()}, "
+                            f"{PART_LABELS[_forget_part(layers)]}",
+                      xaxis_title="original model: layer", xaxis_type="category",
+                      yaxis_title=f"{ROLE_NAMES[model].lower()} model: layer",
+                      yaxis_type="category")
+    return fig
+
+
+def mia_efficacy_bars(report: dict) -> go.Figure:
+    """SalUn MIA efficacy for each attack feature; the oracle's bar is the target (a
+    retrained model's forget examples look like non-members only as much as they really
+    are), not 100%."""
+    efficacy = report["mia"]["efficacy"]
+    features = [f for f in MIA_FEATURE_LABELS if f in efficacy["unlearned"]]
+    fig = go.Figure()
+    for role in ("original", "unlearned", "oracle"):
+        values = _percent(efficacy[role][f] for f in features)
+        name = ROLE_NAMES[role] + (" (target)" if role == "oracle" else "")
+        fig.add_bar(name=name, x=[MIA_FEATURE_LABELS[f] for f in features], y=values,
+                    marker_color=ROLE_COLORS[role],
+                    text=[None if v is None else f"{v:.1f}" for v in values],
+                    textposition="outside")
+    fig.update_layout(title="MIA efficacy per attack feature (target: the oracle's value)",
+                      xaxis_title="attack feature",
+                      yaxis_title="forget examples called non-member (%)",
+                      yaxis_range=[0, 109], barmode="group",
+                      legend_orientation="h", legend_y=-0.2)
+    return fig
+
+
+def score_histograms(arrays: dict, feature: str = "conf") -> go.Figure:
+    """Overlaid histograms of a per-example score ("conf" or "entropy"): forget examples
+    under the unlearned model, test examples under it, and forget examples under the
+    oracle. After good unlearning the first looks like the third."""
+    if feature not in SCORE_AXIS_TITLES:
+        raise ValueError(f"feature: expected one of {tuple(SCORE_AXIS_TITLES)}, got {feature!r}")
+    sets = (("unlearned", "forget", "Forget, unlearned model", ROLE_COLORS["unlearned"]),
+            ("unlearned", "test", "Test, unlearned model", "#1f77b4"),
+            ("oracle", "forget", "Forget, retrain oracle", ROLE_COLORS["oracle"]))
+    values = {name: np.asarray(arrays[f"eval/{feature}/{role}/{subset}"], dtype=float)
+              for role, subset, name, _ in sets}
+    pooled = np.concatenate(list(values.values()))
+    low, high = float(pooled.min()), float(pooled.max())
+    # Shared bins, or the overlaid bars would not line up.
+    bins = {"start": low, "end": high, "size": (high - low) / 40 if high > low else 1.0}
+    fig = go.Figure()
+    for _, _, name, color in sets:
+        fig.add_histogram(x=values[name].tolist(), name=name, marker_color=color,
+                          opacity=0.55, histnorm="probability", xbins=bins)
+    fig.update_layout(title=f"{SCORE_NAMES[feature]}: forget vs test vs oracle",
+                      xaxis_title=SCORE_AXIS_TITLES[feature],
+                      yaxis_title="fraction of the set", barmode="overlay",
+                      legend_orientation="h", legend_y=-0.2)
+    return fig
+
+
+def _distinguishability_arrays(arrays: dict, feature: str):
+    prefix = f"eval/dist/{feature}"
+    return (np.asarray(arrays[f"{prefix}/thresholds"], dtype=float),
+            np.asarray(arrays[f"{prefix}/fpr"], dtype=float),
+            np.asarray(arrays[f"{prefix}/fnr"], dtype=float))
+
+
+def rates_at_threshold(arrays: dict, feature: str, threshold: float) -> dict[str, float]:
+    """FPR and FNR of the attacker that says "unlearned" when value >= `threshold`.
+
+    The stored curve is a step function known at the distinct pooled values: fpr(t) =
+    share of oracle values >= t is constant on (t_{i-1}, t_i], so any t takes the rates of
+    the first stored threshold at or above it (past the last one nothing is >= t)."""
+    thresholds, fpr, fnr = _distinguishability_arrays(arrays, feature)
+    index = int(np.searchsorted(thresholds, threshold, side="left"))
+    if index == thresholds.size:
+        return {"fpr": 0.0, "fnr": 1.0}
+    return {"fpr": float(fpr[index]), "fnr": float(fnr[index])}
+
+
+def most_telling_threshold(arrays: dict, feature: str) -> float:
+    """The stored threshold where the attacker is furthest from guessing (|1 - FPR - FNR|
+    largest, in either direction of the test): a meaningful place to start looking."""
+    thresholds, fpr, fnr = _distinguishability_arrays(arrays, feature)
+    return float(thresholds[np.argmax(np.abs(1.0 - fpr - fnr))])
+
+
+def distinguishability_curve(arrays: dict, feature: str, threshold: float | None = None
+                             ) -> go.Figure:
+    """Error rates of telling the unlearned model from the oracle by a threshold on a
+    per-forget-example value ("confidence" or "entropy"); marks `threshold` if given.
+    Where both rates sum to 1 the two models cannot be told apart."""
+    thresholds, fpr, fnr = _distinguishability_arrays(arrays, feature)
+    label = MIA_FEATURE_LABELS[feature].lower()
+    fig = go.Figure()
+    # "vh" draws the step exactly: each rate holds on (previous threshold, this one].
+    fig.add_scatter(x=thresholds.tolist(), y=fpr.tolist(), mode="lines", line_shape="vh",
+                    name="FPR: oracle called unlearned", line_color=ROLE_COLORS["oracle"])
+    fig.add_scatter(x=thresholds.tolist(), y=fnr.tolist(), mode="lines", line_shape="vh",
+                    name="FNR: unlearned called oracle", line_color=ROLE_COLORS["unlearned"])
+    if threshold is not None:
+        rates = rates_at_threshold(arrays, feature, threshold)
+        fig.add_vline(x=threshold, line_dash="dot", line_color="#444")
+        fig.add_scatter(x=[threshold, threshold], y=[rates["fpr"], rates["fnr"]],
+                        mode="markers", name="chosen threshold",
+                        marker={"size": 11, "color": "#444", "symbol": "diamond"})
+    fig.update_layout(title=f"Telling the unlearned model from the oracle by {label} "
+                            "on forget examples",
+                      xaxis_title=f"threshold on {label} (says 'unlearned' when ≥ threshold)",
+                      yaxis_title="error rate", yaxis_range=[-0.02, 1.02],
+                      legend_orientation="h", legend_y=-0.2)
+    return fig
+
+
+def embedded_layers(report: dict, arrays: dict, method: str = "pca") -> list[str]:
+    """The report's layers, shallowest first, that have stored 2-d coordinates."""
+    return [name for name in report["layers"]["names"]
+            if f"eval/{method}/{name}/original" in arrays]
+
+
+def _embedding_hover(report: dict, arrays: dict) -> np.ndarray:
+    classes, parts = report["classes"], report["layers"]["parts"]
+    predicted = {role: arrays[f"eval/pred/{role}"] for role in EMBEDDING_ROLES}
+    return np.array([
+        f"#{index} · {PART_LABELS[parts[part]]}<br>label: {classes[label]}<br>"
+        f"predicted: {classes[before]} → {classes[after]} (oracle: {classes[oracle]})"
+        for index, part, label, before, after, oracle in zip(
+            arrays["eval/probe_index"], arrays["eval/probe_part"], arrays["eval/probe_label"],
+            predicted["original"], predicted["unlearned"], predicted["oracle"])])
+
+
+def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca",
+                     show_displacement: bool = False) -> go.Figure:
+    """Original | unlearned | oracle activations of the probe examples at `layer`, in one
+    jointly fitted 2-d map (shared axes, so a point that moved really moved). Points are
+    coloured by class; forget examples are crosses. With `show_displacement`, the
+    unlearned panel links each forget example's original position to its new one."""
+    parts = report["layers"]["parts"]
+    labels = np.asarray(arrays["eval/probe_label"])
+    is_forget = np.array([parts[p].startswith("forget") for p in arrays["eval/probe_part"]],
+                         dtype=bool)
+    colors = np.array([CLASS_COLORS[label % len(CLASS_COLORS)] for label in labels])
+    hover = _embedding_hover(report, arrays)
+    coords = {role: np.asarray(arrays[f"eval/{method}/{layer}/{role}"], dtype=float)
+              for role in EMBEDDING_ROLES}
+    fig = make_subplots(rows=1, cols=3, shared_xaxes="all", shared_yaxes="all",
+                        horizontal_spacing=0.03,
+                        subplot_titles=[ROLE_NAMES[role] for role in EMBEDDING_ROLES])
+    for column, role in enumerate(EMBEDDING_ROLES, start=1):
+        for rows, name, marker in (
+                (~is_forget, "Retain examples", {"size": 5, "opacity": 0.55}),
+                (is_forget, "Forget examples",
+                 {"size": 9, "symbol": "x", "line": {"width": 1, "color": "black"}})):
+            fig.add_scatter(x=coords[role][rows, 0].tolist(), y=coords[role][rows, 1].tolist(),
+                            mode="markers", name=name, legendgroup=name,
+                            showlegend=column == 1, hovertext=hover[rows].tolist(),
+                            hoverinfo="text", marker={**marker, "color": colors[rows].tolist()},
+                            row=1, col=column)
+    if show_displacement:
+        start, end = coords["original"][is_forget], coords["unlearned"][is_forget]
+        # One trace of segments separated by gaps: thousands of shapes would be slow.
+        xs = [v for a, b in zip(start[:, 0], end[:, 0]) for v in (a, b, None)]
+        ys = [v for a, b in zip(start[:, 1], end[:, 1]) for v in (a, b, None)]
+        fig.add_scatter(x=xs, y=ys, mode="lines", name="Forget: original → unlearned",
+                        line={"width": 1, "color": "rgba(0,0,0,0.35)"}, hoverinfo="skip",
+                        row=1, col=2)
+    axis_titles = ["dimension 1", "dimension 2"]
+    variance_key = f"eval/{method}_variance/{layer}"
+    if variance_key in arrays:
+        axis_titles = [f"PC{i + 1} ({100 * ratio:.1f}% of variance)"
+                       for i, ratio in enumerate(arrays[variance_key][:2])]
+    for column in (1, 2, 3):
+        fig.update_xaxes(title_text=axis_titles[0], row=1, col=column)
+    fig.update_yaxes(title_text=axis_titles[1], row=1, col=1)
+    fig.update_layout(title=f"{layer}: one joint {method.upper()} map of the three models",
+                      legend_orientation="h", legend_y=-0.2, height=480)
     return fig

@@ -17,7 +17,7 @@ from .methods import UnlearnContext, get_method
 from .metrics.report import evaluate
 from .progress import Progress
 from .runs import RunStore
-from .training import Experiment, TrainedModel, get_oracle, get_original, prepare
+from .training import Experiment, TrainedModel, get_oracle, get_original, prepare, reference_key
 
 
 @dataclass
@@ -70,19 +70,22 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
         ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
                              original=_frozen(copy.deepcopy(refs.original.model)),
                              experiment=exp, params=params,
-                             progress=progress.stage(0.4, 0.9), seed=spec.setup.seed)
+                             progress=progress.stage(0.4, 0.8), seed=spec.setup.seed)
         started = time.perf_counter()
         outcome = method.unlearn(ctx)
         seconds = time.perf_counter() - started
         _check_finite(outcome.model, method.title)
-        progress.update(0.9, "evaluating")
-        report = evaluate(outcome.model, refs.original.model, refs.oracle.model, exp,
-                          seconds=seconds, oracle_seconds=refs.oracle.meta["seconds"])
+        report, eval_arrays = evaluate(
+            {"unlearned": outcome.model, "original": refs.original.model,
+             "oracle": refs.oracle.model}, exp, seconds=seconds,
+            oracle_seconds=refs.oracle.meta["seconds"],
+            reference_keys={role: reference_key(spec.setup, role) for role in ("original", "oracle")},
+            progress=progress.stage(0.8, 1.0))
         report["method"] = {"name": method.name, "title": method.title, "params": params,
                             "info": outcome.info, "curves": outcome.curves}
         report["run_spec_hash"] = resolved.hash
         weights = {k: v.detach().cpu() for k, v in outcome.model.state_dict().items()}
-        store.finish(run_id, report, weights=weights, arrays=outcome.artifacts)
+        store.finish(run_id, report, weights=weights, arrays={**outcome.artifacts, **eval_arrays})
         progress.update(1.0, "done")
         return run_id
     except Cancelled:

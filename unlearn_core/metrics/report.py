@@ -1,10 +1,20 @@
-"""`evaluate`: everything a run's report holds, computed once and stored as JSON."""
+"""`evaluate`: everything a run's report holds, computed once and stored (the report as
+JSON, per-example arrays in npz; see docs/report-schema.md)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..models import LensModel
+from ..progress import Progress
 from ..training import Experiment, speedup
 from .accuracy import ACCURACY_KEYS, accuracies, predictions
+from .activations import activations, probe_subset
+from .embeddings import fit_joint_pca
+from .layers import cka_report, probe_report, verdict
+from .privacy import privacy_report
+
+ROLES = ("unlearned", "original", "oracle")
 
 
 def gaps_to_oracle(unlearned: dict, oracle: dict) -> dict:
@@ -13,14 +23,46 @@ def gaps_to_oracle(unlearned: dict, oracle: dict) -> dict:
             for k in ACCURACY_KEYS}
 
 
-def evaluate(unlearned: LensModel, original: LensModel, oracle: LensModel, exp: Experiment,
-             *, seconds: float, oracle_seconds: float) -> dict:
-    """The report of one unlearning run: accuracies of the unlearned model next to the
-    original and the oracle, the gaps to the oracle, and the cost."""
-    num_classes = exp.dataset.num_classes
-    acc = {role: accuracies(predictions(model, exp), exp.split, num_classes)
-           for role, model in (("unlearned", unlearned), ("original", original), ("oracle", oracle))}
-    return {
+def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
+             oracle_seconds: float, reference_keys: dict[str, str] | None = None,
+             progress: Progress | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """The report of one unlearning run and its per-example arrays.
+
+    `models` maps "unlearned", "original" and "oracle" to models; `reference_keys` names
+    the original's and oracle's checkpoints so their activations are reused across runs.
+    """
+    progress = progress or Progress()
+    seed = exp.spec.seed
+    reference_keys = reference_keys or {}
+    preds = {role: predictions(models[role], exp) for role in ROLES}
+    acc = {role: accuracies(preds[role], exp.split, exp.dataset.num_classes) for role in ROLES}
+    progress.update(0.1, "evaluating: activations")
+
+    subset = probe_subset(exp, seed=seed)
+    acts = {role: activations(models[role], exp, subset, reference_keys.get(role)) for role in ROLES}
+    names = list(models["unlearned"].probe_layers)
+    progress.update(0.3, "evaluating: CKA per layer")
+    layers = {"names": names, "parts": list(subset.parts),
+              "probe_sizes": {p: int(subset.mask(p).sum()) for p in subset.parts},
+              **cka_report(acts, subset, names, seed)}
+    progress.update(0.55, "evaluating: linear probes")
+    unlearned_preds = acts["unlearned"][names[-1]].argmax(1)
+    layers.update(probe_report(acts, subset, names[:-1], unlearned_preds, seed))
+    layers["verdict"] = verdict(acc, layers)
+
+    progress.update(0.75, "evaluating: membership inference")
+    mia, arrays = privacy_report(preds, exp.split, seed)
+    arrays.update({"eval/probe_index": subset.index, "eval/probe_part": subset.part,
+                   "eval/probe_label": subset.labels})
+    for role in ROLES:
+        arrays[f"eval/pred/{role}"] = acts[role][names[-1]].argmax(1)
+    progress.update(0.9, "evaluating: embeddings")
+    for layer in names:
+        pca = fit_joint_pca({role: acts[role][layer] for role in ROLES}, seed=seed)
+        for role in ROLES:
+            arrays[f"eval/pca/{layer}/{role}"] = pca.coords[role].astype(np.float32)
+        arrays[f"eval/pca_variance/{layer}"] = np.asarray(pca.explained_variance_ratio)
+    report = {
         "accuracy": acc,
         "gap_to_oracle": gaps_to_oracle(acc["unlearned"], acc["oracle"]),
         "cost": {"seconds": seconds, "oracle_seconds": oracle_seconds,
@@ -28,4 +70,7 @@ def evaluate(unlearned: LensModel, original: LensModel, oracle: LensModel, exp: 
         "split": exp.split.sizes(),
         "classes": list(exp.dataset.classes),
         "forget_classes": list(exp.split.forget_classes),
+        "layers": layers,
+        "mia": mia,
     }
+    return report, arrays

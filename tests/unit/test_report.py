@@ -1,0 +1,84 @@
+"""The full report on the tiny setup, with known answers: a model compared with itself
+has CKA 1, an MIA on the oracle reproduces the oracle's reference."""
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import tiny_setup
+from unlearn_core.config import MethodSpec, RunSpec
+from unlearn_core.metrics.activations import probe_subset
+from unlearn_core.metrics.privacy import balanced_members
+from unlearn_core.pipeline import run_unlearning
+
+
+@pytest.fixture(scope="module")
+def retrain_run(shared_store, tiny_refs):
+    """Retrain with seed offset 0 reproduces the cached oracle exactly."""
+    run_id = run_unlearning(RunSpec(tiny_setup(), MethodSpec("retrain")), shared_store)
+    return shared_store.get(run_id).report, shared_store.load_arrays(run_id)
+
+
+def test_report_has_every_section_of_the_schema(retrain_run):
+    report, arrays = retrain_run
+    layers = report["layers"]
+    assert layers["names"][-1] == "logits"
+    assert set(layers["parts"]) == {"forget_train", "retain_train", "forget_test", "retain_test"}
+    for pair in ("unlearned_vs_original", "unlearned_vs_oracle", "oracle_vs_original"):
+        for part in layers["parts"]:
+            assert len(layers["cka"][pair][part]) == len(layers["names"])
+            band = layers["cka_band"][pair][part]
+            assert len(band["low"]) == len(band["high"]) == len(layers["names"])
+    assert set(layers["depth"]) == {"forget_train", "forget_test"}
+    assert layers["verdict"]["kind"] in {"core", "superficial", "partial", "not_forgotten",
+                                         "undetermined"}
+    assert layers["verdict"]["text"]
+    assert set(report["mia"]["efficacy"]) == {"unlearned", "original", "oracle"}
+    n = len(arrays["eval/probe_index"])
+    for layer in layers["names"]:
+        assert arrays[f"eval/pca/{layer}/unlearned"].shape == (n, 2)
+
+
+def test_a_model_compared_with_itself_has_cka_one_everywhere(retrain_run):
+    report, _ = retrain_run
+    for part, values in report["layers"]["cka"]["unlearned_vs_oracle"].items():
+        assert values == pytest.approx([1.0] * len(values), abs=1e-6), part
+
+
+def test_mia_on_the_oracle_matches_the_oracle_reference(retrain_run):
+    efficacy = retrain_run[0]["mia"]["efficacy"]
+    assert efficacy["unlearned"] == pytest.approx(efficacy["oracle"])
+    # and the original, which trained on the forget set, looks like a member
+    assert efficacy["original"]["confidence"] < efficacy["oracle"]["confidence"]
+
+
+def test_identical_models_are_indistinguishable(retrain_run):
+    for feature, values in retrain_run[0]["mia"]["distinguishability"].items():
+        assert values["epsilon"] == pytest.approx(0.0, abs=1e-9), feature
+        assert values["privacy_score"] == pytest.approx(1.0)
+
+
+def test_head_refit_measures_what_returns_on_held_out_forget_data(shared_store, tiny_refs):
+    run_id = run_unlearning(RunSpec(tiny_setup(), MethodSpec("neggrad_plus")), shared_store)
+    head = shared_store.get(run_id).report["layers"]["head_refit"]
+    assert head["forget_accuracy_before"] < 0.1
+    assert head["returned"] == pytest.approx(head["forget_accuracy_after"] - head["forget_accuracy_before"])
+    assert head["n_held_out"] == tiny_refs.experiment.split.sizes()["test_forget"]
+
+
+def test_probe_subset_is_seeded_and_capped(tiny_refs):
+    exp = tiny_refs.experiment
+    a, b = probe_subset(exp, per_part=50, seed=1), probe_subset(exp, per_part=50, seed=1)
+    assert np.array_equal(a.index, b.index)
+    assert all(a.mask(p).sum() <= 50 for p in a.parts)
+    assert not np.array_equal(a.index, probe_subset(exp, per_part=50, seed=2).index)
+
+
+def test_members_are_class_balanced():
+    labels = np.array([0] * 100 + [1] * 10 + [2] * 100)
+    retain = np.arange(len(labels))
+    members = balanced_members(labels, retain, 30, seed=0)
+    assert len(members) == 30
+    assert np.bincount(labels[members]).tolist() == [10, 10, 10]
+    assert math.isclose(len(balanced_members(labels, retain, 500, seed=0)), len(labels))

@@ -1,0 +1,104 @@
+"""Probe-layer activations on a fixed, seeded probe subset, cached for reuse.
+
+Every layer view (CKA, depth, probes, embeddings) reads the same activations of the same
+examples, so they are computed once per (model, subset) and kept in a small cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import Split, TensorLoader
+from ..models import LensModel
+from ..training import Experiment
+
+PARTS = ("forget_train", "retain_train", "forget_test", "retain_test")
+# (split attribute, dataset attribute) of each part
+_SOURCES = {"forget_train": ("forget", "train"), "retain_train": ("retain", "train"),
+            "forget_test": ("test_forget", "test"), "retain_test": ("test_retain", "test")}
+MAX_FEATURES = 8192  # wider conv maps are average-pooled spatially to fit (memory, speed)
+_CACHE_SIZE = 6
+_cache: OrderedDict = OrderedDict()
+
+
+@dataclass(frozen=True)
+class ProbeSubset:
+    """Up to `per_part` seeded examples of each non-empty part of the split."""
+
+    parts: tuple[str, ...]       # the parts present
+    part: np.ndarray             # (n,) index into `parts`
+    index: np.ndarray            # (n,) position in the train or test set
+    labels: np.ndarray           # (n,)
+    key: str                     # identifies the subset in caches
+
+    def mask(self, name: str) -> np.ndarray:
+        return self.part == self.parts.index(name) if name in self.parts else np.zeros(
+            len(self.part), bool)
+
+
+def probe_subset(exp: Experiment, per_part: int = 500, seed: int = 0) -> ProbeSubset:
+    rng = np.random.default_rng(seed)
+    split: Split = exp.split
+    parts, part_ids, indices, labels = [], [], [], []
+    for name in PARTS:
+        split_attr, set_attr = _SOURCES[name]
+        available = getattr(split, split_attr)
+        if len(available) == 0:
+            continue
+        chosen = np.sort(rng.choice(available, size=min(per_part, len(available)), replace=False))
+        part_ids.append(np.full(len(chosen), len(parts)))
+        parts.append(name)
+        indices.append(chosen)
+        labels.append(getattr(exp.dataset, set_attr).labels[torch.from_numpy(chosen)].numpy())
+    key = f"{exp.spec.oracle_key}-{per_part}-{seed}"
+    return ProbeSubset(tuple(parts), np.concatenate(part_ids), np.concatenate(indices),
+                       np.concatenate(labels), key)
+
+
+def _flatten(h: torch.Tensor) -> torch.Tensor:
+    """(n, ...) -> (n, d), pooling conv maps spatially when d would exceed MAX_FEATURES."""
+    if h.dim() == 4 and h[0].numel() > MAX_FEATURES:
+        side = max(1, int((MAX_FEATURES / h.shape[1]) ** 0.5))
+        h = F.adaptive_avg_pool2d(h, side)
+    return h.flatten(1)
+
+
+@torch.no_grad()
+def compute_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
+                        batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Activations of every probe layer, in eval mode (BatchNorm statistics untouched)."""
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {name: [] for name in model.probe_layers}
+    for set_name in ("train", "test"):
+        in_set = np.array([_SOURCES[p][1] == set_name for p in subset.parts])[subset.part]
+        if not in_set.any():
+            continue
+        images = getattr(exp.dataset, set_name)
+        loader = TensorLoader(images, subset.index[in_set], mean=exp.dataset.mean,
+                              std=exp.dataset.std, batch_size=batch_size, device=exp.device)
+        for x, _ in loader:
+            for name, h in model.forward_features(x).items():
+                out[name].append(_flatten(h).float().cpu().numpy())
+    # Rows follow the subset's order: PARTS lists the train parts before the test parts.
+    return {name: np.concatenate(chunks) for name, chunks in out.items()}
+
+
+def activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
+                cache_key: str | None = None) -> dict[str, np.ndarray]:
+    """`compute_activations`, cached under `cache_key` (e.g. a reference model's key)."""
+    if cache_key is None:
+        return compute_activations(model, exp, subset)
+    key = (cache_key, subset.key)
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    result = compute_activations(model, exp, subset)
+    _cache[key] = result
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return result

@@ -1,0 +1,144 @@
+"""Per-layer views of forgetting: CKA to the original and to the oracle, forgetting
+depth, linear probes, head refit and the one-sentence verdict (METHODS.md, "Shared
+evaluation protocol")."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .activations import ProbeSubset
+from .cka import ConstantFeaturesError, bootstrap_cka, cka_matrix, forgetting_depth
+from .probes import fit_linear_probe
+
+PAIRS = {"unlearned_vs_original": ("unlearned", "original"),
+         "unlearned_vs_oracle": ("unlearned", "oracle"),
+         "oracle_vs_original": ("oracle", "original")}
+DEBIASED_BELOW = 200  # examples: the plain estimator is biased upward for small n
+N_BOOT = 100
+# Thresholds of the verdict on the mean forgetting depth of the feature layers.
+CORE_DEPTH, SUPERFICIAL_DEPTH = 0.7, 0.3
+NOT_FORGOTTEN_MARGIN = 0.2  # forget accuracy this far above the oracle's is not forgotten
+# When the oracle's own CKA to the original is above this, depth divides by almost
+# nothing and cannot tell core from superficial forgetting.
+ORACLE_BARELY_MOVED = 0.98
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _cka_with_band(x: np.ndarray, y: np.ndarray, seed: int):
+    try:
+        value, low, high = bootstrap_cka(x, y, n_boot=N_BOOT, seed=seed,
+                                         debiased=len(x) < DEBIASED_BELOW)
+    except ConstantFeaturesError:
+        return None, None, None  # a dead layer: CKA is undefined, shown as a gap
+    return value, low, high
+
+
+def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
+               layers: list[str], seed: int) -> dict:
+    cka: dict = {pair: {} for pair in PAIRS}
+    band: dict = {pair: {} for pair in PAIRS}
+    for pair, (a, b) in PAIRS.items():
+        for part in subset.parts:
+            rows = subset.mask(part)
+            values = [_cka_with_band(acts[a][layer][rows], acts[b][layer][rows], seed)
+                      for layer in layers]
+            cka[pair][part] = [v[0] for v in values]
+            band[pair][part] = {"low": [v[1] for v in values], "high": [v[2] for v in values]}
+    depth = {}
+    for part in subset.parts:
+        if part.startswith("forget"):
+            u, r = cka["unlearned_vs_original"][part], cka["oracle_vs_original"][part]
+            depth[part] = [None if ui is None or ri is None
+                           else _finite_or_none(forgetting_depth(ui, ri)) for ui, ri in zip(u, r)]
+    forget_part = next((p for p in subset.parts if p.startswith("forget")), subset.parts[0])
+    rows = subset.mask(forget_part)
+    matrices = {}
+    for pair in ("unlearned_vs_original", "oracle_vs_original"):
+        a, b = PAIRS[pair]
+        try:
+            matrices[pair] = cka_matrix({l: acts[a][l][rows] for l in layers},
+                                        {l: acts[b][l][rows] for l in layers}).tolist()
+        except ConstantFeaturesError:
+            matrices[pair] = None
+    return {"cka": cka, "cka_band": band, "depth": depth,
+            "cka_matrix": {"part": forget_part, **matrices}}
+
+
+def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
+                 feature_layers: list[str], unlearned_preds: np.ndarray, seed: int) -> dict:
+    """Linear probes fit on retain + half of the forget training examples of the subset,
+    scored on held-out forget examples (the forget test part when there is one)."""
+    forget_train = np.flatnonzero(subset.mask("forget_train"))
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(forget_train)
+    half = len(shuffled) // 2
+    train_rows = np.concatenate([np.flatnonzero(subset.mask("retain_train")), shuffled[:half]])
+    test_rows = (np.flatnonzero(subset.mask("forget_test")) if "forget_test" in subset.parts
+                 else shuffled[half:])
+    if len(test_rows) == 0 or len(np.unique(subset.labels[train_rows])) < 2:
+        return {"probe_layers": feature_layers, "probes": None, "head_refit": None}
+    probes = {}
+    for role in ("unlearned", "original", "oracle"):
+        probes[role] = [fit_linear_probe(acts[role][layer][train_rows], subset.labels[train_rows],
+                                         acts[role][layer][test_rows], subset.labels[test_rows],
+                                         seed=seed).accuracy for layer in feature_layers]
+    before = float((unlearned_preds[test_rows] == subset.labels[test_rows]).mean())
+    after = probes["unlearned"][-1]  # a refit classifier on the unlearned trunk
+    return {"probe_layers": feature_layers, "probes": probes,
+            "head_refit": {"forget_accuracy_before": before, "forget_accuracy_after": after,
+                           "returned": after - before, "n_held_out": int(len(test_rows))}}
+
+
+def verdict(accuracy: dict, layers_report: dict) -> dict:
+    """One sentence, computed from the numbers: was the forgetting superficial or core?"""
+    key = "test_forget" if accuracy["unlearned"]["test_forget"] is not None else "forget_train"
+    fa, fa_oracle = accuracy["unlearned"][key], accuracy["oracle"][key]
+    names = layers_report["names"]
+    feature_layers = names[:-1]
+    part = "forget_train" if "forget_train" in layers_report["depth"] else next(
+        iter(layers_report["depth"]), None)
+    focus = feature_layers[len(feature_layers) // 2]
+    i = names.index(focus)
+    if part is None:
+        return {"kind": "partial", "text": "No forget examples in the probe subset."}
+    cka_u = layers_report["cka"]["unlearned_vs_original"][part][i]
+    cka_r = layers_report["cka"]["oracle_vs_original"][part][i]
+    depths = [d for d in layers_report["depth"][part][:-1] if d is not None]
+    mean_depth = float(np.mean(depths)) if depths else None
+    probes = layers_report.get("probes")
+    probe_text = ""
+    if probes:
+        j = layers_report["probe_layers"].index(focus)
+        probe_text = (f" and probe accuracy {probes['unlearned'][j]:.0%} "
+                      f"(oracle {probes['oracle'][j]:.0%})")
+    facts = (f"forget accuracy {fa:.0%} (oracle {fa_oracle:.0%}), {focus} CKA to the original "
+             f"{_fmt(cka_u)} (oracle {_fmt(cka_r)}){probe_text}")
+    if fa > fa_oracle + NOT_FORGOTTEN_MARGIN:
+        return {"kind": "not_forgotten", "text": f"{facts}: not forgotten yet.",
+                "mean_depth": mean_depth}
+    if cka_r is not None and cka_r >= ORACLE_BARELY_MOVED:
+        return {"kind": "undetermined", "mean_depth": mean_depth,
+                "text": f"{facts}: the oracle itself barely moved at {focus}, so these "
+                        f"layers cannot show whether the forgetting is core or superficial."}
+    if mean_depth is None:
+        kind = "partial"
+    elif mean_depth >= CORE_DEPTH:
+        kind = "core"
+    elif mean_depth <= SUPERFICIAL_DEPTH:
+        kind = "superficial"
+    else:
+        kind = "partial"
+    depth_text = "n/a" if mean_depth is None else f"{mean_depth:.2f}"
+    label = {"core": "core forgetting", "superficial": "superficial",
+             "partial": "partly at the core"}[kind]
+    return {"kind": kind, "mean_depth": mean_depth,
+            "text": f"{facts}; mean forgetting depth {depth_text}: {label}."}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
