@@ -81,8 +81,10 @@ MIA_FEATURE_LABELS = {"confidence": "Confidence", "correctness": "Correctness",
 SCORE_ARRAY_NAMES = {"confidence": "conf", "entropy": "entropy"}
 SCORE_NAMES = {"conf": "Confidence", "entropy": "Entropy"}
 SCORE_AXIS_TITLES = {"conf": "confidence p_y", "entropy": "entropy of the softmax (nats)"}
+# Ten class colours without red, the colour of forget examples.
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
-                "#bcbd22", "#17becf", "#393b79", "#ad494a")
+                "#bcbd22", "#17becf", "#393b79", "#637939")
+FORGET_COLOR = "#d62728"
 EMBEDDING_ROLES = ("original", "unlearned", "oracle")
 
 
@@ -93,6 +95,23 @@ def _translucent(hex_color: str, alpha: float) -> str:
 
 def _known(values) -> list[float]:
     return [v for v in values if v is not None]
+
+
+def _band_outline(names: list[str], low: list, high: list) -> tuple[list, list]:
+    """A closed outline (along the lower edge, back along the upper) for each run of
+    layers where both edges are known, runs separated by None, for fill="toself": a
+    layer without a value breaks the band instead of being bridged."""
+    xs, ys = [], []
+    run: list[int] = []
+    for i in range(len(names) + 1):
+        if i < len(names) and low[i] is not None and high[i] is not None:
+            run.append(i)
+            continue
+        if run:
+            xs += [names[j] for j in run] + [names[j] for j in reversed(run)] + [None]
+            ys += [low[j] for j in run] + [high[j] for j in reversed(run)] + [None]
+            run = []
+    return xs, ys
 
 
 def _forget_part(layers: dict) -> str:
@@ -119,14 +138,11 @@ def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "origi
             group = f"{pair}/{part}"
             band = layers["cka_band"].get(pair, {}).get(part)
             if show_band and band is not None:
-                # The lower edge first, invisible: the upper edge fills down to it.
-                fig.add_scatter(x=names, y=band["low"], mode="lines", line_width=0,
-                                legendgroup=group, showlegend=False, hoverinfo="skip",
-                                name=f"{PAIR_NAMES[pair]} · {PART_LABELS[part]}, 95% low")
-                fig.add_scatter(x=names, y=band["high"], mode="lines", line_width=0,
-                                fill="tonexty", fillcolor=_translucent(color, 0.15),
-                                legendgroup=group, showlegend=False, hoverinfo="skip",
-                                name=f"{PAIR_NAMES[pair]} · {PART_LABELS[part]}, 95% high")
+                band_x, band_y = _band_outline(names, band["low"], band["high"])
+                fig.add_scatter(x=band_x, y=band_y, mode="lines", line_width=0, fill="toself",
+                                fillcolor=_translucent(color, 0.15), legendgroup=group,
+                                showlegend=False, hoverinfo="skip",
+                                name=f"{PAIR_NAMES[pair]} · {PART_LABELS[part]}, 95% band")
                 plotted += band["low"] + band["high"]
             values = layers["cka"][pair][part]
             plotted += values
@@ -328,14 +344,15 @@ def _embedding_hover(report: dict, arrays: dict) -> np.ndarray:
 def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca",
                      show_displacement: bool = False) -> go.Figure:
     """Original | unlearned | oracle activations of the probe examples at `layer`, in one
-    jointly fitted 2-d map (shared axes, so a point that moved really moved). Points are
-    coloured by class; forget examples are crosses. With `show_displacement`, the
-    unlearned panel links each forget example's original position to its new one."""
+    jointly fitted 2-d map (shared axes, so a point that moved really moved). Retain
+    examples are coloured by class, forget examples are red crosses. With
+    `show_displacement`, the unlearned panel links each forget example's original position
+    to its new one."""
     parts = report["layers"]["parts"]
     labels = np.asarray(arrays["eval/probe_label"])
     is_forget = np.array([parts[p].startswith("forget") for p in arrays["eval/probe_part"]],
                          dtype=bool)
-    colors = np.array([CLASS_COLORS[label % len(CLASS_COLORS)] for label in labels])
+    class_colors = np.array([CLASS_COLORS[label % len(CLASS_COLORS)] for label in labels])
     hover = _embedding_hover(report, arrays)
     coords = {role: np.asarray(arrays[f"eval/{method}/{layer}/{role}"], dtype=float)
               for role in EMBEDDING_ROLES}
@@ -344,14 +361,15 @@ def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca"
                         subplot_titles=[ROLE_NAMES[role] for role in EMBEDDING_ROLES])
     for column, role in enumerate(EMBEDDING_ROLES, start=1):
         for rows, name, marker in (
-                (~is_forget, "Retain examples", {"size": 5, "opacity": 0.55}),
+                (~is_forget, "Retain examples (colour = class)",
+                 {"size": 6, "opacity": 0.7, "color": class_colors[~is_forget].tolist()}),
                 (is_forget, "Forget examples",
-                 {"size": 9, "symbol": "x", "line": {"width": 1, "color": "black"}})):
+                 {"size": 8, "symbol": "x", "color": FORGET_COLOR,
+                  "line": {"width": 0.5, "color": "white"}})):
             fig.add_scatter(x=coords[role][rows, 0].tolist(), y=coords[role][rows, 1].tolist(),
                             mode="markers", name=name, legendgroup=name,
                             showlegend=column == 1, hovertext=hover[rows].tolist(),
-                            hoverinfo="text", marker={**marker, "color": colors[rows].tolist()},
-                            row=1, col=column)
+                            hoverinfo="text", marker=marker, row=1, col=column)
     if show_displacement:
         start, end = coords["original"][is_forget], coords["unlearned"][is_forget]
         # One trace of segments separated by gaps: thousands of shapes would be slow.

@@ -75,12 +75,14 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
         outcome = method.unlearn(ctx)
         seconds = time.perf_counter() - started
         _check_finite(outcome.model, method.title)
+        eval_started = time.perf_counter()
         report, eval_arrays = evaluate(
             {"unlearned": outcome.model, "original": refs.original.model,
              "oracle": refs.oracle.model}, exp, seconds=seconds,
             oracle_seconds=refs.oracle.meta["seconds"],
             reference_keys={role: reference_key(spec.setup, role) for role in ("original", "oracle")},
             progress=progress.stage(0.8, 1.0))
+        report["cost"]["evaluate_seconds"] = time.perf_counter() - eval_started
         report["method"] = {"name": method.name, "title": method.title, "params": params,
                             "info": outcome.info, "curves": outcome.curves}
         report["run_spec_hash"] = resolved.hash

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -22,7 +23,8 @@ PARTS = ("forget_train", "retain_train", "forget_test", "retain_test")
 _SOURCES = {"forget_train": ("forget", "train"), "retain_train": ("retain", "train"),
             "forget_test": ("test_forget", "test"), "retain_test": ("test_retain", "test")}
 MAX_FEATURES = 8192  # wider conv maps are average-pooled spatially to fit (memory, speed)
-_CACHE_SIZE = 6
+_CACHE_SIZE = 8
+T = TypeVar("T")
 _cache: OrderedDict = OrderedDict()
 
 
@@ -88,17 +90,22 @@ def compute_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
     return {name: np.concatenate(chunks) for name, chunks in out.items()}
 
 
-def activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
-                cache_key: str | None = None) -> dict[str, np.ndarray]:
-    """`compute_activations`, cached under `cache_key` (e.g. a reference model's key)."""
-    if cache_key is None:
-        return compute_activations(model, exp, subset)
-    key = (cache_key, subset.key)
+def cached(key: tuple | None, compute: Callable[[], T]) -> T:
+    """`compute()`, kept in a small in-process LRU under `key` (None: not cached). Keys
+    name reference checkpoints (original, oracle), which every run of a setup reuses."""
+    if key is None:
+        return compute()
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    result = compute_activations(model, exp, subset)
-    _cache[key] = result
+    result = _cache[key] = compute()
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
     return result
+
+
+def activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
+                cache_key: str | None = None) -> dict[str, np.ndarray]:
+    """`compute_activations`, cached under `cache_key` (e.g. a reference model's key)."""
+    key = None if cache_key is None else ("activations", cache_key, subset.key)
+    return cached(key, lambda: compute_activations(model, exp, subset))

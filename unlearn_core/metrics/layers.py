@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .activations import ProbeSubset
-from .cka import ConstantFeaturesError, bootstrap_cka, cka_matrix, forgetting_depth
+from .cka import ConstantFeaturesError, bootstrap_cka, cka_matrix, forgetting_depth, linear_cka
 from .probes import fit_linear_probe
 
 PAIRS = {"unlearned_vs_original": ("unlearned", "original"),
@@ -29,13 +29,16 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _cka_with_band(x: np.ndarray, y: np.ndarray, seed: int):
+def _cka_with_band(x: np.ndarray, y: np.ndarray, seed: int, band: bool):
+    """(value, low, high); the bootstrap band only where asked (it costs most of the
+    report's time), else (value, None, None)."""
+    debiased = len(x) < DEBIASED_BELOW
     try:
-        value, low, high = bootstrap_cka(x, y, n_boot=N_BOOT, seed=seed,
-                                         debiased=len(x) < DEBIASED_BELOW)
+        if band:
+            return bootstrap_cka(x, y, n_boot=N_BOOT, seed=seed, debiased=debiased)
+        return linear_cka(x, y, debiased=debiased), None, None
     except ConstantFeaturesError:
         return None, None, None  # a dead layer: CKA is undefined, shown as a gap
-    return value, low, high
 
 
 def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
@@ -45,8 +48,8 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
     for pair, (a, b) in PAIRS.items():
         for part in subset.parts:
             rows = subset.mask(part)
-            values = [_cka_with_band(acts[a][layer][rows], acts[b][layer][rows], seed)
-                      for layer in layers]
+            values = [_cka_with_band(acts[a][layer][rows], acts[b][layer][rows], seed,
+                                     band=part.startswith("forget")) for layer in layers]
             cka[pair][part] = [v[0] for v in values]
             band[pair][part] = {"low": [v[1] for v in values], "high": [v[2] for v in values]}
     depth = {}

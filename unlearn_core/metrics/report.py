@@ -9,7 +9,7 @@ from ..models import LensModel
 from ..progress import Progress
 from ..training import Experiment, speedup
 from .accuracy import ACCURACY_KEYS, accuracies, predictions
-from .activations import activations, probe_subset
+from .activations import activations, cached, probe_subset
 from .embeddings import fit_joint_pca
 from .layers import cka_report, probe_report, verdict
 from .privacy import privacy_report
@@ -34,7 +34,9 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
     progress = progress or Progress()
     seed = exp.spec.seed
     reference_keys = reference_keys or {}
-    preds = {role: predictions(models[role], exp) for role in ROLES}
+    preds = {role: cached(None if role not in reference_keys else
+                          ("predictions", reference_keys[role], exp.spec.oracle_key),
+                          lambda role=role: predictions(models[role], exp)) for role in ROLES}
     acc = {role: accuracies(preds[role], exp.split, exp.dataset.num_classes) for role in ROLES}
     progress.update(0.1, "evaluating: activations")
 
