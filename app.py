@@ -16,6 +16,9 @@ pages = [
     st.Page("app_pages/setup.py", title="Setup", icon=":material/tune:", default=True),
     st.Page("app_pages/unlearn.py", title="Unlearn", icon=":material/delete_sweep:"),
     st.Page("app_pages/results.py", title="Results", icon=":material/analytics:"),
+    st.Page("app_pages/layers.py", title="Layers", icon=":material/layers:"),
+    st.Page("app_pages/privacy.py", title="Privacy", icon=":material/policy:"),
+    st.Page("app_pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
 ]
 navigation = st.navigation(pages)
 

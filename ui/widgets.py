@@ -8,7 +8,10 @@ import numpy as np
 import streamlit as st
 
 from unlearn_core.methods import Method
+from unlearn_core.runs import RunRecord, RunStore
 from . import state
+
+RUN_PICKER_KEY = "picked_run"
 
 
 @st.fragment(run_every=0.5)
@@ -65,3 +68,42 @@ def image_grid(images: np.ndarray, captions: list[str], columns: int = 8, size: 
         pixels = image.repeat(scale, axis=1).repeat(scale, axis=2)
         pixels = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
         cols[i % columns].image(pixels, caption=caption)
+
+
+def _remember_picked_run() -> None:
+    state.select_run(st.session_state[RUN_PICKER_KEY])
+
+
+def run_picker(needs: tuple[str, ...] = ()) -> RunRecord:
+    """A select box over the finished unlearning runs (newest first) that starts at the
+    session's selected run, and that run's record. Stops the page with a pointer to the
+    Unlearn page when there is no run, and with a hint to rerun when the report lacks a
+    section in `needs` (runs stored before that section existed)."""
+    done = {r.id: r for r in state.store().list(kind="unlearn", status="done")}
+    if not done:
+        st.info("No finished runs yet: run a method on the Unlearn page.")
+        st.page_link("app_pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
+        st.stop()
+    selected = st.session_state.get(state.SELECTED_RUN_KEY)
+    # The selection may have changed on another page since this box was last drawn;
+    # the box's own changes reach SELECTED_RUN_KEY first, through its callback.
+    st.session_state[RUN_PICKER_KEY] = selected if selected in done else next(iter(done))
+    run_id = st.selectbox("Run", list(done), format_func=lambda i: f"{done[i].label} · {i}",
+                          key=RUN_PICKER_KEY, on_change=_remember_picked_run)
+    state.select_run(run_id)
+    record = done[run_id]
+    if any(section not in (record.report or {}) for section in needs):
+        st.info("This run was stored before the layer metrics existed; run it again")
+        st.page_link("app_pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
+        st.stop()
+    return record
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _stored_arrays(store_root: str, run_id: str) -> dict[str, np.ndarray]:
+    return RunStore(store_root).load_arrays(run_id)
+
+
+def run_arrays(record: RunRecord) -> dict[str, np.ndarray]:
+    """A finished run's artifacts.npz, read once per run: a stored run never changes."""
+    return _stored_arrays(str(state.store().root), record.id)

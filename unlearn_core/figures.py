@@ -114,11 +114,6 @@ def _band_outline(names: list[str], low: list, high: list) -> tuple[list, list]:
     return xs, ys
 
 
-def _forget_part(layers: dict) -> str:
-    """The part the layer x layer matrices are computed on (see docs/report-schema.md)."""
-    return next(p for p in ("forget_train", "forget_test") if p in layers["parts"])
-
-
 def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "original",
                   show_band: bool = True) -> go.Figure:
     """Linear CKA per layer between the unlearned model and `reference` ("original" or
@@ -136,9 +131,10 @@ def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "origi
         color = PART_COLORS[part]
         for pair in pairs:
             group = f"{pair}/{part}"
+            # Bands are computed on forget parts only: elsewhere they are null.
             band = layers["cka_band"].get(pair, {}).get(part)
-            if show_band and band is not None:
-                band_x, band_y = _band_outline(names, band["low"], band["high"])
+            band_x, band_y = _band_outline(names, band["low"], band["high"]) if band else ([], [])
+            if show_band and band_x:
                 fig.add_scatter(x=band_x, y=band_y, mode="lines", line_width=0, fill="toself",
                                 fillcolor=_translucent(color, 0.15), legendgroup=group,
                                 showlegend=False, hoverinfo="skip",
@@ -155,6 +151,9 @@ def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "origi
     fig.update_layout(title=f"Linear CKA per layer: unlearned vs {ROLE_NAMES[reference].lower()}"
                             " (dashed: oracle vs original)",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
+                      # A band broken by a null would otherwise order the layers by
+                      # first appearance and move the broken layer to the end.
+                      xaxis_categoryorder="array", xaxis_categoryarray=names,
                       yaxis_title="linear CKA (1 = same representation)",
                       yaxis_range=[min(0.0, lowest) - 0.02, 1.05],
                       legend_orientation="h", legend_y=-0.2)
@@ -163,8 +162,8 @@ def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "origi
 
 def forgetting_depth_bars(report: dict, part: str) -> go.Figure:
     """Forgetting depth per layer on a forget part: 0 = as the original, 1 = moved as far
-    as the oracle did. Layers where the oracle itself did not move have no depth (null)
-    and are marked "n/a" instead of drawn as 0."""
+    as the oracle did. Layers without a depth (null: the oracle did not move there, or
+    CKA is undefined) are marked "n/a" instead of drawn as 0."""
     layers = report["layers"]
     names, depth = layers["names"], layers["depth"][part]
     fig = go.Figure()
@@ -174,7 +173,7 @@ def forgetting_depth_bars(report: dict, part: str) -> go.Figure:
     for name, value in zip(names, depth):
         if value is None:
             fig.add_annotation(x=name, y=0, yanchor="bottom", showarrow=False,
-                               text="n/a: the oracle did not move here")
+                               text="n/a (undefined here)")
     fig.update_layout(title=f"Forgetting depth per layer, {PART_LABELS[part]}",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       yaxis_title="depth (0 = as original, 1 = as oracle)",
@@ -182,17 +181,15 @@ def forgetting_depth_bars(report: dict, part: str) -> go.Figure:
     return fig
 
 
-def _probe_layer_names(layers: dict) -> list[str]:
-    # The schema lists `probe_layers` under `probes`; accept it beside `probes` too.
-    return layers["probes"].get("probe_layers") or layers["probe_layers"]
-
-
-def probe_accuracy_per_layer(report: dict) -> go.Figure:
+def probe_accuracy_per_layer(report: dict) -> go.Figure | None:
     """Held-out forget accuracy of a linear probe on each layer's frozen activations, for
-    the unlearned model, the original and the oracle. A probe that still recovers the
-    forget labels from the unlearned model means the information is still there."""
+    the unlearned model, the original and the oracle; None when the run has no probes
+    (no held-out forget examples). A probe that still recovers the forget labels from
+    the unlearned model means the information is still there."""
     layers = report["layers"]
-    names = _probe_layer_names(layers)
+    if layers["probes"] is None:
+        return None
+    names = layers["probe_layers"]
     fig = go.Figure()
     for role in ("original", "unlearned", "oracle"):
         fig.add_scatter(x=names, y=_percent(layers["probes"][role]), mode="lines+markers",
@@ -206,7 +203,7 @@ def probe_accuracy_per_layer(report: dict) -> go.Figure:
 
 def cka_heatmap(report: dict, pair: str) -> go.Figure:
     """Layer x layer linear CKA on the forget data: rows are the layers of the pair's first
-    model (unlearned or oracle), columns the original's."""
+    model (unlearned or oracle), columns the original's. The matrix must not be null."""
     layers = report["layers"]
     names = layers["names"]
     model = pair.split("_vs_")[0]
@@ -214,11 +211,10 @@ def cka_heatmap(report: dict, pair: str) -> go.Figure:
         z=layers["cka_matrix"][pair], x=names, y=names, zmin=0, zmax=1,
         colorscale="Viridis", colorbar_title="CKA",
         hovertemplate=f"{model}: %{{y}}<br>original: %{{x}}<br>CKA %{{z:.3f}}<extra></extra>"))
-    fig.update_layout(title=f"Layer × layer CKA, {PAIR_NAMES[pair].lower()}, "
-                            f"{PART_LABELS[_forget_part(layers)]}",
-                      xaxis_title="original model: layer", xaxis_type="category",
-                      yaxis_title=f"{ROLE_NAMES[model].lower()} model: layer",
-                      yaxis_type="category")
+    fig.update_layout(title=f"Layer × layer CKA, {model} vs original "
+                            f"({PART_LABELS[layers['cka_matrix']['part']]})",
+                      xaxis_title="original: layer", xaxis_type="category",
+                      yaxis_title=f"{model}: layer", yaxis_type="category")
     return fig
 
 

@@ -1,0 +1,101 @@
+"""Layers: how deep the forgetting goes — CKA per layer, forgetting depth, linear probes
+and the head refit, with the verdict they add up to."""
+
+import streamlit as st
+
+from ui import widgets
+from unlearn_core import figures
+
+WARNING_VERDICTS = ("superficial", "not_forgotten")
+
+
+def percent(value):
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+st.title("Inside the layers")
+record = widgets.run_picker(needs=("layers",))
+report = record.report
+layers = report["layers"]
+
+verdict = layers["verdict"]
+(st.warning if verdict["kind"] in WARNING_VERDICTS else st.info)(verdict["text"])
+
+with st.expander("What am I looking at?"):
+    st.markdown("""
+**Linear CKA** (centred kernel alignment, Kornblith et al. 2019) compares two models'
+representations of the same examples at one layer: 1 means the same representation up
+to a rotation and scaling, lower means the layer now encodes the examples differently.
+It is computed on a fixed probe subset for each part of the data (forget/retain,
+train/test), debiased when a part is small; the band is a 95% bootstrap interval over
+examples.
+
+**The dashed reference curve** is the retrain oracle against the original: how much a
+model that never saw the forget data differs, layer by layer. Forgetting "at the core"
+follows that curve on forget data; forgetting only in the last layers ("superficial")
+keeps CKA near 1 everywhere but the head. On retain data every curve should stay high.
+
+**Forgetting depth** per layer = (1 − CKA(unlearned, original)) / (1 − CKA(oracle,
+original)), clipped to [0, 1], on forget data: 0 = unchanged from the original, 1 =
+moved as far as the oracle did. Layers where the oracle did not move have no depth.
+
+**Linear probes** are logistic regressions fitted on frozen activations of each layer
+and tested on held-out forget examples. If a probe on the unlearned model still finds the
+forget labels where the oracle's probe does not, the information is still there.
+
+**Head refit**: only the classifier is retrained, with forget data included, on top of
+the unlearned trunk; the forget accuracy that comes back is what the trunk still knows.
+These checks follow the evaluation of *Erase at the Core* (EC).
+""")
+
+present = layers["parts"]
+default_part = "forget_train" if "forget_train" in present else present[0]
+part_column, reference_column, band_column = st.columns([3, 2, 1])
+parts = part_column.segmented_control(
+    "Data", present, selection_mode="multi", default=[default_part],
+    format_func=figures.PART_LABELS.get, key="layers-parts")
+reference = reference_column.radio(
+    "Compare the unlearned model with", ["original", "oracle"], horizontal=True,
+    format_func=lambda role: figures.ROLE_NAMES[role].lower(), key="layers-reference")
+show_band = band_column.toggle("95% band", value=True, key="layers-band")
+
+if parts:
+    st.plotly_chart(figures.cka_per_layer(report, parts, reference, show_band), width="stretch")
+    depth_parts = [part for part in parts if part in layers["depth"]]
+    if depth_parts:
+        for column, part in zip(st.columns(len(depth_parts)), depth_parts):
+            column.plotly_chart(figures.forgetting_depth_bars(report, part), width="stretch")
+    else:
+        st.caption("Forgetting depth is defined on forget data: pick a forget part to see it.")
+else:
+    st.info("Pick at least one part of the data to draw the CKA curves.")
+
+probes = figures.probe_accuracy_per_layer(report)
+refit = layers["head_refit"]
+if probes is None or refit is None:
+    st.caption("No linear probes or head refit for this run: its probe subset has no "
+               "held-out forget examples.")
+else:
+    st.plotly_chart(probes, width="stretch")
+    st.markdown("**Head refit:** retrain only the classifier, forget data included")
+    before_column, after_column, returned_column = st.columns(3)
+    before_column.metric("Forget accuracy before the refit",
+                         percent(refit["forget_accuracy_before"]))
+    after_column.metric("Forget accuracy after the refit",
+                        percent(refit["forget_accuracy_after"]))
+    returned = refit["returned"]
+    returned_column.metric("Returned",
+                           "n/a" if returned is None else f"{100 * returned:+.1f} points",
+                           help="Forget accuracy the refitted head gains over the unlearned "
+                                "model's own (after − before): high means the trunk still "
+                                "knows the forget data, i.e. superficial forgetting.")
+
+# The unlearned model first: JSON storage does not keep the report's key order. A matrix
+# is null when a layer is constant on the forget data (CKA undefined).
+matrix_pairs = [pair for pair in figures.PAIR_NAMES if layers["cka_matrix"].get(pair)]
+if matrix_pairs:
+    with st.expander("Layer × layer CKA"):
+        st.caption("Every layer of one model against every layer of the original, on forget "
+                   "data. A bright diagonal means each layer still matches its counterpart.")
+        for column, pair in zip(st.columns(len(matrix_pairs)), matrix_pairs):
+            column.plotly_chart(figures.cka_heatmap(report, pair), width="stretch")

@@ -1,0 +1,86 @@
+"""Privacy: membership inference on the forget set next to the oracle's, and how well the
+unlearned model can be told apart from the oracle example by example."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import widgets
+from unlearn_core import figures
+
+
+def percent(value):
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+st.title("Privacy")
+record = widgets.run_picker(needs=("mia",))
+report = record.report
+mia = report["mia"]
+efficacy = mia["efficacy"]
+headline = mia["headline"]
+
+with st.expander("What am I looking at?"):
+    st.markdown("""
+**MIA efficacy** (the SalUn protocol): an attacker, one RBF support-vector machine per
+feature of the softmax output (confidence p_y, correctness, entropy, modified entropy),
+learns to tell training members (retain examples) from non-members (test examples). It
+is then shown the forget set; the efficacy is the share it calls non-member. **The ideal
+is the retrain oracle's value, not 100%**: a model that never trained on the forget
+examples still generalises to some of them, and an efficacy far above the oracle's is
+itself a sign that something was done to those examples. Confidence is the headline
+feature, as in SalUn.
+
+**Distinguishability**: on each forget example, take the unlearned model's and the
+oracle's confidence (or entropy) and try to tell the two models apart by a threshold.
+The curve shows both error rates per threshold; where FPR + FNR = 1 the attacker is
+guessing. ε is the tightest privacy bound over all thresholds (in the spirit of the
+NeurIPS 2023 unlearning challenge) and the privacy score is 2^−ε: 1 = indistinguishable.
+With a few hundred examples sampling noise alone gives scores around 0.5.
+""")
+
+gap = (None if efficacy["unlearned"][headline] is None or efficacy["oracle"][headline] is None
+       else efficacy["unlearned"][headline] - efficacy["oracle"][headline])
+headline_label = figures.MIA_FEATURE_LABELS[headline].lower()
+unlearned_column, oracle_column, original_column = st.columns(3)
+unlearned_column.metric(f"MIA efficacy ({headline_label})",
+                        percent(efficacy["unlearned"][headline]),
+                        None if gap is None else f"{100 * gap:+.1f} vs oracle", delta_color="off")
+oracle_column.metric("Retrain oracle (target)", percent(efficacy["oracle"][headline]))
+original_column.metric("Original", percent(efficacy["original"][headline]))
+
+chart_column, table_column = st.columns([3, 2])
+chart_column.plotly_chart(figures.mia_efficacy_bars(report), width="stretch")
+table = pd.DataFrame({figures.ROLE_NAMES[role]: efficacy[role]
+                      for role in ("unlearned", "oracle", "original")})
+table.index = [figures.MIA_FEATURE_LABELS[feature] for feature in table.index]
+table_column.dataframe((table * 100).round(1), width="stretch")
+table_column.caption("MIA efficacy (%) per attack feature.")
+
+st.subheader("Unlearned model vs oracle, example by example")
+arrays = widgets.run_arrays(record)
+scored_features = [f for f in figures.SCORE_ARRAY_NAMES if f in mia["distinguishability"]]
+feature = st.radio("Score", scored_features, horizontal=True,
+                   format_func=figures.MIA_FEATURE_LABELS.get, key="privacy-feature")
+st.plotly_chart(figures.score_histograms(arrays, figures.SCORE_ARRAY_NAMES[feature]),
+                width="stretch")
+
+thresholds = arrays[f"eval/dist/{feature}/thresholds"]
+low, high = float(thresholds.min()), float(thresholds.max())
+threshold = None
+if high > low:
+    threshold = st.slider("Threshold", low, high, figures.most_telling_threshold(arrays, feature),
+                          step=(high - low) / 200, format="%.4f",
+                          key=f"privacy-threshold-{feature}")
+st.plotly_chart(figures.distinguishability_curve(arrays, feature, threshold), width="stretch")
+
+scores = mia["distinguishability"][feature]
+fpr_column, fnr_column, epsilon_column, score_column = st.columns(4)
+if threshold is not None:
+    rates = figures.rates_at_threshold(arrays, feature, threshold)
+    fpr_column.metric("FPR at the threshold", percent(rates["fpr"]),
+                      help="Share of forget examples where the oracle is called 'unlearned'.")
+    fnr_column.metric("FNR at the threshold", percent(rates["fnr"]),
+                      help="Share of forget examples where the unlearned model is called 'oracle'.")
+epsilon_column.metric("ε", "n/a" if scores["epsilon"] is None else f"{scores['epsilon']:.3f}")
+score_column.metric("Privacy score 2^−ε", "n/a" if scores["privacy_score"] is None
+                    else f"{scores['privacy_score']:.3f}")
