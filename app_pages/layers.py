@@ -9,10 +9,6 @@ from unlearn_core import figures
 WARNING_VERDICTS = ("superficial", "not_forgotten")
 
 
-def percent(value):
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 st.title("Inside the layers")
 record = widgets.run_picker(needs=("layers",))
 report = record.report
@@ -80,9 +76,9 @@ else:
     st.markdown("**Head refit:** retrain only the classifier, forget data included")
     before_column, after_column, returned_column = st.columns(3)
     before_column.metric("Forget accuracy before the refit",
-                         percent(refit["forget_accuracy_before"]))
+                         figures.format_percent(refit["forget_accuracy_before"]))
     after_column.metric("Forget accuracy after the refit",
-                        percent(refit["forget_accuracy_after"]))
+                        figures.format_percent(refit["forget_accuracy_after"]))
     returned = refit["returned"]
     returned_column.metric("Returned",
                            "n/a" if returned is None else f"{100 * returned:+.1f} points",

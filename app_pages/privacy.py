@@ -8,10 +8,6 @@ from ui import widgets
 from unlearn_core import figures
 
 
-def percent(value):
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 st.title("Privacy")
 record = widgets.run_picker(needs=("mia",))
 report = record.report
@@ -43,10 +39,10 @@ gap = (None if efficacy["unlearned"][headline] is None or efficacy["oracle"][hea
 headline_label = figures.MIA_FEATURE_LABELS[headline].lower()
 unlearned_column, oracle_column, original_column = st.columns(3)
 unlearned_column.metric(f"MIA efficacy ({headline_label})",
-                        percent(efficacy["unlearned"][headline]),
+                        figures.format_percent(efficacy["unlearned"][headline]),
                         None if gap is None else f"{100 * gap:+.1f} vs oracle", delta_color="off")
-oracle_column.metric("Retrain oracle (target)", percent(efficacy["oracle"][headline]))
-original_column.metric("Original", percent(efficacy["original"][headline]))
+oracle_column.metric("Retrain oracle (target)", figures.format_percent(efficacy["oracle"][headline]))
+original_column.metric("Original", figures.format_percent(efficacy["original"][headline]))
 
 chart_column, table_column = st.columns([3, 2])
 chart_column.plotly_chart(figures.mia_efficacy_bars(report), width="stretch")
@@ -77,9 +73,9 @@ scores = mia["distinguishability"][feature]
 fpr_column, fnr_column, epsilon_column, score_column = st.columns(4)
 if threshold is not None:
     rates = figures.rates_at_threshold(arrays, feature, threshold)
-    fpr_column.metric("FPR at the threshold", percent(rates["fpr"]),
+    fpr_column.metric("FPR at the threshold", figures.format_percent(rates["fpr"]),
                       help="Share of forget examples where the oracle is called 'unlearned'.")
-    fnr_column.metric("FNR at the threshold", percent(rates["fnr"]),
+    fnr_column.metric("FNR at the threshold", figures.format_percent(rates["fnr"]),
                       help="Share of forget examples where the unlearned model is called 'oracle'.")
 epsilon_column.metric("ε", "n/a" if scores["epsilon"] is None else f"{scores['epsilon']:.3f}")
 score_column.metric("Privacy score 2^−ε", "n/a" if scores["privacy_score"] is None

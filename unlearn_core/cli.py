@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from .config import DataSpec, ForgetSpec, MethodSpec, ModelSpec, RunSpec, SetupSpec, TrainSpec
 from .errors import Cancelled, DivergedError, UserError
+from .figures import format_percent
 from .progress import Progress
 
 EXIT_USAGE = 2
@@ -127,17 +128,13 @@ def _print(obj: Any, as_json: bool, table: str) -> None:
     print(json.dumps(obj, indent=2, default=str) if as_json else table)
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}%"
-
-
 def accuracy_table(report: dict) -> str:
     from .metrics.accuracy import ACCURACY_KEYS
     roles = ("unlearned", "original", "oracle")
     rows = [f"{'':14}" + "".join(f"{r:>11}" for r in roles) + f"{'gap':>9}"]
     for key in ACCURACY_KEYS:
         gap = report["gap_to_oracle"][key]
-        rows.append(f"{key:14}" + "".join(f"{_pct(report['accuracy'][r][key]):>11}" for r in roles)
+        rows.append(f"{key:14}" + "".join(f"{format_percent(report['accuracy'][r][key]):>11}" for r in roles)
                     + f"{'n/a' if gap is None else f'{100 * gap:+.1f}':>9}")
     cost = report["cost"]
     speed = "n/a" if cost["speedup"] is None else f"{cost['speedup']:.1f}x"
@@ -156,7 +153,7 @@ def cmd_train(args) -> int:
     refs = train_references(spec, store, Progress(_ConsoleProgress(args.quiet)))
     out = {"setup": spec.to_dict(), "split": refs.experiment.split.sizes(),
            "original": refs.original.meta, "oracle": refs.oracle.meta}
-    table = "\n".join(f"{role:9} test accuracy {_pct(t.meta['test_accuracy'])}, " + (
+    table = "\n".join(f"{role:9} test accuracy {format_percent(t.meta['test_accuracy'])}, " + (
         f"imported from {t.meta['imported_from']}" if t.meta.get("imported_from")
         else f"trained in {t.meta['seconds']:.1f} s on {t.meta['device']}")
         for role, t in (("original", refs.original), ("oracle", refs.oracle)))

@@ -13,6 +13,11 @@ ACCURACY_LABELS = {"forget_train": "Forget (train)", "retain_train": "Retain (tr
                    "test": "Test, all"}
 
 
+def format_percent(value: float | None) -> str:
+    """A fraction as "12.3%", or "n/a" where the value does not exist for this setup."""
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
 def _percent(values):
     return [None if v is None else 100 * v for v in values]
 
