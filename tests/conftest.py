@@ -30,3 +30,25 @@ def shared_store(tmp_path_factory) -> RunStore:
 def tiny_refs(shared_store):
     from unlearn_core.pipeline import train_references
     return train_references(tiny_setup(), shared_store)
+
+
+def unlearn_tiny(refs, method_name: str, **params):
+    """Run a method straight on the tiny references (no evaluation, no store) and return
+    its Outcome with the unlearned model's accuracies (forget_train, retain_train,
+    test_forget, test_retain, ...). Method tests use this to stay fast."""
+    import copy
+
+    from unlearn_core.methods import UnlearnContext, get_method
+    from unlearn_core.metrics.accuracy import accuracies, predictions
+    from unlearn_core.pipeline import _frozen
+    from unlearn_core.progress import Progress
+
+    method = get_method(method_name)
+    exp = refs.experiment
+    ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
+                         original=_frozen(copy.deepcopy(refs.original.model)),
+                         experiment=exp, params=method.resolve_params(params),
+                         progress=Progress(), seed=exp.spec.seed)
+    outcome = method.unlearn(ctx)
+    acc = accuracies(predictions(outcome.model, exp), exp.split, exp.dataset.num_classes)
+    return outcome, acc
