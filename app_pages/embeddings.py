@@ -1,10 +1,15 @@
 """Embeddings: the probe examples' activations at one layer, for the original, the
-unlearned model and the oracle, in one shared 2-d map."""
+unlearned model and the oracle, in one shared 2-d map (PCA at once, UMAP on request)."""
 
 import streamlit as st
 
-from ui import widgets
+from ui import state, widgets
 from unlearn_core import figures
+from unlearn_core.config import DataSpec
+from unlearn_core.data import load_dataset
+from unlearn_core.pipeline import umap_of_run
+
+SELECTION_SHOWN = 24  # images under the chart; more would push the chart off screen
 
 st.title("Embeddings")
 record = widgets.run_picker(needs=("layers",))
@@ -18,7 +23,7 @@ if not layer_names:
 with st.expander("What am I looking at?"):
     st.markdown("""
 Each point is one example of the probe subset, placed by its activations at the chosen
-layer. One PCA is fitted on the original's, the unlearned model's and the oracle's
+layer. One map is fitted on the original's, the unlearned model's and the oracle's
 activations together, so the three panels share their axes: a point that sits elsewhere
 in the middle panel really moved. Colours are classes; **red crosses are forget
 examples**.
@@ -27,21 +32,66 @@ After forgetting at the core, the forget examples in the unlearned panel look li
 do in the oracle's (for a forgotten class: no separate cluster of its own). If they sit
 where they sat in the original, only the last layers changed. The lines link each forget
 example's original position to its unlearned one. Hover a point for its index, label and
-the class each model predicts.
+the class each model predicts; select points (click, box or lasso) to see their images.
+
+**PCA** is linear and shows distances faithfully but crowds classes together; **UMAP**
+(McInnes et al. 2018) keeps neighbourhoods, so clusters separate, but distances between
+clusters mean little. Both are one joint, seeded fit over the three models.
 """)
 
 # The deepest layer before the logits is the usual place to look first.
 features_only = [name for name in layer_names if name != "logits"] or layer_names
-layer_column, lines_column = st.columns([2, 1])
+layer_column, map_column, lines_column = st.columns([2, 1, 2])
 layer = layer_column.selectbox("Layer", layer_names,
                                index=layer_names.index(features_only[-1]),
                                key="embeddings-layer")
+projection = map_column.radio("Map", ["PCA", "UMAP"], horizontal=True, key="embeddings-map")
 show_lines = lines_column.checkbox("Show moves (original → unlearned)", key="embeddings-lines",
                                    help="A line from each forget example's place in the "
                                         "original's map to its place in the unlearned one's.")
-st.plotly_chart(figures.embedding_panels(report, arrays, layer, show_displacement=show_lines),
-                width="stretch")
-variance = arrays[f"eval/pca_variance/{layer}"]
-st.caption(f"PCA on the three models' activations pooled: the two axes explain "
-           f"{100 * variance[0]:.1f}% and {100 * variance[1]:.1f}% of the variance "
-           f"({100 * variance[:2].sum():.1f}% together).")
+
+shown_arrays = arrays
+if projection == "UMAP":
+    store = state.store()
+    umap = store.get_derived(record.id, f"umap-{layer}")
+    if umap is None:
+        st.info(f"The UMAP of {layer} is not computed yet. It runs in the background "
+                "(10–40 s on 2 CPU cores; the first one also compiles UMAP's code) and is "
+                "kept with the run. PCA is shown meanwhile.")
+        if st.button(f"Compute UMAP of {layer}", disabled=state.busy(), key="embeddings-umap"):
+            run_id = record.id
+            state.submit(f"UMAP of {layer}",
+                         lambda progress: umap_of_run(store, run_id, layer, progress))
+            st.rerun()
+        projection = "PCA"
+    else:
+        shown_arrays = {**arrays, **umap}
+
+event = st.plotly_chart(
+    figures.embedding_panels(report, shown_arrays, layer, method=projection.lower(),
+                             show_displacement=show_lines),
+    width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
+    key=f"embeddings-chart-{record.id}-{layer}-{projection}")
+if projection == "PCA":
+    variance = arrays[f"eval/pca_variance/{layer}"]
+    st.caption(f"PCA on the three models' activations pooled: the two axes explain "
+               f"{100 * variance[0]:.1f}% and {100 * variance[1]:.1f}% of the variance "
+               f"({100 * variance[:2].sum():.1f}% together).")
+
+rows = figures.selected_probe_rows(event.selection.points if event else [])
+if rows:
+    dataset = load_dataset(DataSpec.from_dict(record.spec["setup"]["data"]))
+    parts = report["layers"]["parts"]
+    classes = report["classes"]
+    predicted = {role: arrays[f"eval/pred/{role}"] for role in ("original", "unlearned")}
+    shown = rows[:SELECTION_SHOWN]
+    images = [(dataset.test if parts[arrays["eval/probe_part"][row]].endswith("_test")
+               else dataset.train).images[int(arrays["eval/probe_index"][row])].numpy()
+              for row in shown]
+    st.subheader(f"Selected: {len(rows)} example{'s' if len(rows) != 1 else ''}"
+                 + (f" (first {SELECTION_SHOWN} shown)" if len(rows) > SELECTION_SHOWN else ""))
+    widgets.image_grid(
+        images, [f"{classes[arrays['eval/probe_label'][row]]}: "
+                 f"{classes[predicted['original'][row]]} → {classes[predicted['unlearned'][row]]}"
+                 for row in shown])
+    st.caption("Caption: label: predicted by the original → by the unlearned model.")

@@ -342,6 +342,19 @@ def _embedding_hover(report: dict, arrays: dict) -> np.ndarray:
             predicted["original"], predicted["unlearned"], predicted["oracle"])])
 
 
+def selected_probe_rows(points: list[dict]) -> list[int]:
+    """Rows of the probe arrays behind the points selected in `embedding_panels` (each
+    example once, in selection order; the displacement lines carry no rows)."""
+    rows: dict[int, None] = {}
+    for point in points:
+        row = point.get("customdata")
+        if isinstance(row, list):  # plotly sends customdata as a list per point at times
+            row = row[0] if row else None
+        if isinstance(row, (int, float)):
+            rows[int(row)] = None
+    return list(rows)
+
+
 def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca",
                      show_displacement: bool = False) -> go.Figure:
     """Original | unlearned | oracle activations of the probe examples at `layer`, in one
@@ -367,9 +380,11 @@ def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca"
                 (is_forget, "Forget examples",
                  {"size": 8, "symbol": "x", "color": FORGET_COLOR,
                   "line": {"width": 0.5, "color": "white"}})):
+            # customdata = row in the probe arrays, so a selection maps back to examples.
             fig.add_scatter(x=coords[role][rows, 0].tolist(), y=coords[role][rows, 1].tolist(),
                             mode="markers", name=name, legendgroup=name,
                             showlegend=column == 1, hovertext=hover[rows].tolist(),
+                            customdata=np.flatnonzero(rows).tolist(),
                             hoverinfo="text", marker=marker, row=1, col=column)
     if show_displacement:
         start, end = coords["original"][is_forget], coords["unlearned"][is_forget]

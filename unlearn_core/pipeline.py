@@ -9,13 +9,18 @@ import copy
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .config import RunSpec, SetupSpec
 from .errors import Cancelled, DivergedError
 from .methods import UnlearnContext, get_method
+from .errors import UserError
+from .metrics.activations import activations, probe_subset
+from .metrics.embeddings import joint_umap
 from .metrics.report import evaluate
 from .progress import Progress
+from .models import LensModel
 from .runs import RunStore
 from .training import Experiment, TrainedModel, get_oracle, get_original, prepare, reference_key
 
@@ -96,3 +101,52 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
     except BaseException as exc:
         store.fail(run_id, f"{type(exc).__name__}: {exc}")
         raise
+
+
+def unlearned_model(store: RunStore, run_id: str, exp: Experiment) -> LensModel:
+    """A finished run's unlearned model, rebuilt from its stored weights."""
+    model = exp.new_model()
+    model.load_state_dict(store.load_weights(run_id))
+    return _frozen(model)
+
+
+def umap_of_run(store: RunStore, run_id: str, layer: str,
+                progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """One joint UMAP of the original's, the unlearned model's and the oracle's
+    activations at `layer` on the run's probe subset, the same examples as its PCA.
+
+    Kept with the run (derived result "umap-<layer>"), so it is computed once; returns
+    {"eval/umap/<layer>/<role>": (n, 2) coordinates}, named like the stored PCA.
+    """
+    progress = progress or Progress()
+    name = f"umap-{layer}"
+    stored = store.get_derived(run_id, name)
+    if stored is not None:
+        return stored
+    record = store.get(run_id)
+    if record.status != "done" or "layers" not in (record.report or {}):
+        raise UserError(f"run {run_id}: only a finished run with layer metrics has a UMAP")
+    if layer not in record.report["layers"]["names"]:
+        raise UserError(f"layer: expected one of {record.report['layers']['names']}, "
+                        f"got {layer!r}")
+    spec = RunSpec.from_dict(record.spec)
+    refs = train_references(spec.setup, store, progress.stage(0.0, 0.1))
+    exp = refs.experiment
+    subset = probe_subset(exp, seed=spec.setup.seed)
+    if not np.array_equal(subset.index, store.load_arrays(run_id)["eval/probe_index"]):
+        raise UserError(f"run {run_id} was evaluated on another probe subset than this "
+                        "version draws; run it again to embed it")
+    models = {"original": refs.original.model, "unlearned": unlearned_model(store, run_id, exp),
+              "oracle": refs.oracle.model}
+    features = {}
+    for step, (role, model) in enumerate(models.items()):
+        progress.update(0.1 + 0.1 * step, f"activations of the {role} model")
+        key = reference_key(spec.setup, role) if role != "unlearned" else None
+        features[role] = activations(model, exp, subset, key)[layer]
+    progress.update(0.4, f"fitting one UMAP on {sum(len(f) for f in features.values()):,} points")
+    coords = joint_umap(features, seed=spec.setup.seed)
+    progress.check()
+    result = {f"eval/umap/{layer}/{role}": coords[role].astype(np.float32) for role in models}
+    store.put_derived(run_id, name, result)
+    progress.update(1.0, "UMAP ready")
+    return result

@@ -48,6 +48,7 @@ REPORT_FILE = "report.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS_FILE = "artifacts.npz"
 META_FILE = "meta.json"
+DERIVED_DIR = "derived"  # results computed later from a finished run (e.g. a UMAP)
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 
@@ -346,6 +347,26 @@ class RunStore:
     def load_arrays(self, run_id: str) -> dict[str, np.ndarray]:
         arrays = self.get(run_id).path / ARRAYS_FILE
         return io.load_arrays(arrays) if arrays.is_file() else {}
+
+    def _derived_path(self, run_id: str, name: str) -> Path:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", name) or name.startswith("."):
+            raise ValueError(f"name: letters, digits, '_', '-' and '.' only, got {name!r}")
+        return self.run_dir(run_id) / DERIVED_DIR / f"{name}.npz"
+
+    def put_derived(self, run_id: str, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """Keep arrays computed later from a finished run (its report and weights never
+        change); they go with the run when it is deleted."""
+        record = self.get(run_id)
+        if record.status != "done":
+            raise UserError(f"run {run_id} is {record.status}; only a finished run keeps "
+                            "derived results")
+        path = self._derived_path(run_id, name)
+        path.parent.mkdir(exist_ok=True)
+        io.save_arrays(path, arrays)
+
+    def get_derived(self, run_id: str, name: str) -> dict[str, np.ndarray] | None:
+        path = self._derived_path(run_id, name)
+        return io.load_arrays(path) if path.is_file() else None
 
     def recover(self) -> list[str]:
         """Settle runs whose process is gone: a complete folder means only the final

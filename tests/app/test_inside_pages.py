@@ -273,3 +273,25 @@ def test_pages_point_to_the_unlearn_page_without_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("LENS_STORE", str(tmp_path / "empty-store"))
     at = open_page("layers")
     assert "No finished runs yet" in texts(at.info)
+
+
+def test_embeddings_page_offers_umap_and_draws_it_once_stored(stored):
+    store, run_id = stored
+    at = open_page("embeddings")
+    at.radio(key="embeddings-map").set_value("UMAP").run()
+    assert not at.exception
+    assert "not computed yet" in texts(at.info)
+    assert at.button(key="embeddings-umap").label == "Compute UMAP of embedding"
+    chart(at, "embedding: one joint PCA map")  # PCA meanwhile
+
+    n = PROBES_PER_PART * len(PARTS)
+    umap = {f"eval/umap/embedding/{role}": np.random.default_rng(i).normal(size=(n, 2))
+            for i, role in enumerate(figures.EMBEDDING_ROLES)}
+    store.put_derived(run_id, "umap-embedding", umap)
+    at.run()
+    panels = chart(at, "embedding: one joint UMAP map")
+    is_forget = np.isin(store.load_arrays(run_id)["eval/probe_part"], [0, 2])
+    forget = [t for t in panels["data"] if t["name"] == "Forget examples"]
+    for panel, role in zip(forget, figures.EMBEDDING_ROLES):
+        assert panel["x"] == pytest.approx(umap[f"eval/umap/embedding/{role}"][is_forget, 0])
+        assert panel["customdata"] == np.flatnonzero(is_forget).tolist()

@@ -229,3 +229,10 @@ def test_every_figure_has_a_title_and_axis_titles(build):
     layout = build().layout
     assert layout.title.text
     assert layout.xaxis.title.text and layout.yaxis.title.text
+
+
+def test_selected_probe_rows_maps_points_back_to_examples_once():
+    points = [{"customdata": 5, "curve_number": 1}, {"customdata": [2]},
+              {"customdata": 5, "curve_number": 4}, {"point_index": 3}]  # a line: no row
+    assert figures.selected_probe_rows(points) == [5, 2]
+    assert figures.selected_probe_rows([]) == []

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import tiny_setup
 from unlearn_core.config import MethodSpec, RunSpec
+from unlearn_core.errors import UserError
 from unlearn_core.metrics.activations import probe_subset
 from unlearn_core.metrics.privacy import balanced_members
 from unlearn_core.pipeline import run_unlearning
@@ -82,3 +83,24 @@ def test_members_are_class_balanced():
     assert len(members) == 30
     assert np.bincount(labels[members]).tolist() == [10, 10, 10]
     assert math.isclose(len(balanced_members(labels, retain, 500, seed=0)), len(labels))
+
+
+def test_umap_of_a_run_is_joint_over_the_probe_subset_and_kept_with_the_run(shared_store,
+                                                                               retrain_run):
+    from unlearn_core.pipeline import umap_of_run
+    report, arrays = retrain_run
+    run_id = next(r.id for r in shared_store.list(kind="unlearn", status="done")
+                  if r.report["run_spec_hash"] == report["run_spec_hash"])
+    coords = umap_of_run(shared_store, run_id, "block3")
+    n = len(arrays["eval/probe_index"])
+    assert sorted(coords) == [f"eval/umap/block3/{role}"
+                              for role in ("oracle", "original", "unlearned")]
+    assert all(c.shape == (n, 2) and np.isfinite(c).all() for c in coords.values())
+    # Retrain with offset 0 is the oracle itself: in one joint fit each of its points lands
+    # next to its oracle twin (UMAP's stochastic layout keeps them near, not identical).
+    unlearned, oracle = coords["eval/umap/block3/unlearned"], coords["eval/umap/block3/oracle"]
+    spread = np.ptp(np.concatenate([unlearned, oracle]), axis=0).max()
+    assert np.median(np.linalg.norm(unlearned - oracle, axis=1)) < 0.02 * spread
+    assert shared_store.get_derived(run_id, "umap-block3").keys() == coords.keys()
+    with pytest.raises(UserError, match="layer: expected one of"):
+        umap_of_run(shared_store, run_id, "no_such_layer")

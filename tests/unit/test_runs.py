@@ -291,3 +291,18 @@ def test_running_row_of_another_live_process_survives_recover(store):
         other_process.kill()
         other_process.wait()
     assert store.recover() == [live]
+
+
+def test_derived_results_are_kept_with_a_finished_run_and_go_with_it(tmp_path):
+    store = runs.RunStore(tmp_path)
+    running = store.create("unlearn", {"x": 1})
+    with pytest.raises(UserError, match="only a finished run"):
+        store.put_derived(running, "umap-block1", {"a": np.zeros(2)})
+    store.finish(running, {"ok": True})
+    assert store.get_derived(running, "umap-block1") is None
+    store.put_derived(running, "umap-block1", {"a": np.arange(3.0)})
+    np.testing.assert_array_equal(store.get_derived(running, "umap-block1")["a"], [0, 1, 2])
+    with pytest.raises(ValueError, match="name"):
+        store.put_derived(running, "../escape", {"a": np.zeros(1)})
+    store.delete(running)
+    assert not (tmp_path / "runs" / running).exists()
