@@ -33,7 +33,8 @@ keeps CKA near 1 everywhere but the head. On retain data every curve should stay
 
 **Forgetting depth** per layer = (1 − CKA(unlearned, original)) / (1 − CKA(oracle,
 original)), clipped to [0, 1], on forget data: 0 = unchanged from the original, 1 =
-moved as far as the oracle did. Layers where the oracle did not move have no depth.
+moved as far as the oracle did. Layers where the oracle itself moved by less than 0.02
+in CKA have no depth: dividing by so little would only amplify noise.
 
 **Linear probes** are logistic regressions fitted on frozen activations of each layer
 and tested on held-out forget examples. If a probe on the unlearned model still finds the

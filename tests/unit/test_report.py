@@ -104,3 +104,28 @@ def test_umap_of_a_run_is_joint_over_the_probe_subset_and_kept_with_the_run(shar
     assert shared_store.get_derived(run_id, "umap-block3").keys() == coords.keys()
     with pytest.raises(UserError, match="layer: expected one of"):
         umap_of_run(shared_store, run_id, "no_such_layer")
+
+
+def _layers(cka_u, cka_r, depth):
+    names = ["block1", "block2", "block3", "embedding", "logits"]
+    return {"names": names, "probe_layers": names[:-1], "probes": None,
+            "depth": {"forget_train": depth},
+            "cka": {"unlearned_vs_original": {"forget_train": cka_u},
+                    "oracle_vs_original": {"forget_train": cka_r}}}
+
+
+@pytest.mark.parametrize("forget_acc, depth, kind, focus", [
+    # The oracle moved only at embedding and logits: judge there, not at block3.
+    (0.0, [None, None, None, 0.1, 0.9], "superficial", "embedding"),
+    (0.0, [None, None, 0.8, 0.9, 1.0], "core", "block3"),
+    (0.0, [None, None, None, None, 1.0], "undetermined", "block3"),
+    (0.6, [None, None, None, 0.1, 0.9], "not_forgotten", "embedding"),
+])
+def test_verdict_judges_where_the_oracle_moved(forget_acc, depth, kind, focus):
+    from unlearn_core.metrics.layers import verdict
+    accuracy = {"unlearned": {"test_forget": forget_acc}, "oracle": {"test_forget": 0.0}}
+    result = verdict(accuracy, _layers([0.99, 0.99, 0.98, 0.95, 0.2],
+                                       [0.999, 0.995, 0.99, 0.85, 0.1], depth))
+    assert result["kind"] == kind
+    assert f"{focus} CKA to the original" in result["text"]
+    assert f"forget accuracy {forget_acc:.0%}" in result["text"]

@@ -20,9 +20,10 @@ N_BOOT = 100
 # Thresholds of the verdict on the mean forgetting depth of the feature layers.
 CORE_DEPTH, SUPERFICIAL_DEPTH = 0.7, 0.3
 NOT_FORGOTTEN_MARGIN = 0.2  # forget accuracy this far above the oracle's is not forgotten
-# When the oracle's own CKA to the original is above this, depth divides by almost
-# nothing and cannot tell core from superficial forgetting.
-ORACLE_BARELY_MOVED = 0.98
+# Depth divides by the oracle's own movement 1 - CKA(oracle, original); below this floor
+# (the spread of CKA between bootstrap resamples on a few hundred examples is about
+# 0.005-0.01) the ratio is noise, so depth is left undefined there.
+DEPTH_FLOOR = 0.02
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -57,7 +58,8 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
         if part.startswith("forget"):
             u, r = cka["unlearned_vs_original"][part], cka["oracle_vs_original"][part]
             depth[part] = [None if ui is None or ri is None
-                           else _finite_or_none(forgetting_depth(ui, ri)) for ui, ri in zip(u, r)]
+                           else _finite_or_none(forgetting_depth(ui, ri, eps=DEPTH_FLOOR))
+                           for ui, ri in zip(u, r)]
     forget_part = next((p for p in subset.parts if p.startswith("forget")), subset.parts[0])
     rows = subset.mask(forget_part)
     matrices = {}
@@ -68,7 +70,7 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
                                         {l: acts[b][l][rows] for l in layers}).tolist()
         except ConstantFeaturesError:
             matrices[pair] = None
-    return {"cka": cka, "cka_band": band, "depth": depth,
+    return {"cka": cka, "cka_band": band, "depth": depth, "depth_floor": DEPTH_FLOOR,
             "cka_matrix": {"part": forget_part, **matrices}}
 
 
@@ -98,21 +100,30 @@ def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
 
 
 def verdict(accuracy: dict, layers_report: dict) -> dict:
-    """One sentence, computed from the numbers: was the forgetting superficial or core?"""
+    """One sentence, computed from the numbers: was the forgetting superficial or core?
+
+    It looks at the feature layers where the oracle moved measurably (its depth is
+    defined): the focus layer is the first of them from the middle of the network on,
+    and the mean depth is taken over all of them.
+    """
     key = "test_forget" if accuracy["unlearned"]["test_forget"] is not None else "forget_train"
     fa, fa_oracle = accuracy["unlearned"][key], accuracy["oracle"][key]
     names = layers_report["names"]
     feature_layers = names[:-1]
     part = "forget_train" if "forget_train" in layers_report["depth"] else next(
         iter(layers_report["depth"]), None)
-    focus = feature_layers[len(feature_layers) // 2]
-    i = names.index(focus)
     if part is None:
-        return {"kind": "partial", "text": "No forget examples in the probe subset."}
+        return {"kind": "partial", "text": "No forget examples in the probe subset.",
+                "mean_depth": None}
+    depth = dict(zip(names, layers_report["depth"][part]))
+    measurable = [layer for layer in feature_layers if depth[layer] is not None]
+    middle = len(feature_layers) // 2
+    focus = next((layer for layer in feature_layers[middle:] if layer in measurable),
+                 measurable[-1] if measurable else feature_layers[middle])
+    i = names.index(focus)
     cka_u = layers_report["cka"]["unlearned_vs_original"][part][i]
     cka_r = layers_report["cka"]["oracle_vs_original"][part][i]
-    depths = [d for d in layers_report["depth"][part][:-1] if d is not None]
-    mean_depth = float(np.mean(depths)) if depths else None
+    mean_depth = float(np.mean([depth[layer] for layer in measurable])) if measurable else None
     probes = layers_report.get("probes")
     probe_text = ""
     if probes:
@@ -124,23 +135,23 @@ def verdict(accuracy: dict, layers_report: dict) -> dict:
     if fa > fa_oracle + NOT_FORGOTTEN_MARGIN:
         return {"kind": "not_forgotten", "text": f"{facts}: not forgotten yet.",
                 "mean_depth": mean_depth}
-    if cka_r is not None and cka_r >= ORACLE_BARELY_MOVED:
-        return {"kind": "undetermined", "mean_depth": mean_depth,
-                "text": f"{facts}: the oracle itself barely moved at {focus}, so these "
-                        f"layers cannot show whether the forgetting is core or superficial."}
-    if mean_depth is None:
-        kind = "partial"
-    elif mean_depth >= CORE_DEPTH:
+    if not measurable:
+        return {"kind": "undetermined", "mean_depth": None,
+                "text": f"{facts}: the oracle itself moved by less than {DEPTH_FLOOR} in CKA "
+                        "at every feature layer, so the layers cannot show whether the "
+                        "forgetting is core or superficial."}
+    if mean_depth >= CORE_DEPTH:
         kind = "core"
     elif mean_depth <= SUPERFICIAL_DEPTH:
         kind = "superficial"
     else:
         kind = "partial"
-    depth_text = "n/a" if mean_depth is None else f"{mean_depth:.2f}"
     label = {"core": "core forgetting", "superficial": "superficial",
              "partial": "partly at the core"}[kind]
+    over = ("" if len(measurable) == len(feature_layers)
+            else f" (over {', '.join(measurable)}, where the oracle moved measurably)")
     return {"kind": kind, "mean_depth": mean_depth,
-            "text": f"{facts}; mean forgetting depth {depth_text}: {label}."}
+            "text": f"{facts}; mean forgetting depth {mean_depth:.2f}{over}: {label}."}
 
 
 def _fmt(value: float | None) -> str:
