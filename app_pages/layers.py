@@ -36,6 +36,12 @@ original)), clipped to [0, 1], on forget data: 0 = unchanged from the original, 
 moved as far as the oracle did. Layers where the oracle itself moved by less than 0.02
 in CKA have no depth: dividing by so little would only amplify noise.
 
+**Closer to the original than the oracle?** CKA(unlearned, original) − CKA(oracle,
+original) per layer, with a paired bootstrap 95% interval (both CKAs on the same resampled
+examples). Red bars: the interval lies above 0, so that layer stayed significantly closer
+to the original than the oracle's did: the signature of superficial forgetting, and the
+test the verdict uses where the oracle moved too little for a depth.
+
 **Linear probes** are logistic regressions fitted on frozen activations of each layer
 and tested on held-out forget examples. If a probe on the unlearned model still finds the
 forget labels where the oracle's probe does not, the information is still there.
@@ -62,6 +68,9 @@ if parts:
     if depth_parts:
         for column, part in zip(st.columns(len(depth_parts)), depth_parts):
             column.plotly_chart(figures.forgetting_depth_bars(report, part), width="stretch")
+            excess = figures.cka_excess_bars(report, part)
+            if excess is not None:
+                column.plotly_chart(excess, width="stretch")
     else:
         st.caption("Forgetting depth is defined on forget data: pick a forget part to see it.")
 else:

@@ -90,6 +90,7 @@ SCORE_AXIS_TITLES = {"conf": "confidence p_y", "entropy": "entropy of the softma
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
                 "#bcbd22", "#17becf", "#393b79", "#637939")
 FORGET_COLOR = "#d62728"
+NOT_SIGNIFICANT_COLOR = "#9e9e9e"
 EMBEDDING_ROLES = ("original", "unlearned", "oracle")
 
 
@@ -183,6 +184,31 @@ def forgetting_depth_bars(report: dict, part: str) -> go.Figure:
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       yaxis_title="depth (0 = as original, 1 = as oracle)",
                       yaxis_range=[0, 1.15])
+    return fig
+
+
+def cka_excess_bars(report: dict, part: str) -> go.Figure | None:
+    """CKA(unlearned, original) - CKA(oracle, original) per layer on a forget part, with
+    its paired 95% interval: above 0, the layer stayed closer to the original than the
+    oracle's did (the superficial-forgetting signature), even where the oracle moved too
+    little for a depth. None for runs stored before it existed."""
+    excess = report["layers"].get("cka_excess", {}).get(part)
+    if excess is None:
+        return None
+    names, values = report["layers"]["names"], excess["value"]
+    upper = [None if v is None or h is None else h - v for v, h in zip(values, excess["high"])]
+    lower = [None if v is None or lo is None else v - lo for v, lo in zip(values, excess["low"])]
+    significant = [lo is not None and lo > 0 for lo in excess["low"]]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=values, name="CKA difference",
+                marker_color=[FORGET_COLOR if s else NOT_SIGNIFICANT_COLOR for s in significant],
+                error_y={"type": "data", "array": upper, "arrayminus": lower, "visible": True},
+                text=[None if v is None else f"{v:+.3f}" for v in values],
+                textposition="outside")
+    fig.add_hline(y=0, line_width=1, line_color="grey")
+    fig.update_layout(title=f"Closer to the original than the oracle? {PART_LABELS[part]}",
+                      xaxis_title="layer (shallow → deep)", xaxis_type="category",
+                      yaxis_title="CKA(unl., orig.) − CKA(oracle, orig.)")
     return fig
 
 

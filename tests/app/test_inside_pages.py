@@ -63,6 +63,11 @@ def synthetic_report(rng: np.random.Generator) -> dict:
             "cka": cka, "cka_band": band,
             "depth": {"forget_train": [None, 0.1, 0.2, 0.3, 0.9],
                       "forget_test": [0.0, 0.05, 0.1, 0.25, 0.95]},
+            "depth_floor": 0.02,
+            "cka_excess": {part: {"value": [0.001, 0.004, 0.007, -0.1, None],
+                                  "low": [0.0005, 0.003, -0.001, -0.14, None],
+                                  "high": [0.002, 0.005, 0.01, -0.07, None]}
+                           for part in ("forget_train", "forget_test")},
             "cka_matrix": {"part": "forget_train",
                            **{pair: [rounded(rng.uniform(0, 1, len(LAYERS))) for _ in LAYERS]
                               for pair in ("unlearned_vs_original", "oracle_vs_original")}},
@@ -163,6 +168,12 @@ def test_layers_page_shows_the_verdict_and_the_stored_layer_metrics(stored):
     assert trace(cka, "Oracle vs original (reference) · Forget (train)")["line"]["dash"] == "dash"
     depth = chart(at, "Forgetting depth per layer, Forget (train)")
     assert depth["data"][0]["y"] == layers["depth"]["forget_train"]
+    excess = chart(at, "Closer to the original than the oracle? Forget (train)")["data"][0]
+    assert excess["y"] == layers["cka_excess"]["forget_train"]["value"]
+    assert excess["error_y"]["array"] == pytest.approx([0.001, 0.001, 0.003, 0.03, None])
+    # Red where the interval lies above 0: block1 and block2 only.
+    assert [c == figures.FORGET_COLOR for c in excess["marker"]["color"]] == [
+        True, True, False, False, False]
     probes = chart(at, "Linear probe accuracy")
     assert trace(probes, "Unlearned")["y"] == pytest.approx([90, 85, 80, 70])
     metrics = {m.label: m.value for m in at.metric}

@@ -8,6 +8,7 @@ from unlearn_core.metrics.cka import (
     ConstantFeaturesError,
     _cka_from_counts,
     bootstrap_cka,
+    bootstrap_cka_difference,
     cka_matrix,
     forgetting_depth,
     linear_cka,
@@ -238,3 +239,29 @@ def test_forgetting_depth():
     assert np.isnan(forgetting_depth(0.9, 1.0))
     with pytest.raises(ValueError, match="eps"):
         forgetting_depth(0.5, 0.5, eps=0.0)
+
+
+def test_paired_difference_is_zero_for_the_same_model_and_signed_by_which_stays_closer():
+    rng = np.random.default_rng(0)
+    original = rng.normal(size=(300, 40))
+    same = original @ np.linalg.qr(rng.normal(size=(40, 40)))[0]  # CKA 1 to the original
+    nudged = original + 0.3 * rng.normal(size=original.shape)
+    moved = original + 1.5 * rng.normal(size=original.shape)
+    value, low, high = bootstrap_cka_difference(same, same, original, n_boot=50)
+    assert value == pytest.approx(0.0, abs=1e-12) and low == pytest.approx(0.0, abs=1e-12)
+    value, low, high = bootstrap_cka_difference(nudged, moved, original, n_boot=100)
+    assert value == pytest.approx(linear_cka(nudged, original) - linear_cka(moved, original))
+    assert 0 < low <= value <= high
+    value, low, high = bootstrap_cka_difference(moved, nudged, original, n_boot=100)
+    assert low <= value <= high < 0
+
+
+def test_paired_difference_interval_is_narrower_than_the_two_separate_intervals():
+    rng = np.random.default_rng(1)
+    original = rng.normal(size=(200, 30))
+    a = original + 0.5 * rng.normal(size=original.shape)
+    b = a + 0.1 * rng.normal(size=original.shape)  # moves together with a
+    _, low, high = bootstrap_cka_difference(a, b, original, n_boot=200)
+    _, a_low, a_high = bootstrap_cka(a, original, n_boot=200)
+    _, b_low, b_high = bootstrap_cka(b, original, n_boot=200)
+    assert high - low < 0.5 * min(a_high - a_low, b_high - b_low)

@@ -106,26 +106,33 @@ def test_umap_of_a_run_is_joint_over_the_probe_subset_and_kept_with_the_run(shar
         umap_of_run(shared_store, run_id, "no_such_layer")
 
 
-def _layers(cka_u, cka_r, depth):
+def _layers(depth, excess):
     names = ["block1", "block2", "block3", "embedding", "logits"]
     return {"names": names, "probe_layers": names[:-1], "probes": None,
             "depth": {"forget_train": depth},
-            "cka": {"unlearned_vs_original": {"forget_train": cka_u},
-                    "oracle_vs_original": {"forget_train": cka_r}}}
+            "cka_excess": {"forget_train": {key: [None, None, v, None, None]
+                                            for key, v in zip(("value", "low", "high"), excess)}},
+            "cka": {"unlearned_vs_original": {"forget_train": [0.99, 0.99, 0.98, 0.95, 0.2]},
+                    "oracle_vs_original": {"forget_train": [0.999, 0.995, 0.99, 0.85, 0.1]}}}
 
 
-@pytest.mark.parametrize("forget_acc, depth, kind, focus", [
-    # The oracle moved only at embedding and logits: judge there, not at block3.
-    (0.0, [None, None, None, 0.1, 0.9], "superficial", "embedding"),
-    (0.0, [None, None, 0.8, 0.9, 1.0], "core", "block3"),
-    (0.0, [None, None, None, None, 1.0], "undetermined", "block3"),
-    (0.6, [None, None, None, 0.1, 0.9], "not_forgotten", "embedding"),
+@pytest.mark.parametrize("forget_acc, depth, excess, kind, says", [
+    # The oracle moved at block3: depth decides.
+    (0.0, [None, None, 0.1, 0.2, 0.9], (0.007, 0.005, 0.009), "superficial", "depth at block3 0.10"),
+    (0.0, [None, None, 0.8, 0.9, 1.0], (0.001, -0.001, 0.003), "core", "depth at block3 0.80"),
+    # It did not: the paired CKA difference decides.
+    (0.0, [None, None, None, 1.0, 1.0], (0.007, 0.006, 0.008), "superficial",
+     "stayed closer to the original than the oracle's"),
+    (0.0, [None, None, None, 1.0, 1.0], (-0.012, -0.014, -0.010), "core", "moved further from"),
+    (0.0, [None, None, None, 1.0, 1.0], (0.001, -0.002, 0.004), "core", "stayed no closer to"),
+    (0.0, [None, None, None, 1.0, 1.0], (None, None, None), "undetermined", "barely moved"),
+    (0.6, [None, None, 0.1, 0.2, 0.9], (0.007, 0.005, 0.009), "not_forgotten", "not forgotten"),
 ])
-def test_verdict_judges_where_the_oracle_moved(forget_acc, depth, kind, focus):
+def test_verdict_follows_the_numbers_at_the_middle_layer(forget_acc, depth, excess, kind, says):
     from unlearn_core.metrics.layers import verdict
     accuracy = {"unlearned": {"test_forget": forget_acc}, "oracle": {"test_forget": 0.0}}
-    result = verdict(accuracy, _layers([0.99, 0.99, 0.98, 0.95, 0.2],
-                                       [0.999, 0.995, 0.99, 0.85, 0.1], depth))
+    result = verdict(accuracy, _layers(depth, excess))
     assert result["kind"] == kind
-    assert f"{focus} CKA to the original" in result["text"]
-    assert f"forget accuracy {forget_acc:.0%}" in result["text"]
+    assert says in result["text"]
+    assert result["text"].startswith(f"forget accuracy {forget_acc:.0%} (oracle 0%), block3 CKA "
+                                     "to the original 0.98 (oracle 0.99)")

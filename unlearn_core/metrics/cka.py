@@ -38,6 +38,7 @@ __all__ = [
     "ConstantFeaturesError",
     "as_example_matrix",
     "bootstrap_cka",
+    "bootstrap_cka_difference",
     "check_int",
     "cka_matrix",
     "forgetting_depth",
@@ -327,14 +328,63 @@ def bootstrap_cka(X: Any, Y: Any, n_boot: int = 200, seed: int = 0, level: float
     Bounds are clipped to the estimator's range ([0, 1] plain, [-1, 1] debiased).
     Replicates whose resample does not vary at all (possible only for tiny n) are dropped.
     """
-    n_boot = check_int("n_boot", n_boot, 1)
-    seed = check_int("seed", seed, 0)
+    n_boot, seed = _check_bootstrap_args(n_boot, seed, level)
+    x, y = _paired_features(X, Y, min_examples=4 if debiased else 2)
+    counts = _resample_counts(x.shape[0], n_boot, seed)
+    estimates = _bootstrap_estimates(x, y, counts, debiased, ("X", "Y"))
+    value = float(estimates[0])
+    if not np.isfinite(value):
+        raise ValueError("X and Y: the debiased HSIC of a representation with itself is 0; "
+                         "use more examples or debiased=False")
+    low, high = _interval(value, estimates[1:], level, "X and Y")
+    lower_bound = -1.0 if debiased else 0.0
+    return value, float(np.clip(low, lower_bound, 1.0)), float(np.clip(high, lower_bound, 1.0))
+
+
+def bootstrap_cka_difference(X: Any, Y: Any, Z: Any, n_boot: int = 200, seed: int = 0,
+                             level: float = 0.95,
+                             debiased: bool = False) -> tuple[float, float, float]:
+    """CKA(X, Z) - CKA(Y, Z) with a paired bootstrap interval: (value, low, high).
+
+    Both CKAs of a replicate use the same resample of examples, so the interval is that of
+    the difference itself, much narrower than two separate intervals would suggest when
+    the two CKAs move together. Used as "how much closer to the original (Z) does the
+    unlearned model (X) stay than the oracle (Y)": an interval above 0 means significantly
+    closer. Same estimator and interval construction as `bootstrap_cka`.
+    """
+    n_boot, seed = _check_bootstrap_args(n_boot, seed, level)
+    minimum = 4 if debiased else 2
+    x, z = _paired_features(X, Z, min_examples=minimum)
+    y, _ = _paired_features(Y, Z, min_examples=minimum)
+    counts = _resample_counts(x.shape[0], n_boot, seed)
+    estimates = (_bootstrap_estimates(x, z, counts, debiased, ("X", "Z"))
+                 - _bootstrap_estimates(y, z, counts, debiased, ("Y", "Z")))
+    value = float(estimates[0])
+    if not np.isfinite(value):
+        raise ValueError("X, Y and Z: the debiased HSIC of a representation with itself is 0; "
+                         "use more examples or debiased=False")
+    return (value, *_interval(value, estimates[1:], level, "X, Y and Z"))
+
+
+def _check_bootstrap_args(n_boot: Any, seed: Any, level: Any) -> tuple[int, int]:
     if not (isinstance(level, (float, int)) and 0.0 < level < 1.0):
         raise ValueError(f"level: expected a number strictly between 0 and 1, got {level!r}")
-    x, y = _paired_features(X, Y, min_examples=4 if debiased else 2)
-    x_centred = _centre(x, "X")
-    y_centred = _centre(y, "Y")
-    n = x.shape[0]
+    return check_int("n_boot", n_boot, 1), check_int("seed", seed, 0)
+
+
+def _resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(1 + n_boot, n): row 0 is the full sample itself (every count 1), so the value
+    comes from the same formulas as the replicates; each further row is a resample."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([np.ones((1, n)),
+                           rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)])
+
+
+def _bootstrap_estimates(x: np.ndarray, y: np.ndarray, counts: np.ndarray, debiased: bool,
+                         names: tuple[str, str]) -> np.ndarray:
+    """CKA of (x, y) for every row of `counts` (see `bootstrap_cka` on duplicates)."""
+    x_centred = _centre(x, names[0])
+    y_centred = _centre(y, names[1])
     # Translation invariance: centring the resample again (inside the HSIC formulas)
     # gives the same result as centring its raw features, so the full-data centred
     # Gram matrices can be indexed directly.
@@ -344,29 +394,21 @@ def bootstrap_cka(X: Any, Y: Any, n_boot: int = 200, seed: int = 0, level: float
         np.fill_diagonal(gram_x, 0.0)
         np.fill_diagonal(gram_y, 0.0)
     products = (gram_x * gram_y, gram_x * gram_x, gram_y * gram_y)
-
-    rng = np.random.default_rng(seed)
-    # Column 0 is the full sample itself (every count 1), so `value` comes from the same
-    # formulas as the replicates.
-    counts = np.concatenate([np.ones((1, n)),
-                             rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot)])
-    estimates = np.concatenate([
+    return np.concatenate([
         _cka_from_counts(gram_x, gram_y, products, block.T.astype(np.float64), debiased)
         for block in np.array_split(counts, max(1, len(counts) // _BOOTSTRAP_BLOCK))])
-    value = float(estimates[0])
-    if not np.isfinite(value):
-        raise ValueError("X and Y: the debiased HSIC of a representation with itself is 0; "
-                         "use more examples or debiased=False")
-    replicates = estimates[1:][np.isfinite(estimates[1:])]
+
+
+def _interval(value: float, replicates: np.ndarray, level: float,
+              names: str) -> tuple[float, float]:
+    """`value` plus the central `level` quantiles of the replicates minus their mean."""
+    replicates = replicates[np.isfinite(replicates)]
     if replicates.size == 0:
-        raise ValueError("X and Y: every bootstrap resample was constant; use more examples")
+        raise ValueError(f"{names}: every bootstrap resample was constant; use more examples")
     alpha = 1.0 - level
     low_offset, high_offset = np.quantile(replicates - replicates.mean(),
                                           [alpha / 2.0, 1.0 - alpha / 2.0])
-    lower_bound = -1.0 if debiased else 0.0
-    low = float(np.clip(value + low_offset, lower_bound, 1.0))
-    high = float(np.clip(value + high_offset, lower_bound, 1.0))
-    return value, low, high
+    return float(value + low_offset), float(value + high_offset)
 
 
 def _cka_from_counts(gram_x: np.ndarray, gram_y: np.ndarray,

@@ -9,7 +9,8 @@ import math
 import numpy as np
 
 from .activations import ProbeSubset
-from .cka import ConstantFeaturesError, bootstrap_cka, cka_matrix, forgetting_depth, linear_cka
+from .cka import (ConstantFeaturesError, bootstrap_cka, bootstrap_cka_difference, cka_matrix,
+                  forgetting_depth, linear_cka)
 from .probes import fit_linear_probe
 
 PAIRS = {"unlearned_vs_original": ("unlearned", "original"),
@@ -42,6 +43,17 @@ def _cka_with_band(x: np.ndarray, y: np.ndarray, seed: int, band: bool):
         return None, None, None  # a dead layer: CKA is undefined, shown as a gap
 
 
+def _excess_similarity(acts: dict, layer: str, rows: np.ndarray, seed: int):
+    """CKA(unlearned, original) - CKA(oracle, original) with its paired 95% interval:
+    above 0, the layer stayed closer to the original than the oracle's did."""
+    try:
+        return bootstrap_cka_difference(acts["unlearned"][layer][rows], acts["oracle"][layer][rows],
+                                        acts["original"][layer][rows], n_boot=N_BOOT, seed=seed,
+                                        debiased=int(rows.sum()) < DEBIASED_BELOW)
+    except ConstantFeaturesError:
+        return None, None, None
+
+
 def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
                layers: list[str], seed: int) -> dict:
     cka: dict = {pair: {} for pair in PAIRS}
@@ -53,13 +65,17 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
                                      band=part.startswith("forget")) for layer in layers]
             cka[pair][part] = [v[0] for v in values]
             band[pair][part] = {"low": [v[1] for v in values], "high": [v[2] for v in values]}
-    depth = {}
+    depth, excess = {}, {}
     for part in subset.parts:
         if part.startswith("forget"):
             u, r = cka["unlearned_vs_original"][part], cka["oracle_vs_original"][part]
             depth[part] = [None if ui is None or ri is None
                            else _finite_or_none(forgetting_depth(ui, ri, eps=DEPTH_FLOOR))
                            for ui, ri in zip(u, r)]
+            rows = subset.mask(part)
+            values = [_excess_similarity(acts, layer, rows, seed) for layer in layers]
+            excess[part] = {key: [v[i] for v in values]
+                            for i, key in enumerate(("value", "low", "high"))}
     forget_part = next((p for p in subset.parts if p.startswith("forget")), subset.parts[0])
     rows = subset.mask(forget_part)
     matrices = {}
@@ -71,6 +87,7 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
         except ConstantFeaturesError:
             matrices[pair] = None
     return {"cka": cka, "cka_band": band, "depth": depth, "depth_floor": DEPTH_FLOOR,
+            "cka_excess": excess,
             "cka_matrix": {"part": forget_part, **matrices}}
 
 
@@ -102,9 +119,10 @@ def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
 def verdict(accuracy: dict, layers_report: dict) -> dict:
     """One sentence, computed from the numbers: was the forgetting superficial or core?
 
-    It looks at the feature layers where the oracle moved measurably (its depth is
-    defined): the focus layer is the first of them from the middle of the network on,
-    and the mean depth is taken over all of them.
+    It is judged at the middle feature layer ("focus"): by the forgetting depth there
+    when the oracle moved measurably at that layer, otherwise by whether the layer
+    stayed significantly closer to the original than the oracle's (the paired 95%
+    interval of the CKA difference lies above 0: superficial) or not (core).
     """
     key = "test_forget" if accuracy["unlearned"]["test_forget"] is not None else "forget_train"
     fa, fa_oracle = accuracy["unlearned"][key], accuracy["oracle"][key]
@@ -115,15 +133,12 @@ def verdict(accuracy: dict, layers_report: dict) -> dict:
     if part is None:
         return {"kind": "partial", "text": "No forget examples in the probe subset.",
                 "mean_depth": None}
-    depth = dict(zip(names, layers_report["depth"][part]))
-    measurable = [layer for layer in feature_layers if depth[layer] is not None]
-    middle = len(feature_layers) // 2
-    focus = next((layer for layer in feature_layers[middle:] if layer in measurable),
-                 measurable[-1] if measurable else feature_layers[middle])
+    focus = feature_layers[len(feature_layers) // 2]
     i = names.index(focus)
     cka_u = layers_report["cka"]["unlearned_vs_original"][part][i]
     cka_r = layers_report["cka"]["oracle_vs_original"][part][i]
-    mean_depth = float(np.mean([depth[layer] for layer in measurable])) if measurable else None
+    depths = [d for d in layers_report["depth"][part][:-1] if d is not None]
+    mean_depth = float(np.mean(depths)) if depths else None
     probes = layers_report.get("probes")
     probe_text = ""
     if probes:
@@ -135,23 +150,31 @@ def verdict(accuracy: dict, layers_report: dict) -> dict:
     if fa > fa_oracle + NOT_FORGOTTEN_MARGIN:
         return {"kind": "not_forgotten", "text": f"{facts}: not forgotten yet.",
                 "mean_depth": mean_depth}
-    if not measurable:
-        return {"kind": "undetermined", "mean_depth": None,
-                "text": f"{facts}: the oracle itself moved by less than {DEPTH_FLOOR} in CKA "
-                        "at every feature layer, so the layers cannot show whether the "
-                        "forgetting is core or superficial."}
-    if mean_depth >= CORE_DEPTH:
-        kind = "core"
-    elif mean_depth <= SUPERFICIAL_DEPTH:
-        kind = "superficial"
-    else:
-        kind = "partial"
-    label = {"core": "core forgetting", "superficial": "superficial",
-             "partial": "partly at the core"}[kind]
-    over = ("" if len(measurable) == len(feature_layers)
-            else f" (over {', '.join(measurable)}, where the oracle moved measurably)")
-    return {"kind": kind, "mean_depth": mean_depth,
-            "text": f"{facts}; mean forgetting depth {mean_depth:.2f}{over}: {label}."}
+    depth = layers_report["depth"][part][i]
+    if depth is not None:
+        kind = ("core" if depth >= CORE_DEPTH else "superficial" if depth <= SUPERFICIAL_DEPTH
+                else "partial")
+        label = {"core": "core forgetting", "superficial": "superficial",
+                 "partial": "partly at the core"}[kind]
+        return {"kind": kind, "mean_depth": mean_depth,
+                "text": f"{facts}; forgetting depth at {focus} {depth:.2f}: {label}."}
+    excess = layers_report.get("cka_excess", {}).get(part)
+    value, low, high = ((excess["value"][i], excess["low"][i], excess["high"][i]) if excess
+                        else (None, None, None))
+    if value is None:
+        return {"kind": "undetermined", "mean_depth": mean_depth,
+                "text": f"{facts}: the oracle itself barely moved at {focus} and CKA cannot "
+                        "be compared there, so the layers cannot show whether the forgetting "
+                        "is core or superficial."}
+    interval = f"{value:+.3f}, 95% interval {low:+.3f} to {high:+.3f}"
+    if low > 0:
+        return {"kind": "superficial", "mean_depth": mean_depth,
+                "text": f"{facts}: {focus} stayed closer to the original than the oracle's "
+                        f"did ({interval}): superficial."}
+    how = "moved further from" if high < 0 else "stayed no closer to"
+    return {"kind": "core", "mean_depth": mean_depth,
+            "text": f"{facts}: {focus} {how} the original than the oracle's ({interval}; "
+                    "the oracle itself moved little there): core forgetting."}
 
 
 def _fmt(value: float | None) -> str:
