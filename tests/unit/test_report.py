@@ -136,3 +136,25 @@ def test_verdict_follows_the_numbers_at_the_middle_layer(forget_acc, depth, exce
     assert says in result["text"]
     assert result["text"].startswith(f"forget accuracy {forget_acc:.0%} (oracle 0%), block3 CKA "
                                      "to the original 0.98 (oracle 0.99)")
+
+
+def test_a_collapsed_model_is_evaluated_not_crashed(tiny_refs):
+    """A model whose every layer is constant (e.g. weights driven to zero) still gets a
+    report: CKA and probes are undefined (null) there, accuracies are what they are."""
+    import copy
+
+    import torch
+
+    from unlearn_core.metrics.report import evaluate
+    collapsed = copy.deepcopy(tiny_refs.original.model)
+    with torch.no_grad():
+        for parameter in collapsed.parameters():
+            parameter.zero_()
+    report, _ = evaluate({"unlearned": collapsed, "original": tiny_refs.original.model,
+                          "oracle": tiny_refs.oracle.model}, tiny_refs.experiment,
+                         seconds=1.0, oracle_seconds=2.0)
+    layers = report["layers"]
+    assert layers["probes"]["unlearned"] == [None] * len(layers["probe_layers"])
+    assert layers["head_refit"]["returned"] is None
+    assert layers["cka"]["unlearned_vs_original"]["forget_train"][0] is None
+    assert "n/a" in layers["verdict"]["text"]

@@ -104,16 +104,21 @@ def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
                  else shuffled[half:])
     if len(test_rows) == 0 or len(np.unique(subset.labels[train_rows])) < 2:
         return {"probe_layers": feature_layers, "probes": None, "head_refit": None}
-    probes = {}
-    for role in ("unlearned", "original", "oracle"):
-        probes[role] = [fit_linear_probe(acts[role][layer][train_rows], subset.labels[train_rows],
-                                         acts[role][layer][test_rows], subset.labels[test_rows],
-                                         seed=seed).accuracy for layer in feature_layers]
+    def probe_accuracy(features: np.ndarray) -> float | None:
+        if np.all(features[train_rows].max(axis=0) == features[train_rows].min(axis=0)):
+            return None  # a dead layer (e.g. a collapsed model): nothing to fit a probe on
+        return fit_linear_probe(features[train_rows], subset.labels[train_rows],
+                                features[test_rows], subset.labels[test_rows],
+                                seed=seed).accuracy
+
+    probes = {role: [probe_accuracy(acts[role][layer]) for layer in feature_layers]
+              for role in ("unlearned", "original", "oracle")}
     before = float((unlearned_preds[test_rows] == subset.labels[test_rows]).mean())
     after = probes["unlearned"][-1]  # a refit classifier on the unlearned trunk
     return {"probe_layers": feature_layers, "probes": probes,
             "head_refit": {"forget_accuracy_before": before, "forget_accuracy_after": after,
-                           "returned": after - before, "n_held_out": int(len(test_rows))}}
+                           "returned": None if after is None else after - before,
+                           "n_held_out": int(len(test_rows))}}
 
 
 def verdict(accuracy: dict, layers_report: dict) -> dict:
@@ -143,8 +148,8 @@ def verdict(accuracy: dict, layers_report: dict) -> dict:
     probe_text = ""
     if probes:
         j = layers_report["probe_layers"].index(focus)
-        probe_text = (f" and probe accuracy {probes['unlearned'][j]:.0%} "
-                      f"(oracle {probes['oracle'][j]:.0%})")
+        probe_text = (f" and probe accuracy {_fmt_percent(probes['unlearned'][j])} "
+                      f"(oracle {_fmt_percent(probes['oracle'][j])})")
     facts = (f"forget accuracy {fa:.0%} (oracle {fa_oracle:.0%}), {focus} CKA to the original "
              f"{_fmt(cka_u)} (oracle {_fmt(cka_r)}){probe_text}")
     if fa > fa_oracle + NOT_FORGOTTEN_MARGIN:
@@ -175,6 +180,10 @@ def verdict(accuracy: dict, layers_report: dict) -> dict:
     return {"kind": "core", "mean_depth": mean_depth,
             "text": f"{facts}: {focus} {how} the original than the oracle's ({interval}; "
                     "the oracle itself moved little there): core forgetting."}
+
+
+def _fmt_percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _fmt(value: float | None) -> str:
