@@ -214,10 +214,83 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _bench_command(args, suite: str, store, base_from_json: bool, methods, seeds, scenarios) -> str:
+    """The command line that reproduces this bench, defaults spelled out."""
+    import shlex
+    parts = ["python", "-m", "unlearn_core", "bench", "--suite", suite]
+    if suite == "sweep":
+        parts += ["--method", args.method, *[a for g in args.grid for a in ("--grid", g)]]
+    else:
+        parts += ["--methods", ",".join(methods)]
+    parts += ["--seeds", str(seeds), "--scenarios", ",".join(scenarios)]
+    if base_from_json:
+        parts += ["--setup-json", str(args.setup_json)]
+    if args.device is not None:
+        parts += ["--device", args.device]
+    if args.retry_failed:
+        parts.append("--retry-failed")
+    parts += ["--store", str(store.root)]
+    if args.out is not None:
+        parts += ["--out", str(args.out)]
+    return shlex.join(parts)
+
+
 def cmd_bench(args) -> int:
-    from .bench import run_bench
-    result = run_bench(quick=args.quick, device=args.device)
-    print(json.dumps(result, indent=2) if args.json else result["table"])
+    from . import bench
+    from .runs import RunStore
+    suite = "quick" if args.quick else (args.suite or "timing")
+    if args.quick and args.suite not in (None, "quick"):
+        raise UserError(f"--quick: same as --suite quick; cannot combine with --suite {args.suite}")
+    misplaced = [flag for flag, value, needs in (
+        ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
+        ("--methods", args.methods, ("baselines",)), ("--seeds", args.seeds, ("baselines", "sweep")),
+        ("--scenarios", args.scenarios, ("baselines", "sweep")),
+        ("--setup-json", args.setup_json, ("baselines", "sweep")))
+        if value not in (None, []) and suite not in needs]
+    if misplaced:
+        raise UserError(f"{misplaced[0]}: not an option of --suite {suite}")
+    if suite in ("quick", "timing"):
+        result = bench.run_bench(quick=suite == "quick", device=args.device or "auto")
+        table = result["table"]
+    else:
+        if suite == "sweep" and not args.method:
+            raise UserError("--method: --suite sweep needs the method to sweep")
+        grid = bench.parse_grid(args.method, args.grid) if suite == "sweep" else {}
+        methods = bench.parse_methods(args.methods) if suite == "baselines" else (args.method,)
+        scenarios = bench.parse_scenarios(args.scenarios or
+                                          (",".join(bench.SCENARIOS) if suite == "baselines" else "class"))
+        seeds = args.seeds if args.seeds is not None else (3 if suite == "baselines" else 1)
+        if seeds < 1:
+            raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
+        base = setup_from_args(argparse.Namespace(setup_json=args.setup_json)) \
+            if args.setup_json is not None else SetupSpec()
+        if args.device is not None:
+            base = SetupSpec.from_dict({**base.to_dict(), "device": args.device})
+        store = RunStore(getattr(args, "store", None) or bench.default_bench_store())
+        command = _bench_command(args, suite, store, args.setup_json is not None, methods,
+                                 seeds, scenarios)
+        log = None if args.quiet else bench.stderr_log
+        try:
+            if suite == "baselines":
+                result = bench.baselines(base, store, seeds=seeds, methods=methods,
+                                         scenarios=scenarios, command=command, log=log,
+                                         retry_failed=args.retry_failed)
+            else:
+                result = bench.sweep(base, store, args.method, grid, seeds=seeds,
+                                     scenarios=scenarios, command=command, log=log,
+                                     retry_failed=args.retry_failed)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted; finished runs are kept in {store.root}: run the same "
+                  "command again to continue", file=sys.stderr)
+            raise
+        table = result["table"]
+    if args.out is not None:
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(table if table.endswith("\n") else table + "\n")
+        except OSError as exc:
+            raise UserError(f"--out: cannot write {args.out} ({exc.strerror})") from None
+    print(json.dumps(result, indent=2, default=str) if args.json else table)
     return 0
 
 
@@ -257,10 +330,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=("datasets", "models", "methods"))
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("bench", help="time training and unlearning on the embedded default")
-    p.add_argument("--quick", action="store_true", help="the original, the oracle and each "
-                   "method once (otherwise also digits and a random forget set)")
-    p.add_argument("--device", default="auto")
+    p = sub.add_parser(
+        "bench", help="benchmarks: timing, baselines over seeds, hyperparameter sweeps",
+        description="Suites: quick/timing time each method once in a fresh store; baselines "
+                    "runs every method (or --methods) for class and 10% random forgetting over "
+                    "--seeds setup seeds; sweep runs --method over the product of --grid values. "
+                    "baselines and sweep keep their runs in a persistent store and reuse "
+                    "finished ones, so an interrupted bench continues where it stopped. "
+                    "See docs/benchmarks/README.md.")
+    p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep"), default=None,
+                   help="default: timing (or quick with --quick)")
+    p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
+                   "the oracle and each method once (timing also adds digits and a random "
+                   "forget set)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="setup seeds 0..N-1, each with its own original and oracle "
+                        "(default: 3 for baselines, 1 for sweep)")
+    p.add_argument("--methods", default=None, metavar="A,B,...",
+                   help="baselines: comma-separated method names (default: every registered one)")
+    p.add_argument("--method", default=None, help="sweep: the method to sweep")
+    p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                   help="sweep: values of one hyperparameter, repeatable; the sweep runs "
+                        "their Cartesian product")
+    p.add_argument("--scenarios", default=None, metavar="class,random",
+                   help="forget scenarios (default: class,random for baselines, class for sweep)")
+    p.add_argument("--setup-json", type=Path, default=None,
+                   help="base setup as JSON (default: the embedded default, mnist5k / "
+                        "small_cnn); its forget set and seed are set per scenario and seed")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: auto)")
+    p.add_argument("--store", default=argparse.SUPPRESS, metavar="DIR",
+                   help="run store for baselines and sweep (default: <store root>/bench, "
+                        "the store root being $LENS_STORE or ~/.unlearning-lens/store)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun failed runs found in the store instead of reusing the failure")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE.md",
+                   help="also write the markdown table to this file")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="print the rows as JSON (same as the global --json)")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -428,6 +428,8 @@ def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca"
     for column in (1, 2, 3):
         fig.update_xaxes(title_text=axis_titles[0], row=1, col=column)
     fig.update_yaxes(title_text=axis_titles[1], row=1, col=1)
+    # Dragging selects (the page shows the selected examples' images); zoom stays in the
+    # toolbar.
     fig.update_layout(title=f"{layer}: one joint {method.upper()} map of the three models",
-                      legend_orientation="h", legend_y=-0.2, height=480)
+                      legend_orientation="h", legend_y=-0.2, height=480, dragmode="select")
     return fig

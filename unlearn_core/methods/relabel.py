@@ -1,1 +1,158 @@
-"""(being written)"""
+"""Relabelling baselines: Random Label, and SalUn (Random Label on the salient weights
+only). Also the loader of forget examples under new labels that the boundary methods
+use."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..data import ImageSet, TensorLoader
+from ..models import LensModel
+from ..progress import Progress
+from ..training import FitLog, fit, sgd
+from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
+                   lr_param)
+from .registry import register_method
+from .ssd import mean_batch_gradients, stage_fractions
+
+
+def forget_labels(ctx: UnlearnContext) -> torch.Tensor:
+    """True labels of the forget examples, in the order of an unshuffled forget loader."""
+    images, indices = ctx.experiment.part("forget")
+    return images.labels[torch.tensor(indices, dtype=torch.int64)]
+
+
+def relabelled_loader(ctx: UnlearnContext, new_forget_labels: torch.Tensor, *,
+                      with_retain: bool, batch_size: int) -> TensorLoader:
+    """Shuffled batches of the forget examples under `new_forget_labels` (in forget-set
+    order), mixed with the retain examples under their own labels if `with_retain`."""
+    exp = ctx.experiment
+    train = exp.dataset.train
+    indices = torch.tensor(exp.part("forget")[1], dtype=torch.int64)
+    labels = new_forget_labels.to("cpu", torch.int64)
+    if with_retain:
+        retain = torch.tensor(exp.part("retain")[1], dtype=torch.int64)
+        labels = torch.cat([labels, train.labels[retain]])
+        indices = torch.cat([indices, retain])
+    relabelled = ImageSet(train.images[indices], labels)
+    return TensorLoader(relabelled, torch.arange(len(relabelled)), mean=exp.dataset.mean,
+                        std=exp.dataset.std, batch_size=batch_size, shuffle=True,
+                        seed=ctx.seed, device=exp.device)
+
+
+def random_other_labels(labels: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """For each label, a class drawn uniformly from the other num_classes − 1."""
+    generator = torch.Generator().manual_seed(seed)
+    offsets = torch.randint(1, num_classes, labels.shape, generator=generator)
+    return (labels + offsets) % num_classes
+
+
+def train_random_label(ctx: UnlearnContext, progress: Progress, *, label: str,
+                       after_step: Callable[[], None] | None = None) -> FitLog:
+    """Train on the forget set under fixed random wrong labels together with the retain
+    set: the recipe of Random Label and of SalUn."""
+    p = ctx.params
+    model = ctx.model
+    labels = random_other_labels(forget_labels(ctx), model.num_classes, ctx.seed)
+    loader = relabelled_loader(ctx, labels, with_retain=True, batch_size=p["batch_size"])
+    optimizer = sgd(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+    return fit(model, lambda: loader, lambda b: F.cross_entropy(model(b[0]), b[1]), optimizer,
+               epochs=p["epochs"], progress=progress, label=label, after_step=after_step)
+
+
+def random_label_params() -> tuple[Param, ...]:
+    return (
+        epochs_param(3, "passes over forget + retain"),
+        lr_param(0.02),
+        batch_size_param(64),
+        Param("weight_decay", "float", 5e-4, "SGD weight decay (5e-4 in SalUn's code)",
+              low=0.0, high=0.1),
+    )
+
+
+@register_method
+class RandomLabel(Method):
+    name = "random_label"
+    title = "Random Label"
+    summary = ("Give every forget example a fixed random wrong label and train on it "
+               "together with the retain set, so the model stops trusting what it "
+               "learned from the forget set.")
+    reference = ("Golatkar et al., Eternal Sunshine of the Spotless Net (CVPR 2020); "
+                 "as used by Fan et al., SalUn (ICLR 2024)")
+    params = random_label_params()
+
+    def unlearn(self, ctx: UnlearnContext) -> Outcome:
+        log = train_random_label(ctx, ctx.progress, label="Random Label")
+        return Outcome(ctx.model, curves={"loss": log.epoch_losses}, info={"steps": log.steps})
+
+
+def top_fraction_masks(saliency: dict[str, torch.Tensor],
+                       fraction: float) -> dict[str, torch.Tensor]:
+    """Boolean masks selecting the round(fraction · N) largest values over all tensors
+    together (one global ranking, ties broken by topk)."""
+    flat = torch.cat([s.flatten() for s in saliency.values()])
+    count = max(1, round(fraction * flat.numel()))
+    chosen = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    chosen[torch.topk(flat, count, sorted=False).indices] = True
+    masks, start = {}, 0
+    for name, s in saliency.items():
+        masks[name] = chosen[start:start + s.numel()].view_as(s)
+        start += s.numel()
+    return masks
+
+
+def pin_unselected(model: LensModel, original: LensModel,
+                   masks: dict[str, torch.Tensor]) -> Callable[[], None]:
+    """A step hook that copies the original's value back into every unselected weight:
+    weight decay, and the momentum it feeds, move weights whose gradient is zeroed."""
+    current = dict(model.named_parameters())
+    triples = [(current[name], weight, masks[name]) for name, weight in original.named_parameters()]
+
+    def pin() -> None:
+        with torch.no_grad():
+            for weight, original_weight, selected in triples:
+                weight.copy_(torch.where(selected, weight, original_weight))
+    return pin
+
+
+@register_method
+class SalUn(Method):
+    name = "salun"
+    title = "SalUn"
+    summary = ("Rank weights by saliency, |∇θ of the forget loss| on the original model, and "
+               "run Random Label on the top ρ only: the other weights get no gradient.")
+    reference = ("Fan et al., SalUn: Empowering Machine Unlearning via Gradient-based Weight "
+                 "Saliency in Both Image Classification and Generation (ICLR 2024)")
+    params = random_label_params() + (
+        Param("rho", "float", 0.5, "fraction ρ of all weights updated: the most salient, "
+              "ranked globally", low=0.0, high=1.0, low_inclusive=False),
+        Param("strict", "bool", False, "also pin the other weights to the original after "
+              "every step; off (as in the paper's code), weight decay still shrinks them"),
+    )
+
+    def unlearn(self, ctx: UnlearnContext) -> Outcome:
+        model = ctx.model
+        # Saliency of |∇(−CE)| = |∇CE|: the sign does not matter after the absolute value.
+        gradients = mean_batch_gradients(model, ctx.loader("forget", shuffle=False),
+                                         ctx.progress.stage(0.0, 0.1), label="saliency")
+        masks = top_fraction_masks({name: g.abs() for name, g in gradients.items()},
+                                   ctx.params["rho"])
+        named = dict(model.named_parameters())
+        # Tensor hooks zero the gradients of unselected weights as they are computed,
+        # before the optimizer sees them; fit itself stays the one plain loop.
+        hooks = [named[name].register_hook(lambda grad, keep=mask: grad * keep)
+                 for name, mask in masks.items()]
+        pin = pin_unselected(model, ctx.original, masks) if ctx.params["strict"] else None
+        try:
+            log = train_random_label(ctx, ctx.progress.stage(0.1, 1.0), label="SalUn",
+                                     after_step=pin)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        fractions, overall = stage_fractions(model, masks)
+        return Outcome(model, curves={"loss": log.epoch_losses},
+                       artifacts={"mask_fraction": fractions},
+                       info={"steps": log.steps, "mask_fraction": overall})
