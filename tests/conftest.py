@@ -45,9 +45,11 @@ def unlearn_tiny(refs, method_name: str, **params):
 
     method = get_method(method_name)
     exp = refs.experiment
+    resolved = method.resolve_params(params)
+    method.check(resolved, refs.original.model)
     ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
                          original=_frozen(copy.deepcopy(refs.original.model)),
-                         experiment=exp, params=method.resolve_params(params),
+                         experiment=exp, params=resolved,
                          progress=Progress(), seed=exp.spec.seed)
     outcome = method.unlearn(ctx)
     acc = accuracies(predictions(outcome.model, exp), exp.split, exp.dataset.num_classes)

@@ -58,3 +58,15 @@ def test_a_cancelled_run_is_recorded_cancelled(shared_store, tiny_refs):
         pipeline.run_unlearning(RunSpec(tiny_setup(), MethodSpec("finetune", {"epochs": 3})),
                                 shared_store, progress)
     assert shared_store.list(status="cancelled")
+
+
+@pytest.mark.parametrize("method, params, message", [
+    ("cf_k", {"k": 9}, r"method\.params\.k: expected an integer in \[1, 5\]"),
+    ("scrub", {"epochs": 2, "max_epochs": 3}, r"method\.params\.max_epochs"),
+])
+def test_model_dependent_bad_params_fail_before_a_run_is_recorded(shared_store, tiny_refs,
+                                                                   method, params, message):
+    before = {r.id for r in shared_store.list()}
+    with pytest.raises(UserError, match=message):
+        pipeline.run_unlearning(RunSpec(tiny_setup(), MethodSpec(method, params)), shared_store)
+    assert {r.id for r in shared_store.list()} == before

@@ -145,5 +145,9 @@ class Method:
                             f"allowed: {sorted(known)}")
         return {name: p.validate(raw.get(name, p.default)) for name, p in known.items()}
 
+    def check(self, params: dict[str, Any], model: LensModel) -> None:
+        """Checks that need several parameters at once or the model (a UserError naming
+        the parameter); the pipeline calls it before any run is recorded."""
+
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         raise NotImplementedError

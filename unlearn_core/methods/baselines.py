@@ -279,6 +279,14 @@ def last_stages(model: LensModel, k: int) -> tuple[str, ...]:
     return stages[-k:]
 
 
+class LastStagesMethod(Method):
+    """A method that changes only the last k stages: k is checked against the model
+    before the run is recorded."""
+
+    def check(self, params, model) -> None:
+        last_stages(model, params["k"])
+
+
 def fit_last_stages(ctx: UnlearnContext, trained_names: tuple[str, ...], label: str) -> FitLog:
     """Train the stages `trained_names` (the last ones) on the retain set; the earlier
     stages stay exactly as they are, batch-norm statistics included, because they run
@@ -301,7 +309,7 @@ def fit_last_stages(ctx: UnlearnContext, trained_names: tuple[str, ...], label: 
 
 
 @register_method
-class CatastrophicForgettingK(Method):
+class CatastrophicForgettingK(LastStagesMethod):
     name = "cf_k"
     title = "CF-k"
     summary = ("Finetune only the last k stages on the retain set, the rest frozen: "
@@ -324,7 +332,7 @@ class CatastrophicForgettingK(Method):
 
 
 @register_method
-class ExactUnlearningK(Method):
+class ExactUnlearningK(LastStagesMethod):
     name = "eu_k"
     title = "EU-k"
     summary = ("Re-initialise the last k stages and train them from scratch on the retain "

@@ -50,11 +50,13 @@ class Scrub(Method):
               low=0.0, high=100.0, low_inclusive=False),
     )
 
+    def check(self, params, model) -> None:
+        if params["max_epochs"] > params["epochs"]:
+            raise UserError(f"method.params.max_epochs: expected at most epochs "
+                            f"({params['epochs']}), got {params['max_epochs']}")
+
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         p = ctx.params
-        if p["max_epochs"] > p["epochs"]:
-            raise UserError(f"method.params.max_epochs: expected at most epochs "
-                            f"({p['epochs']}), got {p['max_epochs']}")
         student, teacher = ctx.model, ctx.original
         retain, forget = ctx.loader("retain"), ctx.loader("forget")
         # Per epoch, the losses of each phase's steps: the curves of the outcome.
