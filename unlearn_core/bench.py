@@ -125,13 +125,19 @@ def _timing_markdown(rows: list[dict], machine: str) -> str:
 # --- input: scenarios, methods, grids -----------------------------------------------
 
 
-def parse_scenarios(text: str) -> tuple[str, ...]:
+def _comma_separated(text: str, allowed: Sequence[str], option: str,
+                     what: str) -> tuple[str, ...]:
+    """Distinct names from a comma-separated option, each one of `allowed`."""
     names = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in names if s not in SCENARIOS]
+    bad = [s for s in names if s not in allowed]
     if not names or bad:
-        raise UserError(f"--scenarios: expected comma-separated names from "
-                        f"{', '.join(SCENARIOS)}, got {text!r}")
+        raise UserError(f"{option}: unknown {what} {bad or [text]}; allowed: "
+                        f"{', '.join(sorted(allowed))}")
     return tuple(dict.fromkeys(names))
+
+
+def parse_scenarios(text: str) -> tuple[str, ...]:
+    return _comma_separated(text, SCENARIOS, "--scenarios", "scenario(s)")
 
 
 def parse_methods(text: str | None) -> tuple[str, ...]:
@@ -139,12 +145,7 @@ def parse_methods(text: str | None) -> tuple[str, ...]:
     registered = [m.name for m in list_methods()]
     if text is None:
         return tuple(registered)
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in names if s not in registered]
-    if not names or bad:
-        raise UserError(f"--methods: unknown method(s) {bad or [text]}; allowed: "
-                        f"{', '.join(sorted(registered))}")
-    return tuple(dict.fromkeys(names))
+    return _comma_separated(text, registered, "--methods", "method(s)")
 
 
 def _grid_value(param, text: str, entry: str) -> Any:
