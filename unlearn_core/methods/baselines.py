@@ -85,7 +85,7 @@ class Finetune(Method):
     title = "Finetune"
     summary = ("Keep training the original on the retain set only, hoping the forget set "
                "fades through catastrophic forgetting.")
-    params = (epochs_param(3, "passes over the retain set"), lr_param(0.05), batch_size_param(64))
+    params = (epochs_param(3, "passes over the retain set"), lr_param(0.2), batch_size_param(64))
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         log = fit_on_retain(ctx, ctx.model, ctx.model, "finetuning")
@@ -116,7 +116,7 @@ class NegGrad(Method):
     params = (
         epochs_param(30, "most passes over the forget set (the stop rule usually ends "
                      "sooner)"),
-        lr_param(0.003),
+        lr_param(0.001),
         # Large batches: the stop rule is checked after each pass, and the ascent speeds up
         # as it goes, so a pass of few steps (one, for forget sets up to 512) stops it close
         # to the target instead of far past it.
@@ -249,7 +249,7 @@ class L1Sparse(Method):
         epochs_param(3, "passes over the retain set"),
         lr_param(0.1),
         batch_size_param(64),
-        Param("alpha", "float", 5e-3, "starting weight a of the l1 penalty on all "
+        Param("alpha", "float", 1e-4, "starting weight a of the l1 penalty on all "
               "parameters (decays linearly to 0)", low=0.0, high=1.0, low_inclusive=False,
               log_scale=True),
     )

@@ -55,7 +55,7 @@ class BoundaryShrink(Method):
                "original and finetune on the forget set with those labels, so the forget "
                "class's region shrinks into its neighbours.")
     reference = REFERENCE
-    params = boundary_params(epochs=5, lr=0.001) + (
+    params = boundary_params(epochs=5, lr=0.0005) + (
         Param("eps", "float", 0.1, "FGSM step size in normalised input units (the model's "
               "input, (x/255 − mean)/std): eps·std of the pixel range, about 8/255 on MNIST",
               low=0.0, high=10.0, low_inclusive=False),

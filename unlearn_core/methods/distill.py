@@ -40,7 +40,7 @@ class Scrub(Method):
         epochs_param(3, "epochs; each has a pass of min-steps over the retain set"),
         Param("max_epochs", "int", 1, "how many of the first epochs also start with a pass "
               "of max-steps over the forget set (at most epochs)", low=0, high=500),
-        lr_param(0.001),
+        lr_param(0.0005),
         batch_size_param(64),
         Param("gamma", "float", 0.99, "weight g of the cross-entropy on retain labels in the "
               "min-steps", low=0.0, high=100.0),

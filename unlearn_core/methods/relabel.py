@@ -63,10 +63,10 @@ def train_random_label(ctx: UnlearnContext, progress: Progress, *, label: str,
                epochs=p["epochs"], progress=progress, label=label, after_step=after_step)
 
 
-def random_label_params() -> tuple[Param, ...]:
+def random_label_params(lr: float) -> tuple[Param, ...]:
     return (
         epochs_param(3, "passes over forget + retain"),
-        lr_param(0.02),
+        lr_param(lr),
         batch_size_param(64),
         Param("weight_decay", "float", 5e-4, "SGD weight decay (5e-4 in SalUn's code)",
               low=0.0, high=0.1),
@@ -82,7 +82,7 @@ class RandomLabel(Method):
                "learned from the forget set.")
     reference = ("Golatkar et al., Eternal Sunshine of the Spotless Net (CVPR 2020); "
                  "as used by Fan et al., SalUn (ICLR 2024)")
-    params = random_label_params()
+    params = random_label_params(lr=0.05)
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         log = train_random_label(ctx, ctx.progress, label="Random Label")
@@ -126,7 +126,7 @@ class SalUn(Method):
                "run Random Label on the top ρ only: the other weights get no gradient.")
     reference = ("Fan et al., SalUn: Empowering Machine Unlearning via Gradient-based Weight "
                  "Saliency in Both Image Classification and Generation (ICLR 2024)")
-    params = random_label_params() + (
+    params = random_label_params(lr=0.02) + (
         Param("rho", "float", 0.5, "fraction ρ of all weights updated: the most salient, "
               "ranked globally", low=0.0, high=1.0, low_inclusive=False),
         Param("strict", "bool", False, "also pin the other weights to the original after "
