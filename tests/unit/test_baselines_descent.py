@@ -63,7 +63,9 @@ def test_neggrad_target_rule_stops_once_forget_accuracy_is_at_most_the_target(ti
 
 
 def test_l1_sparse_forgets_the_class_and_shrinks_the_weights(tiny_refs):
-    outcome, acc = unlearn_tiny(tiny_refs, "l1_sparse")
+    # The mnist5k default (alpha 1e-4, from the sweep) barely penalises; on tiny digits the
+    # penalty that was measured to shrink the weights is 5e-3.
+    outcome, acc = unlearn_tiny(tiny_refs, "l1_sparse", alpha=5e-3)
     assert acc["forget_train"] < 0.05 and acc["test_forget"] < 0.05  # measured 0.00, 0.00
     assert acc["retain_train"] > 0.97  # it trains on the retain set; measured 0.998
     assert outcome.info["l1_norm_after"] < 0.5 * outcome.info["l1_norm_before"]  # 2147 -> 512

@@ -14,7 +14,7 @@ def test_a_run_is_stored_with_report_weights_and_resolved_params(shared_store, t
     run_id = pipeline.run_unlearning(spec, shared_store)
     record = shared_store.get(run_id)
     assert record.status == "done"
-    assert record.spec["method"]["params"] == {"batch_size": 64, "epochs": 1, "lr": 0.05}
+    assert record.spec["method"]["params"] == {"batch_size": 64, "epochs": 1, "lr": 0.2}
     assert set(record.report["accuracy"]) == {"unlearned", "original", "oracle"}
     assert record.report["split"] == tiny_refs.experiment.split.sizes()
     weights = shared_store.load_weights(run_id)
