@@ -32,14 +32,12 @@ def tiny_refs(shared_store):
     return train_references(tiny_setup(), shared_store)
 
 
-def unlearn_tiny(refs, method_name: str, **params):
-    """Run a method straight on the tiny references (no evaluation, no store) and return
-    its Outcome with the unlearned model's accuracies (forget_train, retain_train,
-    test_forget, test_retain, ...). Method tests use this to stay fast."""
+def tiny_context(refs, method_name: str, progress=None, **params):
+    """An UnlearnContext on the tiny references, as the pipeline builds it, with the
+    method's params resolved and checked."""
     import copy
 
     from unlearn_core.methods import UnlearnContext, get_method
-    from unlearn_core.metrics.accuracy import accuracies, predictions
     from unlearn_core.pipeline import _frozen
     from unlearn_core.progress import Progress
 
@@ -47,10 +45,20 @@ def unlearn_tiny(refs, method_name: str, **params):
     exp = refs.experiment
     resolved = method.resolve_params(params)
     method.check(resolved, refs.original.model)
-    ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
-                         original=_frozen(copy.deepcopy(refs.original.model)),
-                         experiment=exp, params=resolved,
-                         progress=Progress(), seed=exp.spec.seed)
-    outcome = method.unlearn(ctx)
+    return UnlearnContext(model=copy.deepcopy(refs.original.model),
+                          original=_frozen(copy.deepcopy(refs.original.model)),
+                          experiment=exp, params=resolved, progress=progress or Progress(),
+                          seed=exp.spec.seed)
+
+
+def unlearn_tiny(refs, method_name: str, **params):
+    """Run a method straight on the tiny references (no evaluation, no store) and return
+    its Outcome with the unlearned model's accuracies (forget_train, retain_train,
+    test_forget, test_retain, ...). Method tests use this to stay fast."""
+    from unlearn_core.methods import get_method
+    from unlearn_core.metrics.accuracy import accuracies, predictions
+
+    exp = refs.experiment
+    outcome = get_method(method_name).unlearn(tiny_context(refs, method_name, **params))
     acc = accuracies(predictions(outcome.model, exp), exp.split, exp.dataset.num_classes)
     return outcome, acc

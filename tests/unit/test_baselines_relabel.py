@@ -1,19 +1,17 @@
 """Random Label, SalUn, SSD and the two Boundary Unlearning methods on the tiny digits
 setup (forget class 0 of 10)."""
 
-import copy
 
 import pytest
 import torch
 
-from conftest import unlearn_tiny
+from conftest import tiny_context, unlearn_tiny
 from unlearn_core.errors import Cancelled, UserError
-from unlearn_core.methods import UnlearnContext, get_method
+from unlearn_core.methods import get_method
 from unlearn_core.methods.boundary import fgsm_neighbour_labels
 from unlearn_core.methods.relabel import forget_labels, random_other_labels, top_fraction_masks
 from unlearn_core.methods.ssd import mean_batch_gradients
 from unlearn_core.metrics.accuracy import accuracies, predictions
-from unlearn_core.pipeline import _frozen
 from unlearn_core.progress import Progress
 
 # Retain accuracy may drop at most this far below the original's (about 0.997 on the
@@ -36,14 +34,6 @@ FORGETTING_RUNS = [
     ("boundary_shrink", {"lr": 0.001}),
     ("boundary_expand", {"lr": 0.001}),
 ]
-
-
-def tiny_context(refs, method_name: str, progress: Progress | None = None, **params):
-    exp = refs.experiment
-    return UnlearnContext(model=copy.deepcopy(refs.original.model),
-                          original=_frozen(copy.deepcopy(refs.original.model)), experiment=exp,
-                          params=get_method(method_name).resolve_params(params),
-                          progress=progress or Progress(), seed=exp.spec.seed)
 
 
 def original_accuracy(refs):
