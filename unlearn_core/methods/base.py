@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ import torch
 from ..errors import UserError
 from ..models import LensModel
 from ..progress import Progress
-from ..training import Experiment
+from ..training import Experiment, FitLog, fit
 
 PARAM_KINDS = ("float", "int", "bool", "choice")
 
@@ -95,10 +95,22 @@ def batch_size_param(default: int = 64) -> Param:
     return Param("batch_size", "int", default, "examples per batch", low=1, high=65536)
 
 
+class TrainingPlugin(Protocol):
+    """A term added to every training step of a method (EC's plug-in): `loss()` is added
+    to the method's loss before the backward pass, `after_step()` runs after the
+    method's optimizer step (the plug-in steps its own modules there), `end_epoch()`
+    after each epoch."""
+
+    def loss(self) -> torch.Tensor: ...
+    def after_step(self) -> None: ...
+    def end_epoch(self) -> None: ...
+
+
 @dataclass
 class UnlearnContext:
     """What a method gets: a copy of the original to change, the frozen original for
-    reference, the data, its resolved hyperparameters, progress and cancel."""
+    reference, the data, its resolved hyperparameters, progress and cancel, and the
+    plug-in (if any) its training steps must include."""
 
     model: LensModel
     original: LensModel
@@ -106,6 +118,30 @@ class UnlearnContext:
     params: dict[str, Any]
     progress: Progress
     seed: int
+    plugin: TrainingPlugin | None = None
+
+    def fit(self, model: torch.nn.Module, batches: Callable[[], Iterable[Any]],
+            loss_fn: Callable[[Any], torch.Tensor], optimizer: torch.optim.Optimizer, *,
+            after_step: Callable[[], None] | None = None,
+            stop: Callable[[], bool] | None = None, **kwargs) -> FitLog:
+        """`training.fit` with the plug-in's term in every step: methods that train
+        through this (and set `plugin_ready`) can be combined with a plug-in."""
+        plugin = self.plugin
+        if plugin is None:
+            return fit(model, batches, loss_fn, optimizer, after_step=after_step, stop=stop,
+                       **kwargs)
+
+        def plugged_after_step() -> None:
+            if after_step is not None:
+                after_step()
+            plugin.after_step()
+
+        def plugged_stop() -> bool:
+            plugin.end_epoch()
+            return stop is not None and stop()
+
+        return fit(model, batches, lambda batch: loss_fn(batch) + plugin.loss(), optimizer,
+                   after_step=plugged_after_step, stop=plugged_stop, **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -134,6 +170,9 @@ class Method:
     summary: ClassVar[str]
     reference: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    # True when every training step goes through `ctx.fit` on `ctx.model` with all its
+    # parameters trainable, so a plug-in's gradient reaches the whole network.
+    plugin_ready: ClassVar[bool] = False
 
     def resolve_params(self, raw: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaults filled in, every value validated, unknown names rejected."""

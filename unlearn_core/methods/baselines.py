@@ -14,7 +14,7 @@ from ..data import TensorLoader
 from ..errors import DivergedError, UserError
 from ..metrics.accuracy import EVAL_BATCH
 from ..models import LensModel
-from ..training import FitLog, fit, predict, repeat_forever, sgd, train_classifier
+from ..training import FitLog, predict, repeat_forever, sgd, train_classifier
 from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
 from .registry import register_method
@@ -41,8 +41,8 @@ def fit_on_retain(ctx: UnlearnContext, trained: nn.Module,
         steps_taken += 1
         return loss
 
-    return fit(trained, lambda: loader, loss_fn, sgd(trained.parameters(), lr=p["lr"]),
-               epochs=p["epochs"], progress=ctx.progress, label=label)
+    return ctx.fit(trained, lambda: loader, loss_fn, sgd(trained.parameters(), lr=p["lr"]),
+                   epochs=p["epochs"], progress=ctx.progress, label=label)
 
 
 def accuracy_and_loss(model: nn.Module, loader: TensorLoader) -> tuple[float, float]:
@@ -82,6 +82,7 @@ class Retrain(Method):
 @register_method
 class Finetune(Method):
     name = "finetune"
+    plugin_ready = True
     title = "Finetune"
     summary = ("Keep training the original on the retain set only, hoping the forget set "
                "fades through catastrophic forgetting.")
@@ -105,6 +106,7 @@ STOP_RULES = ("unseen", "target", "none")
 @register_method
 class NegGrad(Method):
     name = "neggrad"
+    plugin_ready = True
     title = "NegGrad"
     summary = ("Gradient ascent on the forget set only: maximise CE(forget), stopping "
                "once the forget accuracy has fallen to where a model that never saw "
@@ -168,8 +170,8 @@ class NegGrad(Method):
                            f"{target:.3f} after epoch {epoch}")
             return True
 
-        log = fit(model, lambda: forget, loss_fn, sgd(model.parameters(), lr=p["lr"]),
-                  epochs=p["epochs"], progress=ctx.progress, label="NegGrad", stop=stop)
+        log = ctx.fit(model, lambda: forget, loss_fn, sgd(model.parameters(), lr=p["lr"]),
+                      epochs=p["epochs"], progress=ctx.progress, label="NegGrad", stop=stop)
         return Outcome(model, curves={"forget_loss": [-loss for loss in log.epoch_losses]},
                        info=fit_info(log, stop_reason=stop_reason, stop_target=target,
                                      forget_accuracy_per_epoch=forget_accuracies))
@@ -198,6 +200,7 @@ class NegGrad(Method):
 @register_method
 class NegGradPlus(Method):
     name = "neggrad_plus"
+    plugin_ready = True
     title = "NegGrad+"
     summary = ("Descend on the retain loss while ascending on the forget loss: "
                "minimise a·CE(retain) − (1−a)·CE(forget).")
@@ -224,9 +227,9 @@ class NegGradPlus(Method):
             forget_losses.append(forget_loss.item())
             return alpha * F.cross_entropy(model(xr), yr) - (1 - alpha) * forget_loss
 
-        log = fit(model, lambda: zip(retain, repeat_forever(forget)), loss_fn, optimizer,
-                  epochs=p["epochs"], steps_per_epoch=len(retain), progress=ctx.progress,
-                  label="NegGrad+")
+        log = ctx.fit(model, lambda: zip(retain, repeat_forever(forget)), loss_fn, optimizer,
+                      epochs=p["epochs"], steps_per_epoch=len(retain), progress=ctx.progress,
+                      label="NegGrad+")
         return Outcome(model, curves={"loss": log.epoch_losses, "forget_loss_per_step": forget_losses},
                        info=fit_info(log))
 
@@ -239,6 +242,7 @@ def l1_norm(model: nn.Module) -> torch.Tensor:
 @register_method
 class L1Sparse(Method):
     name = "l1_sparse"
+    plugin_ready = True
     title = "l1-sparse"
     summary = ("Finetune on the retain set with an l1 penalty a_t·‖θ‖₁ whose weight decays "
                "linearly from a to 0 over the steps: sparser weights make the forget set's "

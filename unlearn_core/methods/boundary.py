@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data import TensorLoader
 from ..models import LOGITS, LensModel
-from ..training import fit, sgd
+from ..training import sgd
 from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
 from .registry import register_method
@@ -50,6 +50,7 @@ def boundary_params(epochs: int, lr: float) -> tuple[Param, ...]:
 @register_method
 class BoundaryShrink(Method):
     name = "boundary_shrink"
+    plugin_ready = True
     title = "Boundary Shrink"
     summary = ("Find each forget example's nearest wrong class with one FGSM step on the "
                "original and finetune on the forget set with those labels, so the forget "
@@ -69,8 +70,9 @@ class BoundaryShrink(Method):
         ctx.progress.update(0.0, f"FGSM changed {flipped:.0%} of the forget predictions")
         loader = relabelled_loader(ctx, neighbours, with_retain=False, batch_size=p["batch_size"])
         optimizer = sgd(model.parameters(), lr=p["lr"])
-        log = fit(model, lambda: loader, lambda b: F.cross_entropy(model(b[0]), b[1]), optimizer,
-                  epochs=p["epochs"], progress=ctx.progress, label="Boundary Shrink")
+        log = ctx.fit(model, lambda: loader, lambda b: F.cross_entropy(model(b[0]), b[1]),
+                      optimizer, epochs=p["epochs"], progress=ctx.progress,
+                      label="Boundary Shrink")
         return Outcome(model, curves={"loss": log.epoch_losses},
                        info={"steps": log.steps, "fgsm_flipped_fraction": flipped})
 
@@ -92,6 +94,7 @@ def with_output_rows(classifier: nn.Linear, rows: int, seed: int) -> nn.Linear:
 @register_method
 class BoundaryExpand(Method):
     name = "boundary_expand"
+    plugin_ready = True
     title = "Boundary Expand"
     summary = ("Add a shadow class to the classifier, finetune the forget set into it, then "
                "delete the shadow class: the forget examples are left in the region it took.")
@@ -106,7 +109,8 @@ class BoundaryExpand(Method):
         shadow = torch.full_like(forget_labels(ctx), classes)
         loader = relabelled_loader(ctx, shadow, with_retain=False, batch_size=p["batch_size"])
         optimizer = sgd(model.parameters(), lr=p["lr"])
-        log = fit(model, lambda: loader, lambda b: F.cross_entropy(model(b[0]), b[1]), optimizer,
-                  epochs=p["epochs"], progress=ctx.progress, label="Boundary Expand")
+        log = ctx.fit(model, lambda: loader, lambda b: F.cross_entropy(model(b[0]), b[1]),
+                      optimizer, epochs=p["epochs"], progress=ctx.progress,
+                      label="Boundary Expand")
         model.stages[LOGITS] = with_output_rows(model.classifier, classes, ctx.seed)
         return Outcome(model, curves={"loss": log.epoch_losses}, info={"steps": log.steps})

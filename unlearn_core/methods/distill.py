@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ..training import fit, sgd
+from ..training import sgd
 from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
 from .baselines import fit_info
@@ -30,6 +30,7 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 @register_method
 class Scrub(Method):
     name = "scrub"
+    plugin_ready = True
     title = "SCRUB"
     summary = ("A student, starting as the original, learns from the frozen original as "
                "teacher: each epoch it first moves away from the teacher on the forget set "
@@ -89,9 +90,9 @@ class Scrub(Method):
         # the first max_epochs), so fit gets the mean epoch length, rounded up so the
         # learning rate never passes its minimum and rises again.
         total_steps = p["epochs"] * len(retain) + p["max_epochs"] * len(forget)
-        log = fit(student, epoch_batches, loss_fn, sgd(student.parameters(), lr=p["lr"]),
-                  epochs=p["epochs"], steps_per_epoch=math.ceil(total_steps / p["epochs"]),
-                  progress=ctx.progress, label="SCRUB")
+        log = ctx.fit(student, epoch_batches, loss_fn, sgd(student.parameters(), lr=p["lr"]),
+                      epochs=p["epochs"], steps_per_epoch=math.ceil(total_steps / p["epochs"]),
+                      progress=ctx.progress, label="SCRUB")
         return Outcome(student,
                        curves={"forget_kl": [fmean(v) for v in forget_kl if v],
                                "retain_loss": [fmean(v) for v in retain_loss]},

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..data import ImageSet, TensorLoader
 from ..models import LensModel
 from ..progress import Progress
-from ..training import FitLog, fit, sgd
+from ..training import FitLog, sgd
 from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
 from .registry import register_method
@@ -59,8 +59,9 @@ def train_random_label(ctx: UnlearnContext, progress: Progress, *, label: str,
     labels = random_other_labels(forget_labels(ctx), model.num_classes, ctx.seed)
     loader = relabelled_loader(ctx, labels, with_retain=True, batch_size=p["batch_size"])
     optimizer = sgd(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-    return fit(model, lambda: loader, lambda b: F.cross_entropy(model(b[0]), b[1]), optimizer,
-               epochs=p["epochs"], progress=progress, label=label, after_step=after_step)
+    return ctx.fit(model, lambda: loader, lambda b: F.cross_entropy(model(b[0]), b[1]),
+                   optimizer, epochs=p["epochs"], progress=progress, label=label,
+                   after_step=after_step)
 
 
 def random_label_params(lr: float) -> tuple[Param, ...]:
@@ -76,6 +77,7 @@ def random_label_params(lr: float) -> tuple[Param, ...]:
 @register_method
 class RandomLabel(Method):
     name = "random_label"
+    plugin_ready = True
     title = "Random Label"
     summary = ("Give every forget example a fixed random wrong label and train on it "
                "together with the retain set, so the model stops trusting what it "
@@ -121,6 +123,7 @@ def pin_unselected(model: LensModel, original: LensModel,
 @register_method
 class SalUn(Method):
     name = "salun"
+    plugin_ready = True
     title = "SalUn"
     summary = ("Rank weights by saliency, |∇θ of the forget loss| on the original model, and "
                "run Random Label on the top ρ only: the other weights get no gradient.")
