@@ -3,8 +3,9 @@ and the head refit, with the verdict they add up to."""
 
 import streamlit as st
 
-from ui import widgets
+from ui import state, widgets
 from unlearn_core import figures
+from unlearn_core.figures import ec as ec_figures
 
 WARNING_VERDICTS = ("superficial", "not_forgotten")
 
@@ -75,6 +76,28 @@ if parts:
         st.caption("Forgetting depth is defined on forget data: pick a forget part to see it.")
 else:
     st.info("Pick at least one part of the data to draw the CKA curves.")
+
+same_setup = {r.id: r for r in state.store().list(kind="unlearn", status="done")
+              if r.id != record.id and r.spec.get("setup") == record.spec.get("setup")
+              and "layers" in (r.report or {})}
+if same_setup:
+    overlay = st.multiselect(
+        "Overlay other runs of this setup (e.g. the base method and base + EC)",
+        list(same_setup), format_func=lambda i: f"{same_setup[i].label} · {i}",
+        key="layers-overlay")
+    if overlay:
+        overlay_part = parts[0] if parts else default_part
+        reports = {f"{record.report['method']['title']} · {record.id}": report}
+        reports.update({f"{same_setup[i].report['method']['title']} · {i}": same_setup[i].report
+                        for i in overlay})
+        st.plotly_chart(ec_figures.cka_overlay(reports, overlay_part), width="stretch")
+
+ec_losses = ec_figures.ec_layer_losses(report)
+if ec_losses is not None:
+    st.plotly_chart(ec_losses, width="stretch")
+    st.caption("EC's terms per supervision point during unlearning: the contrastive loss "
+               "falls where forget features leave their class; the cross-entropy shows "
+               "each layer staying useful on retain data.")
 
 probes = figures.probe_accuracy_per_layer(report)
 refit = layers["head_refit"]

@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui import state, widgets
 from unlearn_core import figures
+from unlearn_core.figures import lau as lau_figures
 
 st.title("Results")
 failed = [r for r in state.store().list(kind="unlearn") if r.status in ("failed", "cancelled")]
@@ -42,6 +43,21 @@ st.plotly_chart(figures.per_class_accuracy(report), width="stretch")
 curves = figures.training_curves(report)
 if curves is not None:
     st.plotly_chart(curves, width="stretch")
+
+arrays = widgets.run_arrays(record)
+if lau_figures.has_lau_arrays(arrays):  # LAU alone or with a plug-in
+    st.subheader("LAU: where the forget samples went")
+    st.write(lau_figures.summary(report["method"]["info"], arrays))
+    matrix = lau_figures.target_class_matrix(arrays, report["classes"])
+    if matrix is None:
+        st.info("No forget sample was attacked: all were misclassified before LAU began.")
+    else:
+        st.plotly_chart(matrix, width="stretch")
+    st.plotly_chart(lau_figures.still_correct_curve(arrays), width="stretch")
+    norms = lau_figures.perturbation_norms(arrays)
+    if norms is not None:
+        st.plotly_chart(norms, width="stretch")
+
 with st.expander("Run details"):
     st.json({"id": record.id, "spec": record.spec, "method": report["method"],
              "split": report["split"], "cost": cost})

@@ -5,7 +5,7 @@ import streamlit as st
 from ui import state, widgets
 from unlearn_core.config import MethodSpec, RunSpec
 from unlearn_core.errors import UserError
-from unlearn_core.methods import list_methods
+from unlearn_core.methods import get_method, list_methods, list_plugins
 from unlearn_core.pipeline import run_unlearning
 
 st.title("Unlearn")
@@ -15,7 +15,15 @@ st.caption(f"Setup: {spec.data.name} · {spec.model.name} · forget {spec.forget
 
 methods = {m.name: m for m in list_methods()}
 name = st.selectbox("Method", list(methods), format_func=lambda n: methods[n].title, key="method")
-method = methods[name]
+if methods[name].plugin_ready:
+    for plugin in list_plugins():
+        if st.checkbox(f"+ {plugin.upper()}", key=f"plugin-{plugin}",
+                       help=f"add the {plugin.upper()} plug-in's loss to every training step "
+                            f"of {methods[name].title}; its hyperparameters start with "
+                            f"{plugin}_"):
+            name = f"{name}+{plugin}"
+            break
+method = get_method(name)
 st.markdown(method.summary)
 if method.reference:
     st.caption(f"Reference: {method.reference}")

@@ -47,6 +47,9 @@ def method_form_inputs(method: Method) -> dict[str, Any]:
         key = f"param-{method.name}-{p.name}"
         if p.kind == "bool":
             values[p.name] = st.checkbox(p.name, value=p.default, help=p.help, key=key)
+        elif p.kind == "floats":
+            values[p.name] = st.text_input(p.name, value=", ".join(f"{v:g}" for v in p.default),
+                                           help=p.help, key=key)
         elif p.kind == "choice":
             values[p.name] = st.selectbox(p.name, p.choices, index=p.choices.index(p.default),
                                           help=p.help, key=key)

@@ -141,11 +141,19 @@ def parse_scenarios(text: str) -> tuple[str, ...]:
 
 
 def parse_methods(text: str | None) -> tuple[str, ...]:
-    """Comma-separated method names, checked against the registry; None: all of them."""
-    registered = [m.name for m in list_methods()]
+    """Comma-separated method names (a plug-in as "<method>+<plug-in>"), each checked
+    against the registry; None: every registered method."""
     if text is None:
-        return tuple(registered)
-    return _comma_separated(text, registered, "--methods", "method(s)")
+        return tuple(m.name for m in list_methods())
+    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    if not names:
+        raise UserError("--methods: expected comma-separated method names")
+    for name in names:
+        try:
+            get_method(name)
+        except UserError as exc:
+            raise UserError(f"--methods: {exc}") from None
+    return names
 
 
 def _grid_value(param, text: str, entry: str) -> Any:
@@ -171,11 +179,10 @@ def _grid_value(param, text: str, entry: str) -> Any:
 def parse_grid(method_name: str, entries: Sequence[str]) -> dict[str, list]:
     """`["lr=0.01,0.1", "epochs=2,4"]` -> {"lr": [0.01, 0.1], "epochs": [2, 4]}, each
     value parsed with the method's Param type and validated against its range."""
-    registered = sorted(m.name for m in list_methods())
-    if method_name not in registered:
-        raise UserError(f"--method: unknown method {method_name!r}; allowed: "
-                        f"{', '.join(registered)}")
-    method = get_method(method_name)
+    try:
+        method = get_method(method_name)
+    except UserError as exc:
+        raise UserError(f"--method: {exc}") from None
     params = {p.name: p for p in method.params}
     grid: dict[str, list] = {}
     for entry in entries:
@@ -544,9 +551,10 @@ def render(title: str, header: Sequence[str], rows: Sequence[dict]) -> str:
 def run_suite(title: str, base: SetupSpec, methods: Sequence[MethodSpec], *,
               seeds: int, scenarios: Sequence[str], store: RunStore,
               command: str | None = None, log: Log | None = None, rank: bool = False,
-              retry_failed: bool = False) -> dict:
-    """Run and tabulate a set of (setup, method spec): the code behind baselines and
-    sweep. Returns {"rows", "table" (markdown with header), "header", "summary"}."""
+              retry_failed: bool = False, by_layer: bool = False) -> dict:
+    """Run and tabulate a set of (setup, method spec): the code behind baselines, sweep
+    and ec. Returns {"rows", "table" (markdown with header), "header", "summary"}, and
+    with `by_layer` also "layer_rows" (see `layer_rows`), their tables appended."""
     if not isinstance(seeds, int) or seeds < 1:
         raise UserError(f"--seeds: expected an integer >= 1, got {seeds!r}")
     seed_list = list(range(seeds))
@@ -568,8 +576,12 @@ def run_suite(title: str, base: SetupSpec, methods: Sequence[MethodSpec], *,
         f"This invocation: {summary['runs']} runs ({summary['reused']} reused from the store, "
         f"{summary['failed']} failed), {summary['reference_models_trained']} reference models "
         f"(originals, oracles) trained, {wall:.0f} s wall time"]
-    return {"suite": title, "header": header, "rows": rows, "summary": summary,
-            "table": render(title, header, rows)}
+    suite = {"suite": title, "header": header, "rows": rows, "summary": summary,
+             "table": render(title, header, rows)}
+    if by_layer:
+        suite["layer_rows"] = layer_rows(results)
+        suite["table"] += "\n" + layer_markdown(suite["layer_rows"]) + "\n"
+    return suite
 
 
 def baselines(base: SetupSpec, store: RunStore, *, seeds: int = 3,
@@ -592,3 +604,124 @@ def sweep(base: SetupSpec, store: RunStore, method: str, grid: dict[str, list], 
     return run_suite(f"Sweep: {method}", base, grid_specs(method, grid), seeds=seeds,
                      scenarios=scenarios, store=store, command=command, log=log, rank=True,
                      retry_failed=retry_failed)
+
+
+# --- EC: base methods against base + EC, layer by layer ---------------------------------
+
+EC_BASES = ("finetune", "neggrad_plus", "random_label")
+LAYER_PART = "forget_train"
+
+
+def ec_method_names(bases: Sequence[str] = EC_BASES) -> list[str]:
+    """EC alone, then each base followed by base + EC."""
+    return ["ec"] + [name for base in bases for name in (base, f"{base}+ec")]
+
+
+def _layer_values(report: dict, path: Sequence[str]) -> list | None:
+    node: Any = report.get("layers")
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def layer_rows(results: Sequence[RunResult]) -> list[dict]:
+    """Per scenario and method spec: mean ± std over seeds, per feature layer, of the
+    forget-train CKA to the original, the CKA excess over the oracle's, the forgetting
+    depth and the probe accuracy on held-out forget examples; the verdicts; plus the
+    oracle's CKA and probe rows (from the same reports)."""
+    rows: list[dict] = []
+    for scenario in dict.fromkeys(r.scenario for r in results):
+        mine = [r for r in results if r.scenario == scenario and r.report is not None
+                and "layers" in r.report]
+        if not mine:
+            continue
+        names = mine[0].report["layers"]["names"][:-1]
+        probe_names = mine[0].report["layers"].get("probe_layers") or []
+
+        def per_layer(reports, path, count):
+            columns = [_layer_values(rep, path) for rep in reports]
+            return [_stat(col[i] if col is not None else None for col in columns)
+                    for i in range(count)]
+
+        first_per_seed = {}
+        for r in mine:
+            first_per_seed.setdefault(r.seed, r.report)
+        oracle_reports = list(first_per_seed.values())
+        rows.append({"scenario": scenario, "label": "oracle (reference)", "names": names,
+                     "probe_names": probe_names,
+                     "cka": per_layer(oracle_reports, ("cka", "oracle_vs_original", LAYER_PART),
+                                      len(names)),
+                     "excess": None, "depth": None,
+                     "probes": per_layer(oracle_reports, ("probes", "oracle"), len(probe_names)),
+                     "verdicts": {}})
+        for spec_key in dict.fromkeys((r.spec.name, canonical_json(r.spec.params)) for r in mine):
+            group = [r.report for r in mine
+                     if (r.spec.name, canonical_json(r.spec.params)) == spec_key]
+            verdicts: dict[str, int] = {}
+            for rep in group:
+                kind = rep["layers"]["verdict"]["kind"]
+                verdicts[kind] = verdicts.get(kind, 0) + 1
+            spec = next(r.spec for r in mine
+                        if (r.spec.name, canonical_json(r.spec.params)) == spec_key)
+            rows.append({
+                "scenario": scenario, "label": method_label(spec), "names": names,
+                "probe_names": probe_names,
+                "cka": per_layer(group, ("cka", "unlearned_vs_original", LAYER_PART), len(names)),
+                "excess": per_layer(group, ("cka_excess", LAYER_PART, "value"), len(names)),
+                "depth": per_layer(group, ("depth", LAYER_PART), len(names)),
+                "probes": per_layer(group, ("probes", "unlearned"), len(probe_names)),
+                "verdicts": verdicts})
+    return rows
+
+
+def _stat_cells(stats: Sequence[dict] | None, digits: int) -> list[str]:
+    if stats is None:
+        return []
+    return [_fmt(s, scale=1.0, digits=digits) or "n/a" for s in stats]
+
+
+def layer_markdown(rows: Sequence[dict]) -> str:
+    """Per scenario: CKA to the original per feature layer, its excess over the oracle's,
+    forgetting depth, probe accuracy and verdicts."""
+    out: list[str] = []
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        mine = [r for r in rows if r["scenario"] == scenario]
+        names, probe_names = mine[0]["names"], mine[0]["probe_names"]
+        title = scenario_title(scenario, None) if scenario != "class" else "Class forgetting"
+        sections = (
+            ("CKA(unlearned, original) on forget-train data", "cka", names, 4),
+            ("CKA excess over the oracle: CKA(unlearned, original) − CKA(oracle, original); "
+             "> 0 = closer to the original than the oracle (superficial)", "excess", names, 4),
+            ("Forgetting depth (n/a where the oracle moved by less than the depth floor)",
+             "depth", names, 2),
+            ("Linear-probe accuracy on held-out forget examples", "probes", probe_names, 3),
+        )
+        out.append(f"### {title}: layer by layer")
+        out.append("")
+        for heading, key, columns, digits in sections:
+            shown = [r for r in mine if r[key] is not None]
+            out += [f"**{heading}**", "", "| method | " + " | ".join(columns) + " |",
+                    "|---|" + "---:|" * len(columns)]
+            for r in shown:
+                out.append(f"| {r['label']} | " + " | ".join(_stat_cells(r[key], digits)) + " |")
+            out.append("")
+        out += ["**Verdicts** (runs per verdict)", "", "| method | verdicts |", "|---|---|"]
+        for r in mine:
+            if r["verdicts"]:
+                out.append(f"| {r['label']} | " + ", ".join(
+                    f"{kind} {count}" for kind, count in sorted(r["verdicts"].items())) + " |")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def ec_suite(base: SetupSpec, store: RunStore, *, bases: Sequence[str] = EC_BASES,
+             seeds: int = 3, scenarios: Sequence[str] = SCENARIOS,
+             command: str | None = None, log: Log | None = None,
+             retry_failed: bool = False) -> dict:
+    """EC, each base method and base + EC: the standard table, then the layer tables."""
+    specs = [MethodSpec(name) for name in ec_method_names(bases)]
+    return run_suite("EC against its base methods", base, specs, seeds=seeds,
+                     scenarios=scenarios, store=store, command=command, log=log,
+                     retry_failed=retry_failed, by_layer=True)

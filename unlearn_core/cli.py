@@ -164,7 +164,8 @@ def cmd_train(args) -> int:
 def cmd_unlearn(args) -> int:
     from .pipeline import run_unlearning
     store = _store(args)
-    spec = RunSpec(setup_from_args(args), MethodSpec(args.method, parse_params(args.param)))
+    name = f"{args.method}+{args.plugin}" if args.plugin else args.method
+    spec = RunSpec(setup_from_args(args), MethodSpec(name, parse_params(args.param)))
     run_id = run_unlearning(spec, store, Progress(_ConsoleProgress(args.quiet)))
     record = store.get(run_id)
     _print({"id": run_id, "report": record.report}, args.json,
@@ -205,8 +206,10 @@ def cmd_list(args) -> int:
         from .models import list_models
         items = [{"name": m.name, "description": m.description} for m in list_models()]
     else:
-        from .methods import list_methods
+        from .methods import list_methods, list_plugins
+        plugins = list_plugins()
         items = [{"name": m.name, "title": m.title, "summary": m.summary,
+                  "plugins": plugins if m.plugin_ready else [],
                   "params": [{"name": p.name, "default": p.default, "allowed": p.allowed(),
                               "help": p.help} for p in m.params]} for m in list_methods()]
     table = "\n".join(f"{i['name']:16} {i.get('description') or i.get('summary')}" for i in items)
@@ -243,9 +246,10 @@ def cmd_bench(args) -> int:
         raise UserError(f"--quick: same as --suite quick; cannot combine with --suite {args.suite}")
     misplaced = [flag for flag, value, needs in (
         ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
-        ("--methods", args.methods, ("baselines",)), ("--seeds", args.seeds, ("baselines", "sweep")),
-        ("--scenarios", args.scenarios, ("baselines", "sweep")),
-        ("--setup-json", args.setup_json, ("baselines", "sweep")))
+        ("--methods", args.methods, ("baselines", "ec")),
+        ("--seeds", args.seeds, ("baselines", "sweep", "ec")),
+        ("--scenarios", args.scenarios, ("baselines", "sweep", "ec")),
+        ("--setup-json", args.setup_json, ("baselines", "sweep", "ec")))
         if value not in (None, []) and suite not in needs]
     if misplaced:
         raise UserError(f"{misplaced[0]}: not an option of --suite {suite}")
@@ -256,10 +260,14 @@ def cmd_bench(args) -> int:
         if suite == "sweep" and not args.method:
             raise UserError("--method: --suite sweep needs the method to sweep")
         grid = bench.parse_grid(args.method, args.grid) if suite == "sweep" else {}
-        methods = bench.parse_methods(args.methods) if suite == "baselines" else (args.method,)
+        if suite == "ec":  # --methods names the bases; each runs alone and with EC
+            methods = bench.parse_methods(args.methods or ",".join(bench.EC_BASES))
+        else:
+            methods = bench.parse_methods(args.methods) if suite == "baselines" else (args.method,)
+        several = suite in ("baselines", "ec")
         scenarios = bench.parse_scenarios(args.scenarios or
-                                          (",".join(bench.SCENARIOS) if suite == "baselines" else "class"))
-        seeds = args.seeds if args.seeds is not None else (3 if suite == "baselines" else 1)
+                                          (",".join(bench.SCENARIOS) if several else "class"))
+        seeds = args.seeds if args.seeds is not None else (3 if several else 1)
         if seeds < 1:
             raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
         base = setup_from_args(argparse.Namespace(setup_json=args.setup_json)) \
@@ -271,7 +279,11 @@ def cmd_bench(args) -> int:
                                  seeds, scenarios)
         log = None if args.quiet else bench.stderr_log
         try:
-            if suite == "baselines":
+            if suite == "ec":
+                result = bench.ec_suite(base, store, bases=methods, seeds=seeds,
+                                        scenarios=scenarios, command=command, log=log,
+                                        retry_failed=args.retry_failed)
+            elif suite == "baselines":
                 result = bench.baselines(base, store, seeds=seeds, methods=methods,
                                          scenarios=scenarios, command=command, log=log,
                                          retry_failed=args.retry_failed)
@@ -312,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("unlearn", help="run an unlearning method and store the run")
     p.add_argument("--method", required=True, help="method name (see `list methods`)")
+    p.add_argument("--plugin", default=None, metavar="NAME",
+                   help="add a plug-in to the method's training (ec: Erase at the Core; its "
+                        "hyperparameters are prefixed ec_, e.g. --param ec_beta=0.3); same "
+                        "as --method METHOD+NAME")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyperparameter, repeatable (see `list methods`)")
     _add_setup_args(p)
@@ -338,22 +354,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "baselines and sweep keep their runs in a persistent store and reuse "
                     "finished ones, so an interrupted bench continues where it stopped. "
                     "See docs/benchmarks/README.md.")
-    p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep"), default=None,
-                   help="default: timing (or quick with --quick)")
+    p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec"),
+                   default=None, help="default: timing (or quick with --quick); ec: EC alone, "
+                   "each base method and base + EC, with per-layer tables")
     p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
                    "the oracle and each method once (timing also adds digits and a random "
                    "forget set)")
     p.add_argument("--seeds", type=int, default=None,
                    help="setup seeds 0..N-1, each with its own original and oracle "
-                        "(default: 3 for baselines, 1 for sweep)")
+                        "(default: 3 for baselines and ec, 1 for sweep)")
     p.add_argument("--methods", default=None, metavar="A,B,...",
-                   help="baselines: comma-separated method names (default: every registered one)")
+                   help="baselines: comma-separated method names, a plug-in as METHOD+NAME "
+                        "(default: every registered one); ec: the base methods (default: "
+                        "finetune,neggrad_plus,random_label)")
     p.add_argument("--method", default=None, help="sweep: the method to sweep")
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="sweep: values of one hyperparameter, repeatable; the sweep runs "
                         "their Cartesian product")
     p.add_argument("--scenarios", default=None, metavar="class,random",
-                   help="forget scenarios (default: class,random for baselines, class for sweep)")
+                   help="forget scenarios (default: class,random for baselines and ec, class "
+                        "for sweep)")
     p.add_argument("--setup-json", type=Path, default=None,
                    help="base setup as JSON (default: the embedded default, mnist5k / "
                         "small_cnn); its forget set and seed are set per scenario and seed")

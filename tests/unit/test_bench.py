@@ -172,9 +172,9 @@ def test_bad_grid_exits_2_naming_the_entry(grid, message, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--suite", "sweep", "--method", "magic"], "--method: unknown method 'magic'"),
+    (["--suite", "sweep", "--method", "magic"], "--method: method.name: unknown method 'magic'"),
     (["--suite", "sweep"], "--method: --suite sweep needs"),
-    (["--suite", "baselines", "--methods", "finetune,magic"], "--methods: unknown method(s) ['magic']"),
+    (["--suite", "baselines", "--methods", "finetune,magic"], "--methods: method.name: unknown method 'magic'"),
     (["--suite", "baselines", "--scenarios", "iid"], "--scenarios: unknown scenario"),
     (["--suite", "baselines", "--seeds", "0"], "--seeds: expected an integer >= 1"),
     (["--suite", "baselines", "--grid", "lr=1"], "--grid: not an option of --suite baselines"),

@@ -1,8 +1,8 @@
 """Unlearning methods: one interface (`Method.unlearn(ctx) -> Outcome`), one registry."""
 
-from . import baselines, boundary, distill, relabel, ssd  # noqa: F401  (registration)
+from . import baselines, boundary, distill, ec, lau, relabel, ssd  # noqa: F401  (registration)
 from .base import Method, Outcome, Param, UnlearnContext
-from .registry import get_method, list_methods, register_method
+from .registry import get_method, list_methods, list_plugins, register_method
 
 __all__ = ["Method", "Outcome", "Param", "UnlearnContext", "get_method", "list_methods",
-           "register_method"]
+           "list_plugins", "register_method"]

@@ -19,7 +19,7 @@ from ..models import LensModel
 from ..progress import Progress
 from ..training import Experiment, FitLog, fit
 
-PARAM_KINDS = ("float", "int", "bool", "choice")
+PARAM_KINDS = ("float", "int", "bool", "choice", "floats")
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,9 @@ class Param:
     def allowed(self) -> str:
         if self.kind == "bool":
             return "true or false"
+        if self.kind == "floats":
+            return ("a list of numbers >= 0, not all zero, e.g. 1,2,3 (empty for the "
+                    "default)")
         if self.kind == "choice":
             return "one of " + ", ".join(map(repr, self.choices))
         what = "an integer" if self.kind == "int" else "a number"
@@ -65,6 +68,8 @@ class Param:
             if value not in self.choices:
                 raise bad
             return value
+        if self.kind == "floats":
+            return self._validate_floats(value, bad)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
         if self.kind == "int":
@@ -81,6 +86,25 @@ class Param:
             raise bad
         return value
 
+    @staticmethod
+    def _validate_floats(value: Any, bad: UserError) -> list[float]:
+        """A list of weights: from a list, or from text "1, 2, 3" (the CLI's and the
+        app's form); every entry finite and >= 0, not all zero; [] means the default."""
+        if isinstance(value, str):
+            texts = [t.strip() for t in value.split(",")] if value.strip() else []
+            try:
+                value = [float(t) for t in texts]
+            except ValueError:
+                raise bad from None
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+            raise bad
+        weights = [float(v) for v in value]
+        if any(not math.isfinite(w) or w < 0 for w in weights) or (weights and not any(weights)):
+            raise bad
+        return weights
+
 
 def epochs_param(default: int, help: str = "passes over the training data") -> Param:
     return Param("epochs", "int", default, help, low=1, high=500)
@@ -96,11 +120,13 @@ def batch_size_param(default: int = 64) -> Param:
 
 
 class TrainingPlugin(Protocol):
-    """A term added to every training step of a method (EC's plug-in): `loss()` is added
-    to the method's loss before the backward pass, `after_step()` runs after the
-    method's optimizer step (the plug-in steps its own modules there), `end_epoch()`
-    after each epoch."""
+    """A term added to every training step of a method (EC's plug-in). `start(optimizer)`
+    comes first, with the method's optimizer: the plug-in trains whatever that one does
+    not; `loss()` is added to the method's loss before the backward pass; `after_step()`
+    runs after the method's optimizer step (the plug-in steps its own there);
+    `end_epoch()` after each epoch."""
 
+    def start(self, optimizer: torch.optim.Optimizer) -> None: ...
     def loss(self) -> torch.Tensor: ...
     def after_step(self) -> None: ...
     def end_epoch(self) -> None: ...
@@ -130,6 +156,8 @@ class UnlearnContext:
         if plugin is None:
             return fit(model, batches, loss_fn, optimizer, after_step=after_step, stop=stop,
                        **kwargs)
+
+        plugin.start(optimizer)
 
         def plugged_after_step() -> None:
             if after_step is not None:

@@ -103,6 +103,43 @@ NEGGRAD_LOSS_CAP = 25.0
 STOP_RULES = ("unseen", "target", "none")
 
 
+def stop_params() -> tuple[Param, ...]:
+    """The early-stopping rule of methods that stop by forget accuracy (see
+    `forget_accuracy_target`)."""
+    return (
+        Param("stop_rule", "choice", "unseen",
+              "when to stop early, checked after each epoch: 'unseen' once forget accuracy "
+              "is at or below what a model that never saw the forget set would score (0 "
+              "when whole classes are forgotten; otherwise the original's accuracy on "
+              "held-out test examples of the same classes); 'target' once it "
+              "is at or below stop_accuracy; 'none' runs every epoch",
+              choices=STOP_RULES),
+        Param("stop_accuracy", "float", 0.0, "forget accuracy to stop at, with stop_rule "
+              "'target'", low=0.0, high=1.0),
+    )
+
+
+def forget_accuracy_target(ctx: UnlearnContext) -> float | None:
+    """The forget accuracy to stop at under the `stop_params` rule; None when the run
+    never stops early."""
+    p = ctx.params
+    if p["stop_rule"] == "none":
+        return None
+    if p["stop_rule"] == "target":
+        return p["stop_accuracy"]
+    exp = ctx.experiment
+    if exp.spec.forget.kind == "classes":
+        return 0.0  # a model never shown a class cannot name it
+    # Random or listed examples: a retrained model still knows their classes from
+    # other examples and gets them right about as often as unseen test data. Measured
+    # on the original, not the current model: a collapsing model would drag a moving
+    # target down with it. Test examples of the forget set's classes where there are
+    # some (non-IID), else the whole test set.
+    held_out = exp.loader("test_forget" if len(exp.split.test_forget) else "test",
+                          batch_size=EVAL_BATCH)
+    return accuracy_and_loss(ctx.original, held_out)[0]
+
+
 @register_method
 class NegGrad(Method):
     name = "neggrad"
@@ -123,23 +160,14 @@ class NegGrad(Method):
         # as it goes, so a pass of few steps (one, for forget sets up to 512) stops it close
         # to the target instead of far past it.
         batch_size_param(512),
-        Param("stop_rule", "choice", "unseen",
-              "when to stop early, checked after each epoch: 'unseen' once forget accuracy "
-              "is at or below what a model that never saw the forget set would score (0 "
-              "when whole classes are forgotten; otherwise the original's accuracy on "
-              "held-out test examples of the same classes); 'target' once it "
-              "is at or below stop_accuracy; 'none' runs every epoch",
-              choices=STOP_RULES),
-        Param("stop_accuracy", "float", 0.0, "forget accuracy to stop at, with stop_rule "
-              "'target'", low=0.0, high=1.0),
-    )
+    ) + stop_params()
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         p = ctx.params
         model = ctx.model
         forget = ctx.loader("forget")
         forget_eval = ctx.experiment.loader("forget", batch_size=EVAL_BATCH)
-        target = self._stop_target(ctx)
+        target = forget_accuracy_target(ctx)
         forget_accuracies: list[float] = []
         stop_reason = f"ran all {p['epochs']} epochs"
 
@@ -176,25 +204,6 @@ class NegGrad(Method):
                        info=fit_info(log, stop_reason=stop_reason, stop_target=target,
                                      forget_accuracy_per_epoch=forget_accuracies))
 
-    @staticmethod
-    def _stop_target(ctx: UnlearnContext) -> float | None:
-        """The forget accuracy to stop at; None when the run never stops early."""
-        p = ctx.params
-        if p["stop_rule"] == "none":
-            return None
-        if p["stop_rule"] == "target":
-            return p["stop_accuracy"]
-        exp = ctx.experiment
-        if exp.spec.forget.kind == "classes":
-            return 0.0  # a model never shown a class cannot name it
-        # Random or listed examples: a retrained model still knows their classes from
-        # other examples and gets them right about as often as unseen test data. Measured
-        # on the original, not the current model: a collapsing model would drag a moving
-        # target down with it. Test examples of the forget set's classes where there are
-        # some (non-IID), else the whole test set.
-        held_out = exp.loader("test_forget" if len(exp.split.test_forget) else "test",
-                              batch_size=EVAL_BATCH)
-        return accuracy_and_loss(ctx.original, held_out)[0]
 
 
 @register_method

@@ -1,25 +1,61 @@
-"""Methods by name: `register_method` adds a Method class, `get_method` returns one."""
+"""Methods by name: `register_method` adds a Method class, `get_method` returns one.
+
+A plug-in wraps a method: "<method>+<plug-in>" (e.g. "finetune+ec") names the method
+with the plug-in's term added to its training, for any method marked `plugin_ready`.
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 from ..errors import UserError
 from .base import Method
 
 _REGISTRY: dict[str, type[Method]] = {}
+_PLUGINS: dict[str, Callable[[Method], Method]] = {}
+PLUGIN_SEPARATOR = "+"
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"method {cls.name!r} registered twice")
+    if cls.name in _REGISTRY or PLUGIN_SEPARATOR in cls.name:
+        raise ValueError(f"method {cls.name!r}: registered twice or contains "
+                         f"{PLUGIN_SEPARATOR!r}")
     _REGISTRY[cls.name] = cls
     return cls
 
 
+def register_plugin(name: str, wrap: Callable[[Method], Method]) -> None:
+    """`wrap(base)` returns the method "<base>+<name>"."""
+    if name in _PLUGINS:
+        raise ValueError(f"plug-in {name!r} registered twice")
+    _PLUGINS[name] = wrap
+
+
 def get_method(name: str) -> Method:
-    if name not in _REGISTRY:
-        raise UserError(f"method.name: unknown method {name!r}; allowed: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]()
+    base_name, plugged, plugin = name.partition(PLUGIN_SEPARATOR)
+    if base_name not in _REGISTRY:
+        raise UserError(f"method.name: unknown method {base_name!r}; allowed: "
+                        f"{sorted(_REGISTRY)}, each optionally with "
+                        f"{PLUGIN_SEPARATOR}<plug-in> ({', '.join(sorted(_PLUGINS))})")
+    base = _REGISTRY[base_name]()
+    if not plugged:
+        return base
+    if plugin not in _PLUGINS:
+        raise UserError(f"method.name: unknown plug-in {plugin!r} in {name!r}; allowed: "
+                        f"{sorted(_PLUGINS)}")
+    if not base.plugin_ready:
+        raise UserError(f"method.name: {base_name} does not take a plug-in; methods that "
+                        f"do: {', '.join(plugin_ready_methods())}")
+    return _PLUGINS[plugin](base)
 
 
 def list_methods() -> list[Method]:
     return [cls() for cls in _REGISTRY.values()]
+
+
+def list_plugins() -> list[str]:
+    return sorted(_PLUGINS)
+
+
+def plugin_ready_methods() -> list[str]:
+    return [name for name, cls in _REGISTRY.items() if cls.plugin_ready]

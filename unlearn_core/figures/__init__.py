@@ -57,9 +57,11 @@ def per_class_accuracy(report: dict) -> go.Figure:
 
 
 def training_curves(report: dict) -> go.Figure | None:
-    """Per-epoch loss curves the method recorded, or None if it recorded none."""
+    """Per-epoch loss curves the method recorded, or None if it recorded none. Curves
+    with a figure of their own stay off it: EC's per-layer terms, and shares of the
+    forget set still classified correctly."""
     curves = {k: v for k, v in report.get("method", {}).get("curves", {}).items()
-              if v and not k.endswith("_per_step")}
+              if v and not k.endswith(("_per_step", "_correct")) and not k.startswith("ec/")}
     if not curves:
         return None
     fig = go.Figure()
