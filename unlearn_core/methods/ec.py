@@ -239,7 +239,7 @@ def ec_params(prefix: str = "") -> tuple[Param, ...]:
               "(deep supervision) at each supervision point", low=0.0, high=100.0),
         Param(prefix + "tau", "float", 0.7, "temperature τ of the contrastive similarities",
               low=0.0, high=10.0, low_inclusive=False),
-        Param(prefix + "layer_weights", "floats", (), "weight w_s of each supervision point, "
+        Param(prefix + "layer_weights", "floats", [], "weight w_s of each supervision point, "
               "one per probe layer, shallowest first (normalised to sum 1; empty = 1, 2, "
               "..., S: increasing with depth); 0 leaves a layer out"),
         Param(prefix + "warmup_epochs", "int", 1, "passes over the retain set that train "
