@@ -19,6 +19,8 @@ pages = [
     st.Page("app_pages/layers.py", title="Layers", icon=":material/layers:"),
     st.Page("app_pages/privacy.py", title="Privacy", icon=":material/policy:"),
     st.Page("app_pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
+    st.Page("app_pages/localization.py", title="Localization", icon=":material/target:"),
+    st.Page("app_pages/keys.py", title="Keys", icon=":material/key:"),
 ]
 navigation = st.navigation(pages)
 

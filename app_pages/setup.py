@@ -5,7 +5,9 @@ import dataclasses
 import streamlit as st
 
 from ui import state, widgets
-from unlearn_core.config import AUGMENTATIONS, DEVICES, FORGET_KINDS, DataSpec, ForgetSpec, ModelSpec, SetupSpec, TrainSpec
+from unlearn_core.config import (AUGMENTATIONS, DEFAULT_ENCODER, DEVICES, ENCODER_MODELS, FORGET_KINDS,
+                                 PAPER_SCALE, BottleneckSpec, DataSpec, ForgetSpec, ModelSpec,
+                                 SetupSpec, TrainSpec)
 from unlearn_core.data import list_datasets, load_dataset, make_split, read_index_csv
 from unlearn_core.errors import UserError
 from unlearn_core.models import list_models
@@ -40,6 +42,30 @@ with left:
                               format_func=lambda n: f"{n} — {models[n].description}")
     width = st.number_input("Width multiplier", 0.125, 8.0, value=float(current.model.width),
                             step=0.25, key="width")
+    encoder, bottleneck = None, None
+    if model_name in ENCODER_MODELS:
+        encoders = [m for m in models if m not in ENCODER_MODELS]
+        encoder = st.selectbox("Encoder", encoders, key="encoder",
+                               index=encoders.index(current.model.encoder or DEFAULT_ENCODER),
+                               help="the model whose trained original lends its frozen trunk "
+                                    "(trained with the recipe below, then cached)")
+    if model_name == "dkvb":
+        b = current.model.bottleneck or BottleneckSpec()
+        paper = st.checkbox("The paper's scale", key="paper_scale",
+                            value=all(getattr(b, k) == v for k, v in PAPER_SCALE.items()),
+                            help=" x ".join(f"{k} {v}" for k, v in PAPER_SCALE.items()) +
+                                 ": minutes to train on a CPU")
+        if paper:
+            bottleneck = dict(PAPER_SCALE)
+        else:
+            c1, c2, c3 = st.columns(3)
+            bottleneck = {
+                "codebooks": int(c1.number_input("Codebooks C", 1, 4096, value=b.codebooks,
+                                                 key="codebooks")),
+                "keys": int(c2.number_input("Keys per codebook P", 2, 65536, value=b.keys,
+                                            key="keys")),
+                "key_dim": int(c3.number_input("Key dimension", 1, 1024, value=b.key_dim,
+                                               key="key_dim"))}
     seed = st.number_input("Seed", 0, 2**31 - 1, value=current.seed, key="seed")
     device = st.selectbox("Device", DEVICES, index=DEVICES.index(current.device), key="device",
                           help="auto picks CUDA, then MPS, then the CPU")
@@ -90,7 +116,8 @@ if dataset is None:
 
 try:
     spec = SetupSpec(data_spec, ForgetSpec(kind, classes, fraction, indices),
-                     ModelSpec(model_name, float(width)),
+                     ModelSpec(model_name, float(width), encoder=encoder,
+                               bottleneck=None if bottleneck is None else BottleneckSpec(**bottleneck)),
                      TrainSpec(epochs=int(epochs), lr=float(lr), batch_size=int(batch_size),
                                augment=augment),
                      seed=int(seed), device=device)

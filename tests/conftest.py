@@ -44,7 +44,7 @@ def tiny_context(refs, method_name: str, progress=None, **params):
     method = get_method(method_name)
     exp = refs.experiment
     resolved = method.resolve_params(params)
-    method.check(resolved, refs.original.model)
+    method.accept(resolved, refs.original.model)
     return UnlearnContext(model=copy.deepcopy(refs.original.model),
                           original=_frozen(copy.deepcopy(refs.original.model)),
                           experiment=exp, params=resolved, progress=progress or Progress(),

@@ -42,8 +42,12 @@ from .pipeline import run_unlearning, train_references
 from .runs import RunStore, default_store_root
 from .training import reference_key, resolve_device
 
-SCENARIOS = ("class", "random")
+SCENARIOS = ("class", "random", "non_iid")
+DEFAULT_SCENARIOS = ("class", "random")
 RANDOM_FRACTION = 0.1
+# The DEL paper's non-IID forget set: half the training examples of two classes (its
+# CIFAR-10 classes do not carry over; 2 and 5 are an arbitrary pair on the digit sets).
+NON_IID_FORGET = ForgetSpec("non_iid", classes=(2, 5), fraction=0.5)
 # Errors of a failed run that say nothing about the method: such runs are run again.
 _TRANSIENT_ERRORS = ("interrupted", "KeyboardInterrupt", "Cancelled", "OutOfMemoryError",
                      "MemoryError")
@@ -218,6 +222,8 @@ def scenario_setup(base: SetupSpec, scenario: str, seed: int) -> SetupSpec:
         forget = base.forget if base.forget.kind == "classes" else ForgetSpec()
     elif scenario == "random":
         forget = ForgetSpec("random", fraction=RANDOM_FRACTION)
+    elif scenario == "non_iid":
+        forget = NON_IID_FORGET
     else:
         raise UserError(f"scenario: expected one of {', '.join(SCENARIOS)}, got {scenario!r}")
     return dataclasses.replace(base, forget=forget, seed=seed)
@@ -475,6 +481,8 @@ def scenario_title(scenario: str, forget_classes: Sequence[int] | None) -> str:
     if scenario == "class":
         which = ", ".join(map(str, forget_classes)) if forget_classes else "0"
         return f"Class forgetting (class {which})"
+    if scenario == "non_iid":
+        return f"Non-IID forgetting ({NON_IID_FORGET.describe()})"
     return f"Random forgetting ({RANDOM_FRACTION:.0%} of the training set)"
 
 
@@ -586,7 +594,7 @@ def run_suite(title: str, base: SetupSpec, methods: Sequence[MethodSpec], *,
 
 def baselines(base: SetupSpec, store: RunStore, *, seeds: int = 3,
               methods: Sequence[str | MethodSpec] | None = None,
-              scenarios: Sequence[str] = SCENARIOS, command: str | None = None,
+              scenarios: Sequence[str] = DEFAULT_SCENARIOS, command: str | None = None,
               log: Log | None = None, retry_failed: bool = False) -> dict:
     """Every registered method (or `methods`: names, or MethodSpecs for non-default
     parameters) with its default parameters."""
@@ -717,7 +725,7 @@ def layer_markdown(rows: Sequence[dict]) -> str:
 
 
 def ec_suite(base: SetupSpec, store: RunStore, *, bases: Sequence[str] = EC_BASES,
-             seeds: int = 3, scenarios: Sequence[str] = SCENARIOS,
+             seeds: int = 3, scenarios: Sequence[str] = DEFAULT_SCENARIOS,
              command: str | None = None, log: Log | None = None,
              retry_failed: bool = False) -> dict:
     """EC, each base method and base + EC: the standard table, then the layer tables."""

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import DataSpec, ForgetSpec, MethodSpec, ModelSpec, RunSpec, SetupSpec, TrainSpec
+from .config import (DEFAULT_ENCODER, ENCODER_MODELS, PAPER_SCALE, BottleneckSpec, DataSpec,
+                     ForgetSpec, MethodSpec, ModelSpec, RunSpec, SetupSpec, TrainSpec)
 from .errors import Cancelled, DivergedError, UserError
 from .figures import format_percent
 from .progress import Progress
@@ -39,6 +40,19 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image-size", type=int, default=d.image_size, help="ImageFolder resize")
     g.add_argument("--model", default=m.name, help="model name (see `list models`)")
     g.add_argument("--width", type=float, default=m.width, help="channel width multiplier")
+    g.add_argument("--encoder", default=None, help=f"models {' and '.join(ENCODER_MODELS)}: the "
+                   f"model whose trained original lends its frozen trunk (default "
+                   f"{DEFAULT_ENCODER})")
+    b = BottleneckSpec()
+    g.add_argument("--codebooks", type=int, default=None,
+                   help=f"model dkvb: number of codebooks C (default {b.codebooks})")
+    g.add_argument("--keys", type=int, default=None,
+                   help=f"model dkvb: keys per codebook P (default {b.keys})")
+    g.add_argument("--key-dim", type=int, default=None,
+                   help=f"model dkvb: dimension of a key (default {b.key_dim})")
+    g.add_argument("--paper-scale", action="store_true",
+                   help="model dkvb: the paper's bottleneck, " + " x ".join(
+                       f"{k} {v}" for k, v in PAPER_SCALE.items()))
     g.add_argument("--forget-kind", default="classes",
                    choices=("classes", "random", "non_iid", "indices"))
     g.add_argument("--forget-classes", default="0", help="comma-separated class ids")
@@ -59,6 +73,19 @@ def _int_list(text: str, name: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise UserError(f"{name}: expected comma-separated integers, got {text!r}") from None
+
+
+def _model_from_args(args: argparse.Namespace) -> ModelSpec:
+    sizes = {"codebooks": args.codebooks, "keys": args.keys, "key_dim": args.key_dim}
+    given = {k: v for k, v in sizes.items() if v is not None}
+    if args.model != "dkvb" and (given or args.paper_scale):
+        flag = "--paper-scale" if args.paper_scale else "--" + next(iter(given)).replace("_", "-")
+        raise UserError(f"{flag}: only model dkvb has a bottleneck, not {args.model!r}")
+    if args.model != "dkvb":
+        return ModelSpec(args.model, args.width, encoder=args.encoder)
+    bottleneck = {**(PAPER_SCALE if args.paper_scale else {}), **given}
+    return ModelSpec(args.model, args.width, encoder=args.encoder,
+                     bottleneck=BottleneckSpec(**bottleneck))
 
 
 def setup_from_args(args: argparse.Namespace) -> SetupSpec:
@@ -82,7 +109,7 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
         data=DataSpec(args.dataset, args.root, args.download, args.image_size),
         forget=ForgetSpec(args.forget_kind, _int_list(args.forget_classes, "forget.classes"),
                           args.forget_fraction, indices),
-        model=ModelSpec(args.model, args.width),
+        model=_model_from_args(args),
         train=TrainSpec(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         augment=args.augment),
         seed=args.seed, device=args.device)
@@ -238,6 +265,26 @@ def _bench_command(args, suite: str, store, base_from_json: bool, methods, seeds
     return shlex.join(parts)
 
 
+def _dkvb_bench(args) -> dict:
+    """Both DKVB methods and the linear-head baselines on the same frozen encoder, forget
+    classes 0, 3 and 7 (the setup is fixed: the claim is about the embedded default)."""
+    import shlex
+    from . import bench
+    from .methods.dkvb import benchmark
+    from .runs import RunStore
+    seeds = 3 if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
+    store = RunStore(getattr(args, "store", None) or bench.default_bench_store())
+    device = args.device or "auto"
+    parts = ["python", "-m", "unlearn_core", "bench", "--suite", "dkvb", "--seeds", str(seeds),
+             "--device", device, "--store", str(store.root)]
+    if args.out is not None:
+        parts += ["--out", str(args.out)]
+    return benchmark(store, seeds=seeds, device=device, command=shlex.join(parts),
+                     log=None if args.quiet else bench.stderr_log)
+
+
 def cmd_bench(args) -> int:
     from . import bench
     from .runs import RunStore
@@ -247,7 +294,7 @@ def cmd_bench(args) -> int:
     misplaced = [flag for flag, value, needs in (
         ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
         ("--methods", args.methods, ("baselines", "ec")),
-        ("--seeds", args.seeds, ("baselines", "sweep", "ec")),
+        ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb")),
         ("--scenarios", args.scenarios, ("baselines", "sweep", "ec")),
         ("--setup-json", args.setup_json, ("baselines", "sweep", "ec")))
         if value not in (None, []) and suite not in needs]
@@ -255,6 +302,9 @@ def cmd_bench(args) -> int:
         raise UserError(f"{misplaced[0]}: not an option of --suite {suite}")
     if suite in ("quick", "timing"):
         result = bench.run_bench(quick=suite == "quick", device=args.device or "auto")
+        table = result["table"]
+    elif suite == "dkvb":
+        result = _dkvb_bench(args)
         table = result["table"]
     else:
         if suite == "sweep" and not args.method:
@@ -266,7 +316,7 @@ def cmd_bench(args) -> int:
             methods = bench.parse_methods(args.methods) if suite == "baselines" else (args.method,)
         several = suite in ("baselines", "ec")
         scenarios = bench.parse_scenarios(args.scenarios or
-                                          (",".join(bench.SCENARIOS) if several else "class"))
+                                          (",".join(bench.DEFAULT_SCENARIOS) if several else "class"))
         seeds = args.seeds if args.seeds is not None else (3 if several else 1)
         if seeds < 1:
             raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
@@ -354,15 +404,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "baselines and sweep keep their runs in a persistent store and reuse "
                     "finished ones, so an interrupted bench continues where it stopped. "
                     "See docs/benchmarks/README.md.")
-    p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec"),
+    p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb"),
                    default=None, help="default: timing (or quick with --quick); ec: EC alone, "
-                   "each base method and base + EC, with per-layer tables")
+                   "each base method and base + EC, with per-layer tables; dkvb: the two key-"
+                   "masking methods and linear-head baselines on the same frozen encoder, "
+                   "forget classes 0, 3, 7")
     p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
                    "the oracle and each method once (timing also adds digits and a random "
                    "forget set)")
     p.add_argument("--seeds", type=int, default=None,
                    help="setup seeds 0..N-1, each with its own original and oracle "
-                        "(default: 3 for baselines and ec, 1 for sweep)")
+                        "(default: 3 for baselines, ec and dkvb, 1 for sweep)")
     p.add_argument("--methods", default=None, metavar="A,B,...",
                    help="baselines: comma-separated method names, a plug-in as METHOD+NAME "
                         "(default: every registered one); ec: the base methods (default: "
@@ -371,9 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
                    help="sweep: values of one hyperparameter, repeatable; the sweep runs "
                         "their Cartesian product")
-    p.add_argument("--scenarios", default=None, metavar="class,random",
-                   help="forget scenarios (default: class,random for baselines and ec, class "
-                        "for sweep)")
+    p.add_argument("--scenarios", default=None, metavar="class,random,non_iid",
+                   help="forget scenarios: class (class 0 or the setup's classes), random "
+                        "(10%% IID), non_iid (half of classes 2 and 5, as the DEL paper); "
+                        "default: class,random for baselines and ec, class for sweep")
     p.add_argument("--setup-json", type=Path, default=None,
                    help="base setup as JSON (default: the embedded default, mnist5k / "
                         "small_cnn); its forget set and seed are set per scenario and seed")

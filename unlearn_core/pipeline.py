@@ -68,7 +68,7 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
     params = method.resolve_params(spec.method.params)
     resolved = RunSpec(spec.setup, type(spec.method)(spec.method.name, params))
     refs = train_references(spec.setup, store, progress.stage(0.0, 0.4))
-    method.check(params, refs.original.model)
+    method.accept(params, refs.original.model)
     exp = refs.experiment
     run_id = store.create("unlearn", resolved.to_dict(),
                           label=f"{method.title} · {spec.setup.forget.describe()}")

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import SetupSpec, TrainSpec
+from .config import ENCODER_MODELS, SetupSpec, TrainSpec, content_hash
 from .data import Dataset, Split, TensorLoader, load_dataset, make_split
 from .errors import DivergedError, UserError
 from .io import load_into_model, load_state_dict
 from .models import LensModel, build_model
+from .models.dkvb import EmaKMeans, bottleneck_of, encoder_spec
 from .progress import Progress
 
 PARTS = ("forget", "retain", "train", "test", "test_forget", "test_retain")
@@ -199,19 +200,28 @@ class TrainedModel:
     meta: dict  # seconds, steps, device, test_accuracy, role, key
 
 
+def _from_cache(exp: Experiment, cache: CheckpointCache, key: str, role: str,
+                progress: Progress) -> TrainedModel | None:
+    cached = cache.cache_get(key)
+    if cached is None:
+        return None
+    state, meta = cached
+    model = exp.new_model()
+    model.load_state_dict(state)
+    model.eval()
+    progress.update(1.0, f"{role}: loaded from cache")
+    return TrainedModel(model, meta)
+
+
 def _trained(exp: Experiment, cache: CheckpointCache, key: str, role: str, part: str,
              progress: Progress) -> TrainedModel:
-    model = exp.new_model()
-    cached = cache.cache_get(key)
-    if cached is None and role == "original" and exp.spec.original != "trained":
+    cached = _from_cache(exp, cache, key, role, progress)
+    if cached is not None:
+        return cached
+    if role == "original" and exp.spec.original != "trained":
         raise UserError(f"original: the imported checkpoint {exp.spec.original} is not in the "
                         "run store's cache; import it again")
-    if cached is not None:
-        state, meta = cached
-        model.load_state_dict(state)
-        model.eval()
-        progress.update(1.0, f"{role}: loaded from cache")
-        return TrainedModel(model, meta)
+    model = exp.new_model()
     log = train_classifier(model, exp, part, exp.spec.train, progress, label=f"training {role}")
     probs, labels = predict(model, exp.loader("test", batch_size=512))
     meta = {"role": role, "key": key, "seconds": log.seconds, "steps": log.steps,
@@ -224,18 +234,135 @@ def _trained(exp: Experiment, cache: CheckpointCache, key: str, role: str, part:
 
 
 def reference_key(spec: SetupSpec, role: str) -> str:
-    """Checkpoint-cache key of the "original" or the "oracle" of a setup."""
+    """Checkpoint-cache key of the "original" or the "oracle" of a setup.
+
+    A "frozen_linear" model has its encoder model's checkpoints (the same weights). A
+    "dkvb" original also depends on the seed and recipe when its encoder is an imported
+    checkpoint (whose own key leaves them out): the bottleneck is trained with them.
+    """
+    if spec.model.name == "frozen_linear":
+        return reference_key(encoder_setup(spec), role)
+    if spec.model.name == "dkvb" and role == "original":
+        return "original-" + content_hash({"original": spec.original_key, "seed": spec.seed,
+                                           "train": spec.train.to_dict()})
     return f"{role}-" + (spec.original_key if role == "original" else spec.oracle_key)
 
 
 def get_original(exp: Experiment, cache: CheckpointCache, progress: Progress) -> TrainedModel:
     """The original model, trained on the whole training set (cached by spec hash)."""
+    if exp.spec.model.name in ENCODER_MODELS:
+        return _on_encoder(exp, cache, "original", progress)
     return _trained(exp, cache, reference_key(exp.spec, "original"), "original", "train", progress)
 
 
 def get_oracle(exp: Experiment, cache: CheckpointCache, progress: Progress) -> TrainedModel:
     """The retrain oracle: the original's recipe on the retain set only (cached)."""
+    if exp.spec.model.name in ENCODER_MODELS:
+        return _on_encoder(exp, cache, "oracle", progress)
     return _trained(exp, cache, reference_key(exp.spec, "oracle"), "oracle", "retain", progress)
+
+
+# --- models built on another model's trunk (models/dkvb.py) ----------------------------
+
+KMEANS_BATCH = 256
+
+
+def encoder_setup(spec: SetupSpec) -> SetupSpec:
+    """The setup of the model whose trunk a "dkvb" or "frozen_linear" model uses."""
+    return dataclasses.replace(spec, model=encoder_spec(spec.model))
+
+
+def _on_encoder(exp: Experiment, cache: CheckpointCache, role: str,
+                progress: Progress) -> TrainedModel:
+    """The original or the oracle of a model built on an encoder model's trunk.
+
+    The encoder comes from the encoder model's own original or oracle (cached, trained
+    with the setup's recipe when missing). So the oracle is a full retrain on the retain
+    set: its encoder never saw the forget set either, its keys are fitted and its values
+    trained on retain data only. "frozen_linear" is that model itself; "dkvb" fits its
+    keys and trains its values on the encoder's features (`train_bottleneck`) and is
+    cached under its own key.
+    """
+    key = reference_key(exp.spec, role)
+    if exp.spec.model.name == "dkvb":
+        cached = _from_cache(exp, cache, key, role, progress)
+        if cached is not None:
+            return cached
+    model = exp.new_model()
+    encoder_exp = Experiment(encoder_setup(exp.spec), exp.dataset, exp.split, exp.device)
+    get = get_original if role == "original" else get_oracle
+    encoder = get(encoder_exp, cache, progress.stage(0.0, 0.6))
+    if exp.spec.model.name == "frozen_linear":
+        model.load_state_dict(encoder.model.state_dict())
+        model.eval()
+        return TrainedModel(model, encoder.meta)
+    for name in model.frozen_stages:
+        model.stages[name].load_state_dict(encoder.model.stages[name].state_dict())
+    part = "train" if role == "original" else "retain"
+    log = train_bottleneck(model, exp, part, progress.stage(0.6, 1.0))
+    probs, labels = predict(model, exp.loader("test", batch_size=512))
+    encoder_seconds = encoder.meta.get("seconds")
+    meta = {"role": role, "key": key, "encoder_key": encoder.meta.get("key"),
+            "bottleneck_seconds": log.seconds, "encoder_seconds": encoder_seconds,
+            # From scratch: the encoder's training as well (None for an imported one).
+            "seconds": None if encoder_seconds is None else encoder_seconds + log.seconds,
+            "steps": log.steps, "device": str(exp.device), "epoch_losses": log.epoch_losses,
+            "test_accuracy": float((probs.argmax(1) == labels).mean()),
+            "encoder_test_accuracy": encoder.meta.get("test_accuracy"),
+            "train_size": int(len(exp.part(part)[1]))}
+    cache.cache_put(key, {k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
+    model.eval()
+    return TrainedModel(model, meta)
+
+
+@torch.no_grad()
+def encode(model: LensModel, loader: TensorLoader, layer: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outputs of probe layer `layer` (eval mode) and the labels, over a loader."""
+    model.eval()
+    features, labels = [], []
+    for x, y in loader:
+        features.append(model.forward_features(x, [layer])[layer])
+        labels.append(y)
+    return torch.cat(features), torch.cat(labels)
+
+
+def train_bottleneck(model: LensModel, exp: Experiment, part: str, progress: Progress) -> FitLog:
+    """Fit the keys of a DKVB model by EMA k-means on the encoder features of `part`, then
+    freeze them and train the values (cross-entropy on the mean of the fetched values)
+    with SGD, momentum 0.9, a cosine schedule and the recipe's batch size. The encoder
+    runs once, and as keys and encoder are frozen the key each example selects is found
+    once too: value training only fetches and averages."""
+    bottleneck = bottleneck_of(model)
+    spec = exp.spec.model.bottleneck
+    layer = model.encoder_output
+    started = time.perf_counter()
+    features, labels = encode(model, exp.loader(part, batch_size=512), layer)
+    generator = torch.Generator().manual_seed(exp.spec.seed)
+    with torch.no_grad():
+        queries = bottleneck.project(features)
+        kmeans = EmaKMeans(bottleneck, queries, spec.decay, generator)
+        for epoch in range(spec.kmeans_epochs):
+            order = torch.randperm(len(queries), generator=generator).to(queries.device)
+            for batch in order.split(KMEANS_BATCH):
+                kmeans.update(queries[batch])
+            progress.update(0.3 * (epoch + 1) / spec.kmeans_epochs,
+                            f"fitting keys: k-means pass {epoch + 1}/{spec.kmeans_epochs}")
+        selection = bottleneck.nearest(queries)
+    batch_size = exp.spec.train.batch_size
+
+    def batches():
+        order = torch.randperm(len(features), generator=generator).to(features.device)
+        return [(selection[i], labels[i]) for i in order.split(batch_size)]
+
+    def loss_fn(batch):
+        keys, y = batch
+        return F.cross_entropy(model.classifier(bottleneck.fetch(keys).flatten(1)), y)
+
+    log = fit(model, batches, loss_fn, sgd([bottleneck.values], lr=spec.value_lr, momentum=0.9),
+              epochs=spec.value_epochs, progress=progress.stage(0.3, 1.0),
+              label="training the values", steps_per_epoch=math.ceil(len(features) / batch_size))
+    log.seconds = time.perf_counter() - started
+    return log
 
 
 def import_original(spec: SetupSpec, cache: CheckpointCache, path: str) -> SetupSpec:

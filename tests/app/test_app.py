@@ -98,3 +98,21 @@ def test_bad_setup_input_shows_an_error_not_a_traceback(app, tmp_path):
     at.text_input(key="root").input(str(tmp_path / "empty")).run(timeout=TIMEOUT)
     assert not at.exception
     assert "data.root" in texts(at.error)
+
+
+def test_setup_offers_the_encoder_and_bottleneck_of_a_dkvb_model(app):
+    from ui.state import SETUP_KEY
+    at = app
+    assert not any(s.key == "encoder" for s in at.selectbox)
+    at.selectbox(key="model").set_value("dkvb").run(timeout=TIMEOUT)
+    assert not at.exception
+    assert at.selectbox(key="encoder").value == "small_cnn"
+    at.number_input(key="keys").set_value(64).run(timeout=TIMEOUT)
+    model = at.session_state[SETUP_KEY]["model"]
+    assert (model["name"], model["encoder"], model["bottleneck"]["keys"]) == ("dkvb", "small_cnn", 64)
+    at.checkbox(key="paper_scale").check().run(timeout=TIMEOUT)
+    assert not any(n.key == "keys" for n in at.number_input)
+    assert at.session_state[SETUP_KEY]["model"]["bottleneck"]["keys"] == 4096
+    at.selectbox(key="model").set_value("small_cnn").run(timeout=TIMEOUT)
+    assert not at.exception and not any(s.key == "encoder" for s in at.selectbox)
+    assert "bottleneck" not in at.session_state[SETUP_KEY]["model"]

@@ -201,3 +201,12 @@ def test_quick_is_the_quick_suite(argv, monkeypatch, capsys):
                         {"machine": "m", "rows": [], "table": "quick table"})
     assert main(["bench", *argv]) == 0
     assert calls == [True] and "quick table" in capsys.readouterr().out
+
+
+def test_non_iid_scenario_is_the_del_papers_half_of_two_classes():
+    base = tiny_setup()
+    setup = bench.scenario_setup(base, "non_iid", 2)
+    assert setup.seed == 2 and setup.forget == bench.NON_IID_FORGET
+    assert (setup.forget.kind, setup.forget.classes, setup.forget.fraction) == ("non_iid", (2, 5), 0.5)
+    assert bench.scenario_title("non_iid", None) == "Non-IID forgetting (50% of class 2, 5)"
+    assert bench.parse_scenarios("non_iid,random") == ("non_iid", "random")

@@ -1,6 +1,6 @@
 """Unlearning methods: one interface (`Method.unlearn(ctx) -> Outcome`), one registry."""
 
-from . import baselines, boundary, distill, ec, lau, relabel, ssd  # noqa: F401  (registration)
+from . import baselines, boundary, distill, dkvb, ec, lau, localized, relabel, ssd  # noqa: F401  (registration)
 from .base import Method, Outcome, Param, UnlearnContext
 from .registry import get_method, list_methods, list_plugins, register_method
 

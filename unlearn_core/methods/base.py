@@ -190,6 +190,13 @@ class Outcome:
     info: dict[str, Any] = field(default_factory=dict)  # steps, stop reason, ...
 
 
+# The refusals (Method.frozen_encoder_refusal, bottleneck_refusal) several methods share.
+NEEDS_EVERY_GRADIENT = ("it scores every parameter by its gradient, and this model keeps its "
+                        "encoder frozen (only its head trains)")
+NO_GRADIENT_THROUGH_KEYS = ("it follows the gradient of the logits back to the input or the "
+                            "features, and the bottleneck's nearest-key lookup passes none")
+
+
 class Method:
     """Base class: subclasses set the class attributes and implement `unlearn`."""
 
@@ -212,9 +219,27 @@ class Method:
                             f"allowed: {sorted(known)}")
         return {name: p.validate(raw.get(name, p.default)) for name, p in known.items()}
 
+    # Why the method cannot run on a model built on a frozen encoder (config.ENCODER_MODELS:
+    # dkvb, frozen_linear), or on a DKVB model in particular; "" = it can, training only
+    # the parameters that model leaves trainable.
+    frozen_encoder_refusal: ClassVar[str] = ""
+    bottleneck_refusal: ClassVar[str] = ""
+
+    def accept(self, params: dict[str, Any], model: LensModel) -> None:
+        """Everything checked before a run is recorded: that the method can run on this
+        kind of model, then `check`."""
+        from ..models.dkvb import FrozenEncoderModel, bottleneck_of
+        if isinstance(model, FrozenEncoderModel):
+            dkvb = bottleneck_of(model) is not None
+            refusal = self.frozen_encoder_refusal or (self.bottleneck_refusal if dkvb else "")
+            if refusal:
+                raise UserError(f"method.name: {self.name} cannot run on model "
+                                f"{'dkvb' if dkvb else 'frozen_linear'}: {refusal}")
+        self.check(params, model)
+
     def check(self, params: dict[str, Any], model: LensModel) -> None:
         """Checks that need several parameters at once or the model (a UserError naming
-        the parameter); the pipeline calls it before any run is recorded."""
+        the parameter); `accept` calls it before any run is recorded."""
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         raise NotImplementedError

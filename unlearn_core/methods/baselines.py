@@ -70,6 +70,9 @@ class Retrain(Method):
               "data order; another value gives an independent retrain (a noise floor)",
               low=0, high=10_000),
     )
+    frozen_encoder_refusal = ("it would train the frozen encoder from random weights; this "
+                              "model's retrain oracle is the setup's oracle (the encoder "
+                              "model's oracle with a head trained on the retain set)")
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         exp = ctx.experiment
@@ -286,15 +289,22 @@ def k_param(default: int, help: str) -> Param:
 def last_stages(model: LensModel, k: int) -> tuple[str, ...]:
     """Names of the last k stages, or a UserError giving this model's allowed range."""
     stages = model.probe_layers
-    if k > len(stages):
-        raise UserError(f"method.params.k: expected an integer in [1, {len(stages)}] for this "
-                        f"model, whose stages are {list(stages)}; got {k}")
+    # A model on a frozen encoder (dkvb, frozen_linear) must keep its encoder as it is.
+    frozen = getattr(model, "frozen_stages", ())
+    allowed = len(stages) - len(frozen)
+    if k > allowed:
+        which = f", of which {list(frozen)} are a frozen encoder" if frozen else ""
+        raise UserError(f"method.params.k: expected an integer in [1, {allowed}] for this "
+                        f"model, whose stages are {list(stages)}{which}; got {k}")
     return stages[-k:]
 
 
 class LastStagesMethod(Method):
     """A method that changes only the last k stages: k is checked against the model
     before the run is recorded."""
+
+    bottleneck_refusal = ("its only trainable parameters are the bottleneck's values (the "
+                          "classifier is their fixed mean): Finetune trains exactly those")
 
     def check(self, params, model) -> None:
         last_stages(model, params["k"])

@@ -11,7 +11,7 @@ from torch import nn
 from ..data import TensorLoader
 from ..models import LOGITS, LensModel
 from ..training import sgd
-from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
+from .base import (NO_GRADIENT_THROUGH_KEYS, Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
 from .registry import register_method
 from .relabel import forget_labels, relabelled_loader
@@ -61,6 +61,7 @@ class BoundaryShrink(Method):
               "input, (x/255 − mean)/std): eps·std of the pixel range, about 8/255 on MNIST",
               low=0.0, high=10.0, low_inclusive=False),
     )
+    bottleneck_refusal = NO_GRADIENT_THROUGH_KEYS
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         p = ctx.params
@@ -100,6 +101,8 @@ class BoundaryExpand(Method):
                "delete the shadow class: the forget examples are left in the region it took.")
     reference = REFERENCE
     params = boundary_params(epochs=10, lr=0.0003)
+    bottleneck_refusal = ("it widens the classifier by a shadow class, and a DKVB model's "
+                          "classifier is the fixed mean of its values")
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         p = ctx.params

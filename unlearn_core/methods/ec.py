@@ -230,6 +230,12 @@ class ErasureLoss(nn.Module):
         return curves
 
 
+# EC's losses act through the intermediate layers; on a frozen encoder they would train
+# only the discarded auxiliary heads and leave the model as it was.
+EC_ON_FROZEN_ENCODER = ("its losses move the intermediate layers, which this model keeps "
+                        "frozen: the EC term would change nothing")
+
+
 def ec_params(prefix: str = "") -> tuple[Param, ...]:
     """EC's own hyperparameters; the plug-in's carry the prefix "ec_"."""
     return (
@@ -276,6 +282,7 @@ class EraseAtTheCore(Method):
         lr_param(0.05, "SGD learning rate of the network (cosine schedule)"),
         batch_size_param(64),
     ) + ec_params() + stop_params()
+    frozen_encoder_refusal = EC_ON_FROZEN_ENCODER
 
     def check(self, params, model) -> None:
         layer_weights(model, params["layer_weights"], "layer_weights")
@@ -361,6 +368,7 @@ class WithErasure(Method):
         if clashes:
             raise ValueError(f"{base.name}: parameters {clashes} clash with EC's prefix")
         self.base = base
+        self.frozen_encoder_refusal = EC_ON_FROZEN_ENCODER
         self.name = f"{base.name}+ec"
         self.title = f"{base.title} + EC"
         self.summary = (f"{base.summary} With the EC plug-in: β times EC's multi-layer "
@@ -376,7 +384,7 @@ class WithErasure(Method):
         return {k: v for k, v in params.items() if not k.startswith(PLUGIN_PREFIX)}
 
     def check(self, params, model) -> None:
-        self.base.check(self._base_params(params), model)
+        self.base.accept(self._base_params(params), model)
         layer_weights(model, params[PLUGIN_PREFIX + "layer_weights"],
                       PLUGIN_PREFIX + "layer_weights")
 

@@ -32,7 +32,7 @@ from ..errors import UserError
 from ..metrics.accuracy import EVAL_BATCH
 from ..models import LensModel
 from ..training import sgd
-from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
+from .base import (NO_GRADIENT_THROUGH_KEYS, Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
 from .baselines import fit_info
 from .distill import distillation_kl
@@ -163,6 +163,8 @@ class LayerAttackUnlearning(Method):
               "many probe layers earlier and train every stage after it",
               low=0, high=2),
     )
+
+    bottleneck_refusal = NO_GRADIENT_THROUGH_KEYS
 
     def check(self, params, model) -> None:
         split_layer(model, params["split_offset"])

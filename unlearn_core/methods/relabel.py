@@ -13,10 +13,10 @@ from ..data import ImageSet, TensorLoader
 from ..models import LensModel
 from ..progress import Progress
 from ..training import FitLog, sgd
-from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
+from .base import (NEEDS_EVERY_GRADIENT, Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
+from .gradients import mean_batch_gradients, stage_fractions
 from .registry import register_method
-from .ssd import mean_batch_gradients, stage_fractions
 
 
 def forget_labels(ctx: UnlearnContext) -> torch.Tensor:
@@ -135,6 +135,7 @@ class SalUn(Method):
         Param("strict", "bool", False, "also pin the other weights to the original after "
               "every step; off (as in the paper's code), weight decay still shrinks them"),
     )
+    frozen_encoder_refusal = NEEDS_EVERY_GRADIENT
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         model = ctx.model

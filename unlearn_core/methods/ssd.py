@@ -1,59 +1,13 @@
-"""Selective Synaptic Dampening, and the per-weight gradient statistics it shares with
-SalUn: a weight selection from gradients, and how much of each stage was selected."""
+"""Selective Synaptic Dampening: weights far more important to the forget set than to
+the whole training set are shrunk (importances from methods/gradients.py)."""
 
 from __future__ import annotations
 
-from typing import Callable
-
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..data import TensorLoader
-from ..models import LensModel
-from ..progress import Progress
-from .base import Method, Outcome, Param, UnlearnContext
+from .base import NEEDS_EVERY_GRADIENT, Method, Outcome, Param, UnlearnContext
+from .gradients import mean_batch_gradients, stage_fractions
 from .registry import register_method
-
-
-def mean_batch_gradients(model: LensModel, loader: TensorLoader, progress: Progress, *,
-                         transform: Callable[[torch.Tensor], torch.Tensor] = lambda g: g,
-                         label: str) -> dict[str, torch.Tensor]:
-    """Per parameter, the mean over `loader`'s batches of `transform(∇θ CE(batch))`.
-
-    Computed in eval mode: the weights are judged as the model is used, and a forward
-    pass in train mode would move the batch-norm statistics, changing the model before
-    anything was unlearned. `torch.autograd.grad` leaves every `.grad` untouched.
-    """
-    model.eval()
-    named = list(model.named_parameters())
-    totals = {name: torch.zeros_like(p) for name, p in named}
-    count = len(loader)
-    for index, (x, y) in enumerate(loader):
-        grads = torch.autograd.grad(F.cross_entropy(model(x), y), [p for _, p in named])
-        for (name, _), grad in zip(named, grads):
-            totals[name] += transform(grad)
-        progress.update((index + 1) / count, f"{label}: batch {index + 1}/{count}")
-    return {name: total / max(count, 1) for name, total in totals.items()}
-
-
-def stage_fractions(model: LensModel, masks: dict[str, torch.Tensor]) -> tuple[np.ndarray, float]:
-    """Fraction of selected weights in each stage (probe-layer order) and overall.
-
-    `masks` maps parameter names (as `model.named_parameters()` gives them) to boolean
-    tensors. A stage without parameters reports 0, not NaN, so figures need no special
-    case.
-    """
-    per_stage, selected_total, size_total = [], 0, 0
-    for stage in model.probe_layers:
-        selected = size = 0
-        for name, p in model.stages[stage].named_parameters(prefix=f"stages.{stage}"):
-            selected += int(masks[name].sum())
-            size += p.numel()
-        per_stage.append(selected / size if size else 0.0)
-        selected_total += selected
-        size_total += size
-    return np.asarray(per_stage, dtype=np.float32), selected_total / max(size_total, 1)
 
 
 @register_method
@@ -77,6 +31,7 @@ class SelectiveSynapticDampening(Method):
               "(64 in the paper's code); importance is a per-batch squared gradient, so the "
               "batch size shifts which weights pass α", low=1, high=65536),
     )
+    frozen_encoder_refusal = NEEDS_EVERY_GRADIENT
 
     def unlearn(self, ctx: UnlearnContext) -> Outcome:
         p = ctx.params

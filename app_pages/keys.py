@@ -1,0 +1,82 @@
+"""Keys: what a DKVB unlearning run masked in the key-value bottleneck — key usage by
+forget and retain data before and after, the keys only the forget classes use, the N
+sweep and the cost next to gradient methods on the same frozen encoder."""
+
+import streamlit as st
+
+from ui import state, widgets
+from unlearn_core.figures import format_percent
+from unlearn_core.figures import keys as key_figures
+
+st.title("Keys of the bottleneck")
+record = widgets.run_picker()
+arrays = widgets.run_arrays(record)
+if not key_figures.is_key_masking_run(arrays):
+    st.info("This run masked no keys. The Keys page shows runs of **DKVB: Unlearning via "
+            "Activations** or **via Examples**, which need a setup whose model is `dkvb` "
+            "(a trained model's frozen trunk with a key-value bottleneck).")
+    st.stop()
+report = record.report
+
+with st.expander("What am I looking at?"):
+    st.markdown("""
+A **DKVB** model sends the frozen encoder's output into C codebooks; in each, a fixed
+random projection picks the nearest of P keys, whose value (one score per class) is
+fetched; the prediction is the mean of the C fetched values. Only the values were trained.
+
+**Unlearning** masks (codebook, key) pairs: a masked key drops out of the nearest-key
+search, so the examples that chose it fall to their next-nearest key, whose value says
+something else. No weight changes and no gradient step: the encoder runs forward over
+the forget set (and a retain sample for the sweep), that is all.
+*Via Activations* masks the pairs the forget set selects most; *via Examples* every pair
+some forget examples select.
+
+**The N sweep** (the paper's Figs. 2-3) chooses how many pairs (Activations) or examples
+(Examples) to mask, on data held out from the counting, never the test set: the smallest
+N whose held-out forget accuracy reaches the target.
+
+**Key usage** counts how often the training examples select each key, before and after
+the masking. A key only the forget classes select is *exclusive*: masking it costs the
+retain data nothing. The cost chart puts the run next to the gradient methods run on the
+same data, forget set, seed and encoder (e.g. on the `frozen_linear` model: the same
+frozen encoder with a linear head).
+""")
+
+numbers = key_figures.summary(report, arrays)
+info = report["method"]["info"]
+columns = st.columns(4)
+columns[0].metric("Pairs masked", f"{numbers['pairs_masked']:,}",
+                  help=f"of {numbers['pairs_total']:,} (codebook, key) pairs; N = {numbers['n']}")
+columns[1].metric("Forget selections on masked pairs",
+                  format_percent(numbers["forget_selections_masked"]),
+                  help="share of the forget set's (example, codebook) selections, before "
+                       "unlearning, that went to a pair now masked")
+columns[2].metric("Retain selections on masked pairs",
+                  format_percent(numbers["retain_selections_masked"]),
+                  help="the same for the retain set: what the masking cost it")
+columns[3].metric("Forget pairs exclusive to the forget set",
+                  f"{numbers['exclusive_pairs']:,} / {numbers['forget_pairs_used']:,}",
+                  help=f"pairs the forget set selects that no retain example selects; "
+                       f"{numbers['masked_exclusive']:,} of them are masked")
+if info.get("target_reached") is False:
+    st.warning("The sweep did not reach its target forget accuracy even with every pair the "
+               "counted forget examples select masked; every pair of the forget set is masked.")
+
+sweep = key_figures.sweep_curve(report, arrays)
+if sweep is None:
+    st.caption("No sweep in this run: N was given (sweep_points 0).")
+else:
+    st.plotly_chart(sweep, width="stretch")
+
+st.plotly_chart(key_figures.codebook_overview(arrays), width="stretch")
+codebook = st.selectbox("Codebook", key_figures.codebooks_by_masking(arrays), key="keys-codebook",
+                        help="codebooks with the most masked keys first")
+st.plotly_chart(key_figures.usage_histogram(arrays, codebook), width="stretch")
+st.plotly_chart(key_figures.key_class_matrix(report, arrays), width="stretch")
+
+rows = key_figures.cost_rows(record.id, state.store().list(kind="unlearn", status="done"))
+st.plotly_chart(key_figures.cost_figure(rows), width="stretch")
+st.caption(f"This run: {info['encoder_forward_examples']:,} examples through the encoder, "
+           f"{info['sweep_evaluations']} sweep evaluations, no gradient step, "
+           f"{info['unlearning_seconds']:.2f} s; the key-usage counts shown here took another "
+           f"{info['artifact_forward_examples']:,} examples and {info['artifact_seconds']:.2f} s.")

@@ -1,0 +1,136 @@
+"""Localization: where a localized unlearning run (DEL, or any strategy × algorithm) put
+its mask, per layer and per channel, and how the results move with the budget ρ."""
+
+import streamlit as st
+
+from ui import state, widgets
+from unlearn_core.config import RunSpec
+from unlearn_core.errors import UserError
+from unlearn_core.figures import localization as figs
+from unlearn_core.methods import get_method
+from unlearn_core.methods.localization import REFERENCE_STRATEGIES, STRATEGIES
+from unlearn_core.methods.localized import (ALGORITHM_TITLES, ALGORITHMS, SWEEP_RHOS,
+                                            budget_sweep_specs)
+from unlearn_core.pipeline import run_unlearning
+from unlearn_core.progress import Progress
+
+st.title("Localization")
+store = state.store()
+runs = {r.id: r for r in store.list(kind="unlearn", status="done")
+        if r.spec.get("method", {}).get("name") in figs.LOCALIZED_METHODS}
+if not runs:
+    st.info("No localized run yet: run DEL or 'Localized unlearning' on the Unlearn page.")
+    st.page_link("app_pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
+    st.stop()
+
+selected = st.session_state.get(state.SELECTED_RUN_KEY)
+ids = list(runs)
+run_id = st.selectbox("Run", ids, index=ids.index(selected) if selected in ids else 0,
+                      format_func=lambda i: f"{runs[i].label} · {figs.series_label(runs[i].report)}"
+                                            f" · ρ = {figs.localization_params(runs[i].report)['rho']:g}"
+                                            f" · {i}", key="loc-run")
+state.select_run(run_id)
+record = runs[run_id]
+report, arrays = record.report, widgets.run_arrays(record)
+info = report["method"]["info"]["localization"]
+
+cols = st.columns(4)
+cols[0].metric("Strategy · algorithm", figs.series_label(report))
+cols[1].metric("Budget ρ", f"{info['rho']:g}")
+cols[2].metric("Parameters selected", f"{100 * info['selected_fraction']:.1f}%",
+               f"{info['selected_parameters']:,} of {info['total_parameters']:,}",
+               delta_color="off")
+cols[3].metric("Channels selected", f"{info['selected_channels']} of {info['total_channels']}",
+               help="a channel counts when any of its parameters is selected; the channel "
+                    "strategies select whole channels")
+
+with st.expander("What am I looking at?"):
+    st.markdown("""
+A localized method changes only the parameters its **mask** selects, a budget ρ of all
+parameters. **DEL** scores every parameter by |w·g| (weight times the gradient of the forget
+loss), scores each channel by the mean of its top-k parameter scores and keeps the most
+critical channels; **SalLoc** keeps the single parameters with the largest |g|;
+**shallowest / deepest** fill the budget from one end of the network; **random** draws as
+many channels per layer as another strategy did, the control showing whether *which*
+channels matters. Reset + Finetune re-initialises the selected parameters and finetunes
+them and the classifier on the retain set; every other parameter stays bit-identical
+(batch-norm running statistics are re-estimated during finetuning: they are buffers).
+
+**Selectivity** of a channel: Cohen's d of its mean activation on forget vs retain
+examples in the original model; positive = it responds more to the forget set.
+""")
+
+setup_hash = RunSpec.from_dict(record.spec).setup.hash
+same_setup = [i for i, r in runs.items()
+              if i != run_id and RunSpec.from_dict(r.spec).setup.hash == setup_hash]
+compared = st.multiselect(
+    "Compare with other localization runs of this setup", same_setup, key="loc-compare",
+    format_func=lambda i: f"{figs.series_label(runs[i].report)} · ρ = "
+                          f"{figs.localization_params(runs[i].report)['rho']:g} · {i}")
+side_by_side = [(f"{figs.series_label(report)} ρ={info['rho']:g} (this run)", report, arrays)]
+side_by_side += [(f"{figs.series_label(runs[i].report)} ρ="
+                  f"{figs.localization_params(runs[i].report)['rho']:g} · {i}",
+                  runs[i].report, widgets.run_arrays(runs[i])) for i in compared]
+st.plotly_chart(figs.selected_fraction_bars(side_by_side), width="stretch")
+st.plotly_chart(figs.criticality_heatmap(report, arrays), width="stretch")
+if "layers" in report:
+    st.plotly_chart(figs.mask_on_cka(report, arrays), width="stretch")
+st.plotly_chart(figs.selectivity_by_selection(report, arrays), width="stretch")
+
+st.header("Budget sweep")
+st.caption("Every localized run of this setup, grouped by strategy · algorithm and by ρ "
+           "(mean ± std where several runs share a point).")
+st.plotly_chart(figs.budget_sweep([report] + [runs[i].report for i in same_setup]),
+                width="stretch")
+
+
+def run_sweep(specs: list[RunSpec], progress: Progress) -> list[str]:
+    """The sweep's runs one after another, each with its share of the bar; runs already
+    finished in the store are reused."""
+    finished = {r.report.get("run_spec_hash"): r.id
+                for r in store.list(kind="unlearn", status="done") if r.report}
+    run_ids = []
+    for index, spec in enumerate(specs):
+        rho = spec.method.params["rho"]
+
+        def forward(fraction, message, index=index, rho=rho):
+            progress.update((index + fraction) / len(specs),
+                            f"ρ = {rho:g} ({index + 1}/{len(specs)}): {message}")
+
+        forward(0.0, "starting")
+        run_ids.append(finished.get(spec.hash) or run_unlearning(spec, store, Progress(forward)))
+    progress.update(1.0, f"{len(specs)} runs done")
+    return run_ids
+
+
+picked_params = report["method"]["params"]
+with st.form("loc-sweep"):
+    st.markdown(f"**Run a sweep** over ρ ∈ {{{', '.join(f'{r:g}' for r in SWEEP_RHOS)}}} on "
+                "this run's setup")
+    left, middle, right = st.columns(3)
+    strategy = left.selectbox("Strategy", list(STRATEGIES), key="loc-sweep-strategy",
+                              format_func=lambda s: STRATEGIES[s].title)
+    random_like = middle.selectbox("Random mask copies the counts of", REFERENCE_STRATEGIES,
+                                   key="loc-sweep-like", help="used with strategy random")
+    algorithm = right.selectbox("Algorithm", ALGORITHMS, key="loc-sweep-algorithm",
+                                format_func=ALGORITHM_TITLES.get)
+    lr_column, epochs_column = st.columns(2)
+    lr = lr_column.number_input("lr", value=float(picked_params["lr"]), format="%g",
+                                key="loc-sweep-lr")
+    epochs = epochs_column.number_input("epochs", value=int(picked_params["epochs"]), step=1,
+                                        key="loc-sweep-epochs")
+    submitted = st.form_submit_button("Run the sweep", type="primary", disabled=state.busy())
+
+if submitted:
+    carried = {p.name: picked_params[p.name] for p in get_method("localized").params
+               if p.name in picked_params}
+    try:
+        specs = budget_sweep_specs(RunSpec.from_dict(record.spec).setup,
+                                   {**carried, "strategy": strategy, "random_like": random_like,
+                                    "algorithm": algorithm, "lr": lr, "epochs": epochs})
+    except UserError as exc:
+        st.error(str(exc))
+    else:
+        label = f"Budget sweep: {figs.series_label({'method': specs[0].method.to_dict()})}"
+        state.submit(label, lambda progress: run_sweep(specs, progress))
+        st.rerun()
