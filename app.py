@@ -21,6 +21,8 @@ pages = [
     st.Page("app_pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
     st.Page("app_pages/localization.py", title="Localization", icon=":material/target:"),
     st.Page("app_pages/keys.py", title="Keys", icon=":material/key:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("app_pages/sweeps.py", title="Sweeps", icon=":material/grid_view:"),
 ]
 navigation = st.navigation(pages)
 

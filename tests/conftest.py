@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny `digits` setup (trains in about 2 s) and a run store in a
-temporary folder, so tests never touch the user's store."""
+temporary folder, so tests never touch the user's store; a light evaluation for tests
+that run many runs."""
 
 import pytest
 
@@ -62,3 +63,30 @@ def unlearn_tiny(refs, method_name: str, **params):
     outcome = get_method(method_name).unlearn(tiny_context(refs, method_name, **params))
     acc = accuracies(predictions(outcome.model, exp), exp.split, exp.dataset.num_classes)
     return outcome, acc
+
+
+def accuracy_and_mia_only(models, exp, *, seconds, oracle_seconds, reference_keys=None,
+                          progress=None):
+    """A stand-in for `evaluate()` with the real accuracies and the real MIA and nothing
+    else: the full report (CKA with bootstrap bands, probes, PCA) costs about 15 s of CPU
+    per run on digits; bench and sweep tests read only accuracy, gaps, MIA and cost
+    (evaluate itself is tested in test_report.py)."""
+    from unlearn_core.metrics.accuracy import accuracies, predictions
+    from unlearn_core.metrics.privacy import privacy_report
+    from unlearn_core.metrics.report import gaps_to_oracle
+    from unlearn_core.training import speedup
+
+    preds = {role: predictions(model, exp) for role, model in models.items()}
+    acc = {role: accuracies(p, exp.split, exp.dataset.num_classes) for role, p in preds.items()}
+    mia, arrays = privacy_report(preds, exp.split, exp.spec.seed)
+    return {"accuracy": acc, "gap_to_oracle": gaps_to_oracle(acc["unlearned"], acc["oracle"]),
+            "cost": {"seconds": seconds, "oracle_seconds": oracle_seconds,
+                     "speedup": speedup(oracle_seconds, seconds), "device": str(exp.device)},
+            "forget_classes": list(exp.split.forget_classes), "mia": mia}, arrays
+
+
+def use_light_evaluate() -> None:
+    """Swap `accuracy_and_mia_only` in for the pipeline's evaluate in this process (a Ray
+    worker's setup hook; in-process tests use monkeypatch instead)."""
+    from unlearn_core import pipeline
+    pipeline.evaluate = accuracy_and_mia_only

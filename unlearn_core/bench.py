@@ -12,35 +12,33 @@ Suites (docs/benchmarks/README.md says how to run each and what the columns mean
 * sweep: one method over the Cartesian product of a hyperparameter grid, sorted by
   average gap to the oracle.
 
-baselines and sweep share one runner (`run_specs`) and one table (`tabulate`,
-`markdown`). Their runs go to a persistent run store; a run whose (setup, method,
-params) already finished there, on the same device type, is reused, so a killed bench
-continues where it stopped.
+baselines, sweep and ec share one runner (`run_specs`, over `sweeps.run_cells`) and
+one grouping (`sweeps.tabulate`), with a table per suite here (`markdown_tables`). Their
+runs go to a persistent run store; a run whose (setup, method, params) already finished
+there, on the same device type, is reused, so a killed bench continues where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import torch
 
 from .config import DataSpec, ForgetSpec, MethodSpec, RunSpec, SetupSpec, canonical_json
-from .errors import Cancelled, UserError
+from .errors import UserError
 from .methods import get_method, list_methods
 from .pipeline import run_unlearning, train_references
 from .runs import RunStore, default_store_root
-from .training import reference_key, resolve_device
+from .sweeps import (Cell, Log, References, RunResult, format_stat as _fmt, grid_specs,
+                     method_label, run_cells, run_summary, stat as _stat, tabulate)
+from .training import resolve_device
 
 SCENARIOS = ("class", "random", "non_iid")
 DEFAULT_SCENARIOS = ("class", "random")
@@ -48,14 +46,6 @@ RANDOM_FRACTION = 0.1
 # The DEL paper's non-IID forget set: half the training examples of two classes (its
 # CIFAR-10 classes do not carry over; 2 and 5 are an arbitrary pair on the digit sets).
 NON_IID_FORGET = ForgetSpec("non_iid", classes=(2, 5), fraction=0.5)
-# Errors of a failed run that say nothing about the method: such runs are run again.
-_TRANSIENT_ERRORS = ("interrupted", "KeyboardInterrupt", "Cancelled", "OutOfMemoryError",
-                     "MemoryError")
-# Accuracy keys of a row, and the keys whose |gap| SalUn's average gap averages (with MIA).
-_ACC_KEYS = ("forget_train", "retain_train", "test", "test_forget", "test_retain")
-_GAP_KEYS = ("forget_train", "retain_train", "test")
-
-Log = Callable[[str], None]
 
 
 def machine_description(device: str) -> str:
@@ -160,61 +150,6 @@ def parse_methods(text: str | None) -> tuple[str, ...]:
     return names
 
 
-def _grid_value(param, text: str, entry: str) -> Any:
-    bad = UserError(f"--grid {entry!r}: {param.name} expects {param.allowed()}, got {text!r}")
-    try:
-        if param.kind == "int":
-            try:
-                value: Any = int(text)
-            except ValueError:
-                value = float(text)  # "1e3" is fine; validate() rejects 2.5
-        elif param.kind == "float":
-            value = float(text)
-        elif param.kind == "bool":
-            value = {"true": True, "false": False}[text.lower()]
-        else:
-            matches = [c for c in param.choices if str(c) == text]
-            value = matches[0] if matches else text
-        return param.validate(value)
-    except (ValueError, KeyError, UserError):
-        raise bad from None
-
-
-def parse_grid(method_name: str, entries: Sequence[str]) -> dict[str, list]:
-    """`["lr=0.01,0.1", "epochs=2,4"]` -> {"lr": [0.01, 0.1], "epochs": [2, 4]}, each
-    value parsed with the method's Param type and validated against its range."""
-    try:
-        method = get_method(method_name)
-    except UserError as exc:
-        raise UserError(f"--method: {exc}") from None
-    params = {p.name: p for p in method.params}
-    grid: dict[str, list] = {}
-    for entry in entries:
-        key, sep, raw = entry.partition("=")
-        key = key.strip()
-        if not sep or not key or not raw.strip():
-            raise UserError(f"--grid {entry!r}: expected NAME=V1,V2,... (parameters of "
-                            f"{method.name}: {', '.join(sorted(params)) or 'none'})")
-        if key not in params:
-            raise UserError(f"--grid {entry!r}: {method.name} has no parameter {key!r}; "
-                            f"allowed: {', '.join(sorted(params)) or 'none'}")
-        if key in grid:
-            raise UserError(f"--grid {entry!r}: {key} is given twice")
-        texts = [t.strip() for t in raw.split(",")]
-        if any(t == "" for t in texts):
-            raise UserError(f"--grid {entry!r}: an empty value; expected {params[key].allowed()}")
-        grid[key] = list(dict.fromkeys(_grid_value(params[key], t, entry) for t in texts))
-    return grid
-
-
-def grid_specs(method_name: str, grid: dict[str, list]) -> list[MethodSpec]:
-    """One MethodSpec per point of the grid's Cartesian product (parameters not in the
-    grid keep their defaults)."""
-    keys = list(grid)
-    return [MethodSpec(method_name, dict(zip(keys, values)))
-            for values in itertools.product(*(grid[k] for k in keys))]
-
-
 def scenario_setup(base: SetupSpec, scenario: str, seed: int) -> SetupSpec:
     """The base setup with the scenario's forget set and the given setup seed. Class
     forgetting keeps the base's forget classes (class 0 for the embedded default)."""
@@ -229,236 +164,21 @@ def scenario_setup(base: SetupSpec, scenario: str, seed: int) -> SetupSpec:
     return dataclasses.replace(base, forget=forget, seed=seed)
 
 
-def method_label(spec: MethodSpec) -> str:
-    if not spec.params:
-        return spec.name
-    return spec.name + " " + " ".join(f"{k}={v}" for k, v in spec.params.items())
-
-
 # --- the runner -----------------------------------------------------------------------
-
-
-@dataclass
-class RunResult:
-    """One (scenario, seed, method spec): a finished run, a failure, or a reuse."""
-
-    scenario: str
-    seed: int
-    spec: MethodSpec  # as asked (only the parameters given); the run has them resolved
-    run_id: str | None
-    report: dict | None
-    error: str | None
-    reused: bool
-    wall_seconds: float
-
-
-@dataclass
-class References:
-    scenario: str
-    seed: int
-    original_seconds: float | None
-    oracle_seconds: float | None
-    trained_now: int  # how many of the two were trained by this invocation
-
-
-def _device_type(name: str) -> str:
-    return str(name).split(":")[0]
-
-
-def _lookup_key(spec: RunSpec, device_type: str | None) -> tuple:
-    return (spec.hash, spec.setup.original_key, device_type)
-
-
-def _resolved(setup: SetupSpec, spec: MethodSpec) -> RunSpec:
-    params = get_method(spec.name).resolve_params(spec.params)
-    return RunSpec(setup, MethodSpec(spec.name, params))
-
-
-def _previous_runs(store: RunStore, retry_failed: bool) -> dict[tuple, Any]:
-    """Finished runs by (run spec hash, original key, device type); failed runs (not
-    interrupted or out of memory) by device type None, so they are not retried unless
-    asked. Newest first wins."""
-    found: dict[tuple, Any] = {}
-    for record in store.list(kind="unlearn"):
-        try:
-            spec = RunSpec.from_dict(record.spec)
-        except (UserError, TypeError):
-            continue
-        if record.status == "done" and record.report:
-            key = _lookup_key(spec, _device_type(record.report["cost"]["device"]))
-        elif (record.status == "failed" and not retry_failed and record.error
-              and not record.error.startswith(_TRANSIENT_ERRORS)):
-            key = _lookup_key(spec, None)
-        else:
-            continue
-        found.setdefault(key, record)
-    return found
 
 
 def run_specs(base: SetupSpec, scenarios: Sequence[str], seeds: Sequence[int],
               methods: Sequence[MethodSpec], store: RunStore, log: Log | None = None,
               retry_failed: bool = False) -> tuple[list[RunResult], list[References]]:
-    """Run every method spec on every (scenario, seed) of `base`, reusing runs the
-    store already has; a failing run is recorded and the rest go on. Progress: one line
-    per run on `log`."""
-    log = log or (lambda line: None)
-    for spec in methods:  # bad parameters fail here, before anything trains
-        get_method(spec.name).resolve_params(spec.params)
-    device_type = resolve_device(base.device).type
-    previous = _previous_runs(store, retry_failed)
-    total = len(scenarios) * len(seeds) * len(methods)
-    results: list[RunResult] = []
-    references: list[References] = []
-    for scenario in scenarios:
-        for seed in seeds:
-            setup = scenario_setup(base, scenario, seed)
-            cached = {role: store.cache_has(reference_key(setup, role))
-                      for role in ("original", "oracle")}
-            started = time.perf_counter()
-            refs = train_references(setup, store)
-            ref = References(scenario, seed, refs.original.meta.get("seconds"),
-                             refs.oracle.meta.get("seconds"),
-                             sum(not hit for hit in cached.values()))
-            references.append(ref)
-            oracle_device = _device_type(refs.oracle.meta.get("device", device_type))
-            log(f"{scenario} seed {seed} references ({time.perf_counter() - started:.1f} s): "
-                + ", ".join(f"{role} {'cached' if cached[role] else 'trained'}, "
-                            f"{_seconds(secs)} to train"
-                            for role, secs in (("original", ref.original_seconds),
-                                               ("oracle", ref.oracle_seconds)))
-                + f" on {oracle_device}")
-            if oracle_device != device_type:
-                log(f"  warning: the cached oracle was trained on {oracle_device}, not "
-                    f"{device_type}; speed-ups mix devices (use a fresh --store)")
-            for spec in methods:
-                results.append(_run_one(setup, scenario, seed, spec, store, previous,
-                                        device_type))
-                _log_result(log, results[-1], len(results), total)
-    return results, references
-
-
-def _run_one(setup: SetupSpec, scenario: str, seed: int, spec: MethodSpec, store: RunStore,
-             previous: dict, device_type: str) -> RunResult:
-    resolved = _resolved(setup, spec)
-    for key in (_lookup_key(resolved, device_type), _lookup_key(resolved, None)):
-        record = previous.get(key)
-        if record is not None:
-            return RunResult(scenario, seed, spec, record.id, record.report, record.error,
-                             reused=True, wall_seconds=0.0)
-    started = time.perf_counter()
-    try:
-        run_id = run_unlearning(resolved, store)
-    except Cancelled:
-        raise
-    except Exception as exc:  # DivergedError, a method's own error, ...: shown, not fatal
-        return RunResult(scenario, seed, spec, None, None, f"{type(exc).__name__}: {exc}",
-                         reused=False, wall_seconds=time.perf_counter() - started)
-    return RunResult(scenario, seed, spec, run_id, store.get(run_id).report, None,
-                     reused=False, wall_seconds=time.perf_counter() - started)
-
-
-def _seconds(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} s"
-
-
-def _log_result(log: Log, r: RunResult, index: int, total: int) -> None:
-    head = f"[{index}/{total}] {r.scenario} seed {r.seed} {method_label(r.spec)}:"
-    if r.report is not None:
-        body = (f"unlearn {r.report['cost']['seconds']:.1f} s"
-                + (" (reused)" if r.reused else
-                   f", with evaluation {r.wall_seconds:.1f} s"))
-    else:
-        body = f"FAILED{' (reused)' if r.reused else f' after {r.wall_seconds:.1f} s'}: {r.error}"
-    log(f"{head} {body}")
-
-
-# --- rows -----------------------------------------------------------------------------
-
-
-def _stat(values: Iterable[float | None]) -> dict:
-    vals = [float(v) for v in values if v is not None and math.isfinite(v)]
-    return {"mean": statistics.fmean(vals) if vals else None,
-            "std": statistics.stdev(vals) if len(vals) > 1 else None,
-            "n": len(vals), "values": vals}
-
-
-def _role_metrics(report: dict, role: str) -> dict:
-    acc = report["accuracy"][role]
-    oracle = report["accuracy"]["oracle"]
-    mia = report["mia"]["efficacy"][role]["confidence"]
-    mia_oracle = report["mia"]["efficacy"]["oracle"]["confidence"]
-    gaps = [None if acc[k] is None or oracle[k] is None else abs(acc[k] - oracle[k])
-            for k in _GAP_KEYS]
-    gaps.append(None if mia is None or mia_oracle is None else abs(mia - mia_oracle))
-    out = {k: acc[k] for k in _ACC_KEYS}
-    out["mia"] = mia
-    out["avg_gap"] = None if None in gaps else sum(gaps) / len(gaps)
-    return out
-
-
-def tabulate(results: Sequence[RunResult], references: Sequence[References],
-             rank: bool = False) -> list[dict]:
-    """Rows, scenario by scenario: the original and the oracle (reference rows, from the
-    runs' reports), then one row per method spec, mean ± std over seeds. With `rank`,
-    method rows are sorted by mean avg gap (failed last) and the first is marked best."""
-    rows: list[dict] = []
-    for scenario in dict.fromkeys(r.scenario for r in results):
-        mine = [r for r in results if r.scenario == scenario]
-        seeds = list(dict.fromkeys(r.seed for r in mine))
-        forget = None
-        first_report = {}  # per seed: the first report, for the reference rows
-        for r in mine:
-            if r.report is not None:
-                first_report.setdefault(r.seed, r.report)
-        if first_report:
-            forget = next(iter(first_report.values())).get("forget_classes")
-        refs = {ref.seed: ref for ref in references if ref.scenario == scenario}
-        for role in ("original", "oracle"):
-            per_seed = [_role_metrics(rep, role) for rep in first_report.values()]
-            metrics = {k: _stat(m[k] for m in per_seed) for k in (*_ACC_KEYS, "mia", "avg_gap")}
-            oracle_secs = [refs[s].oracle_seconds for s in first_report if s in refs]
-            metrics["seconds"] = _stat(oracle_secs if role == "oracle" else [])
-            metrics["speedup"] = _stat([1.0] * len(oracle_secs) if role == "oracle" else [])
-            rows.append({"scenario": scenario, "forget_classes": forget, "kind": role,
-                         "method": role, "params": {}, "label": role, "seeds": seeds,
-                         "n_ok": len(per_seed), "failures": [], "run_ids": [],
-                         "metrics": metrics})
-        method_rows = []
-        for spec_key in dict.fromkeys((r.spec.name, canonical_json(r.spec.params)) for r in mine):
-            group = [r for r in mine if (r.spec.name, canonical_json(r.spec.params)) == spec_key]
-            ok = [r for r in group if r.report is not None]
-            per_seed = [_role_metrics(r.report, "unlearned") for r in ok]
-            metrics = {k: _stat(m[k] for m in per_seed) for k in (*_ACC_KEYS, "mia", "avg_gap")}
-            metrics["seconds"] = _stat(r.report["cost"]["seconds"] for r in ok)
-            metrics["speedup"] = _stat(r.report["cost"]["speedup"] for r in ok)
-            spec = group[0].spec
-            method_rows.append({
-                "scenario": scenario, "forget_classes": forget, "kind": "method",
-                "method": spec.name, "params": dict(spec.params), "label": method_label(spec),
-                "seeds": [r.seed for r in group], "n_ok": len(ok),
-                "failures": [{"seed": r.seed, "error": r.error} for r in group if r.report is None],
-                "run_ids": [r.run_id for r in group if r.run_id],
-                "reused": sum(r.reused for r in group), "metrics": metrics})
-        if rank:
-            method_rows.sort(key=lambda row: (row["metrics"]["avg_gap"]["mean"] is None,
-                                              row["metrics"]["avg_gap"]["mean"] or 0.0))
-            for i, row in enumerate(method_rows, 1):
-                row["rank"] = i if row["metrics"]["avg_gap"]["mean"] is not None else None
-                row["best"] = i == 1 and row["rank"] == 1
-        rows += method_rows
-    return rows
+    """Run every method spec on every (scenario, seed) of `base` with the sweeps
+    runner (`sweeps.run_cells`: reuses runs the store already has, records failures
+    and goes on)."""
+    cells = [Cell(scenario, seed, scenario_setup(base, scenario, seed))
+             for scenario in scenarios for seed in seeds]
+    return run_cells(cells, methods, store, log=log, retry_failed=retry_failed)
 
 
 # --- markdown -------------------------------------------------------------------------
-
-
-def _fmt(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
-    if stat["mean"] is None:
-        return ""
-    text = f"{scale * stat['mean']:.{digits}f}"
-    if stat["std"] is not None:
-        text += f" ± {scale * stat['std']:.{digits}f}"
-    return text
 
 
 def _cell(text: str, limit: int = 160) -> str:
@@ -571,10 +291,7 @@ def run_suite(title: str, base: SetupSpec, methods: Sequence[MethodSpec], *,
                                     retry_failed=retry_failed)
     wall = time.perf_counter() - started
     rows = tabulate(results, references, rank=rank)
-    summary = {"runs": len(results), "reused": sum(r.reused for r in results),
-               "failed": sum(r.report is None for r in results),
-               "reference_models_trained": sum(r.trained_now for r in references),
-               "wall_seconds": wall}
+    summary = run_summary(results, references, wall)
     header = ([f"Command: `{command}`"] if command else []) + [
         f"Machine: {machine_description(base.device)}",
         f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}",

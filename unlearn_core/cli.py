@@ -1,4 +1,4 @@
-"""`python -m unlearn_core ...`: train, unlearn, inspect runs, benchmark.
+"""`python -m unlearn_core ...`: train, unlearn, inspect runs, benchmark, sweep.
 
 Bad input exits with code 2 and a one-line message that names the parameter; a run
 that fails for another reason exits with code 1 and is recorded as failed.
@@ -178,6 +178,8 @@ def cmd_train(args) -> int:
     if args.original_checkpoint is not None:
         spec = import_original(spec, store, str(args.original_checkpoint))
     refs = train_references(spec, store, Progress(_ConsoleProgress(args.quiet)))
+    for note in refs.experiment.dataset.notes:  # e.g. unreadable images that were skipped
+        print(f"note: {note}", file=sys.stderr)
     out = {"setup": spec.to_dict(), "split": refs.experiment.split.sizes(),
            "original": refs.original.meta, "oracle": refs.oracle.meta}
     table = "\n".join(f"{role:9} test accuracy {format_percent(t.meta['test_accuracy'])}, " + (
@@ -221,6 +223,24 @@ def cmd_runs(args) -> int:
         store.get(args.run_id)
         store.delete(args.run_id)
         _print({"deleted": args.run_id}, args.json, f"deleted {args.run_id}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .export import run_report_html
+    store = _store(args)
+    record = store.get(args.run_id)
+    if record.status != "done" or record.report is None:
+        raise UserError(f"run_id: run {record.id} is {record.status}; only a finished run "
+                        "has a report")
+    text = run_report_html(record, store.load_arrays(record.id))
+    out = args.out if args.out is not None else Path(f"report-{record.id}.html")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"--out: cannot write {out} ({exc.strerror})") from None
+    _print({"id": record.id, "out": str(out), "bytes": len(text.encode())}, args.json,
+           f"wrote {out} ({len(text.encode()) / 1e6:.1f} MB): opens offline in any browser")
     return 0
 
 
@@ -286,7 +306,7 @@ def _dkvb_bench(args) -> dict:
 
 
 def cmd_bench(args) -> int:
-    from . import bench
+    from . import bench, sweeps
     from .runs import RunStore
     suite = "quick" if args.quick else (args.suite or "timing")
     if args.quick and args.suite not in (None, "quick"):
@@ -309,7 +329,7 @@ def cmd_bench(args) -> int:
     else:
         if suite == "sweep" and not args.method:
             raise UserError("--method: --suite sweep needs the method to sweep")
-        grid = bench.parse_grid(args.method, args.grid) if suite == "sweep" else {}
+        grid = sweeps.parse_grid(args.method, args.grid) if suite == "sweep" else {}
         if suite == "ec":  # --methods names the bases; each runs alone and with EC
             methods = bench.parse_methods(args.methods or ",".join(bench.EC_BASES))
         else:
@@ -356,6 +376,30 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import bench, sweeps
+    from .runs import RunStore
+    config = sweeps.load_config(args.config)
+    if args.ray is not None:
+        sweeps.import_ray()  # before anything runs: without Ray, say what to install
+    store = RunStore(args.store or config.store)  # --store, then the TOML's, then default
+    try:
+        result = sweeps.run_sweep(config, store, log=None if args.quiet else bench.stderr_log,
+                                  ray_address=args.ray, retry_failed=args.retry_failed)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished runs are kept in {store.root}: run the same "
+              "command again to continue", file=sys.stderr)
+        raise
+    if args.out is not None:
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(result["table"])
+        except OSError as exc:
+            raise UserError(f"--out: cannot write {args.out} ({exc.strerror})") from None
+    _print(result, args.json, result["table"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m unlearn_core",
                      description="Unlearning Lens: train, unlearn and inspect from the command line.")
@@ -391,6 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
         q = runs.add_parser(action, help=f"{action} one run")
         q.add_argument("run_id")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    p.add_argument("run_id")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE.html",
+                   help="where to write it (default: report-RUN_ID.html here)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="list datasets, models or methods")
     p.add_argument("what", choices=("datasets", "models", "methods"))
@@ -441,6 +491,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                    help="print the rows as JSON (same as the global --json)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "sweep", help="a method over a grid of hyperparameters and seeds, from a TOML file",
+        description="Runs every point of the TOML's grid on every seed (runs already in the "
+                    "store are reused), then groups them by setting: mean ± std over seeds, "
+                    "a 95%% t-interval of the avg gap, the best setting marked. See "
+                    "examples/sweep-finetune-lr.toml and README (Sweeps).")
+    p.add_argument("config", type=Path, help="sweep TOML: method, [grid], seeds, [setup], store")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="run each (setting, seed) as a Ray task on the cluster at ADDRESS "
+                        "('auto': the one `ray start` began on this machine); needs "
+                        "requirements-ray.txt")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun failed runs found in the store instead of reusing the failure")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE.md",
+                   help="also write the markdown table to this file")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 
@@ -454,6 +521,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except DivergedError as exc:
         print(f"\nfailed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # The machine, not the input: a full disk, a folder that went away. A run that
+        # had started is already recorded as failed; no traceback.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"\nfailed: {exc.strerror or exc}{where}; runs stored earlier are untouched",
+              file=sys.stderr)
         return 1
     except (Cancelled, KeyboardInterrupt):
         print("\ncancelled", file=sys.stderr)

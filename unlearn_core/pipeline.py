@@ -16,7 +16,7 @@ from .config import RunSpec, SetupSpec
 from .errors import Cancelled, DivergedError
 from .methods import UnlearnContext, get_method
 from .errors import UserError
-from .metrics.activations import activations, probe_subset
+from .metrics.activations import ProbeSubset, activations, probe_subset
 from .metrics.embeddings import joint_umap
 from .metrics.report import evaluate
 from .progress import Progress
@@ -111,6 +111,46 @@ def unlearned_model(store: RunStore, run_id: str, exp: Experiment) -> LensModel:
     return _frozen(model)
 
 
+@dataclass
+class RebuiltRun:
+    """A finished run's three models rebuilt from the store, with their probe-layer
+    activations on the run's probe subset (rows follow eval/probe_index)."""
+
+    spec: RunSpec
+    experiment: Experiment
+    subset: ProbeSubset
+    models: dict[str, LensModel]
+    activations: dict[str, dict[str, np.ndarray]]
+
+
+def rebuild_run(store: RunStore, run_id: str, purpose: str,
+                progress: Progress | None = None) -> RebuiltRun:
+    """The original and oracle from the checkpoint cache (trained again if the cache was
+    cleared), the unlearned model from the run's weights, and their activations on the
+    probe subset the run was evaluated on. `purpose` ends the error messages ("embed it")."""
+    progress = progress or Progress()
+    record = store.get(run_id)
+    if record.status != "done" or "layers" not in (record.report or {}):
+        raise UserError(f"run {run_id}: only a finished run with layer metrics can be "
+                        f"rebuilt to {purpose}")
+    spec = RunSpec.from_dict(record.spec)
+    refs = train_references(spec.setup, store, progress.stage(0.0, 0.25))
+    exp = refs.experiment
+    subset = probe_subset(exp, seed=spec.setup.seed)
+    if not np.array_equal(subset.index, store.load_arrays(run_id)["eval/probe_index"]):
+        raise UserError(f"run {run_id} was evaluated on another probe subset than this "
+                        f"version draws; run it again to {purpose}")
+    models = {"original": refs.original.model, "unlearned": unlearned_model(store, run_id, exp),
+              "oracle": refs.oracle.model}
+    acts = {}
+    for step, (role, model) in enumerate(models.items()):
+        progress.update(0.25 + 0.25 * step, f"activations of the {role} model")
+        key = reference_key(spec.setup, role) if role != "unlearned" else None
+        acts[role] = activations(model, exp, subset, key)
+    progress.update(1.0, "models rebuilt")
+    return RebuiltRun(spec, exp, subset, models, acts)
+
+
 def umap_of_run(store: RunStore, run_id: str, layer: str,
                 progress: Progress | None = None) -> dict[str, np.ndarray]:
     """One joint UMAP of the original's, the unlearned model's and the oracle's
@@ -124,30 +164,16 @@ def umap_of_run(store: RunStore, run_id: str, layer: str,
     stored = store.get_derived(run_id, name)
     if stored is not None:
         return stored
-    record = store.get(run_id)
-    if record.status != "done" or "layers" not in (record.report or {}):
-        raise UserError(f"run {run_id}: only a finished run with layer metrics has a UMAP")
-    if layer not in record.report["layers"]["names"]:
-        raise UserError(f"layer: expected one of {record.report['layers']['names']}, "
-                        f"got {layer!r}")
-    spec = RunSpec.from_dict(record.spec)
-    refs = train_references(spec.setup, store, progress.stage(0.0, 0.1))
-    exp = refs.experiment
-    subset = probe_subset(exp, seed=spec.setup.seed)
-    if not np.array_equal(subset.index, store.load_arrays(run_id)["eval/probe_index"]):
-        raise UserError(f"run {run_id} was evaluated on another probe subset than this "
-                        "version draws; run it again to embed it")
-    models = {"original": refs.original.model, "unlearned": unlearned_model(store, run_id, exp),
-              "oracle": refs.oracle.model}
-    features = {}
-    for step, (role, model) in enumerate(models.items()):
-        progress.update(0.1 + 0.1 * step, f"activations of the {role} model")
-        key = reference_key(spec.setup, role) if role != "unlearned" else None
-        features[role] = activations(model, exp, subset, key)[layer]
+    # Checked before rebuilding, which may have to train the references again.
+    names = (store.get(run_id).report or {}).get("layers", {}).get("names")
+    if names is not None and layer not in names:
+        raise UserError(f"layer: expected one of {names}, got {layer!r}")
+    run = rebuild_run(store, run_id, "embed it", progress.stage(0.0, 0.4))
+    features = {role: acts[layer] for role, acts in run.activations.items()}
     progress.update(0.4, f"fitting one UMAP on {sum(len(f) for f in features.values()):,} points")
-    coords = joint_umap(features, seed=spec.setup.seed)
+    coords = joint_umap(features, seed=run.spec.setup.seed)
     progress.check()
-    result = {f"eval/umap/{layer}/{role}": coords[role].astype(np.float32) for role in models}
+    result = {f"eval/umap/{layer}/{role}": coords[role].astype(np.float32) for role in features}
     store.put_derived(run_id, name, result)
     progress.update(1.0, "UMAP ready")
     return result

@@ -12,17 +12,13 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_setup
-from unlearn_core import bench, pipeline
+from conftest import accuracy_and_mia_only, tiny_setup
+from unlearn_core import bench, pipeline, sweeps
 from unlearn_core.cli import main
 from unlearn_core.config import MethodSpec
 from unlearn_core.methods import Method, Outcome, Param
 from unlearn_core.methods import registry
-from unlearn_core.metrics.accuracy import accuracies, predictions
-from unlearn_core.metrics.privacy import privacy_report
-from unlearn_core.metrics.report import gaps_to_oracle
 from unlearn_core.runs import RunStore
-from unlearn_core.training import speedup
 
 METHODS = [MethodSpec("retrain"), MethodSpec("finetune", {"epochs": 1})]
 
@@ -43,21 +39,10 @@ class _Scale(Method):
         return Outcome(ctx.model)
 
 
-def _accuracy_and_mia_only(models, exp, *, seconds, oracle_seconds, reference_keys=None,
-                           progress=None):
-    preds = {role: predictions(model, exp) for role, model in models.items()}
-    acc = {role: accuracies(p, exp.split, exp.dataset.num_classes) for role, p in preds.items()}
-    mia, arrays = privacy_report(preds, exp.split, exp.spec.seed)
-    return {"accuracy": acc, "gap_to_oracle": gaps_to_oracle(acc["unlearned"], acc["oracle"]),
-            "cost": {"seconds": seconds, "oracle_seconds": oracle_seconds,
-                     "speedup": speedup(oracle_seconds, seconds), "device": str(exp.device)},
-            "forget_classes": list(exp.split.forget_classes), "mia": mia}, arrays
-
-
 @pytest.fixture(scope="module", autouse=True)
 def light_evaluate():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipeline, "evaluate", _accuracy_and_mia_only)
+        patch.setattr(pipeline, "evaluate", accuracy_and_mia_only)
         yield
 
 
@@ -187,10 +172,10 @@ def test_bad_bench_options_exit_2(argv, message, tmp_path, capsys):
 
 
 def test_grid_values_take_the_param_types_and_make_a_product():
-    grid = bench.parse_grid("finetune", ["lr=0.01,0.05,0.1", "epochs=2,4,2"])
+    grid = sweeps.parse_grid("finetune", ["lr=0.01,0.05,0.1", "epochs=2,4,2"])
     assert grid == {"lr": [0.01, 0.05, 0.1], "epochs": [2, 4]}
     assert all(type(v) is int for v in grid["epochs"])
-    specs = bench.grid_specs("finetune", grid)
+    specs = sweeps.grid_specs("finetune", grid)
     assert len(specs) == 6 and specs[0] == MethodSpec("finetune", {"lr": 0.01, "epochs": 2})
 
 

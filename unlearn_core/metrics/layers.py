@@ -91,10 +91,10 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
             "cka_matrix": {"part": forget_part, **matrices}}
 
 
-def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
-                 feature_layers: list[str], unlearned_preds: np.ndarray, seed: int) -> dict:
-    """Linear probes fit on retain + half of the forget training examples of the subset,
-    scored on held-out forget examples (the forget test part when there is one)."""
+def probe_rows(subset: ProbeSubset, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows the probes are fit on, rows they are scored on) of the probe subset: retain +
+    a seeded half of the forget training examples, and held-out forget examples (the
+    forget test part when there is one, else the other half)."""
     forget_train = np.flatnonzero(subset.mask("forget_train"))
     rng = np.random.default_rng(seed)
     shuffled = rng.permutation(forget_train)
@@ -102,6 +102,13 @@ def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
     train_rows = np.concatenate([np.flatnonzero(subset.mask("retain_train")), shuffled[:half]])
     test_rows = (np.flatnonzero(subset.mask("forget_test")) if "forget_test" in subset.parts
                  else shuffled[half:])
+    return train_rows, test_rows
+
+
+def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
+                 feature_layers: list[str], unlearned_preds: np.ndarray, seed: int) -> dict:
+    """Linear probes fit and scored on the rows `probe_rows` chooses."""
+    train_rows, test_rows = probe_rows(subset, seed)
     if len(test_rows) == 0 or len(np.unique(subset.labels[train_rows])) < 2:
         return {"probe_layers": feature_layers, "probes": None, "head_refit": None}
     def probe_accuracy(features: np.ndarray) -> float | None:

@@ -29,7 +29,7 @@ from sklearn.utils.extmath import randomized_range_finder
 
 from .cka import as_example_matrix, check_int, to_numpy
 
-__all__ = ["ProbeResult", "fit_linear_probe"]
+__all__ = ["ProbeResult", "fit_linear_probe", "probe_margins"]
 
 # Extra random directions in the range finder beyond max_dim, and power iterations: the
 # usual randomized-SVD settings for a good approximation of the leading subspace.
@@ -105,6 +105,39 @@ def fit_linear_probe(train_X: Any, train_y: Any, test_X: Any, test_y: Any, *,
     predicted and scores 0. Raises ValueError if the training labels hold a single class,
     if every training feature is constant, if shapes disagree, or if a set is empty.
     """
+    probe, test, test_labels, (n_train, dim_used) = _fitted_probe(
+        train_X, train_y, test_X, test_y, seed, max_dim)
+    correct = probe.predict(test) == test_labels
+    per_class = {int(label): float(correct[test_labels == label].mean())
+                 for label in np.unique(test_labels)}
+    return ProbeResult(accuracy=float(correct.mean()), per_class=per_class,
+                       n_train=n_train, n_test=int(test.shape[0]), dim_used=dim_used)
+
+
+def probe_margins(train_X: Any, train_y: Any, test_X: Any, test_y: Any, *,
+                  seed: int = 0, max_dim: int = 256) -> np.ndarray:
+    """Per test example, how surely the probe `fit_linear_probe` fits recovers its label:
+    the probe's logit of the true class minus the largest other class's logit (> 0: the
+    probe classifies it correctly). NaN where the true class is absent from `train_y`,
+    which the probe cannot predict. Same inputs, checks and preprocessing."""
+    probe, test, test_labels, _ = _fitted_probe(train_X, train_y, test_X, test_y, seed, max_dim)
+    logits = probe.decision_function(test)
+    if logits.ndim == 1:  # two classes: one logit, that of classes_[1] against classes_[0]
+        logits = np.column_stack([np.zeros_like(logits), logits])
+    margins = np.full(len(test_labels), np.nan)
+    column = {int(label): i for i, label in enumerate(probe.classes_)}
+    for row, label in enumerate(test_labels):
+        if int(label) in column:
+            others = np.delete(logits[row], column[int(label)])
+            margins[row] = logits[row, column[int(label)]] - others.max()
+    return margins
+
+
+def _fitted_probe(train_X: Any, train_y: Any, test_X: Any, test_y: Any, seed: int,
+                  max_dim: int) -> tuple[LogisticRegression, np.ndarray, np.ndarray,
+                                         tuple[int, int]]:
+    """The fitted probe, the test examples in its input space, their labels and the
+    (examples, dimensions) it was fit on: the checks and steps `fit_linear_probe` documents."""
     seed = check_int("seed", seed, 0)
     max_dim = check_int("max_dim", max_dim, 1)
     train = as_example_matrix(train_X, "train_X", dtype=np.float32)
@@ -140,9 +173,4 @@ def fit_linear_probe(train_X: Any, train_y: Any, test_X: Any, test_y: Any, *,
         test /= component_scale
 
     probe = LogisticRegression(max_iter=_MAX_ITER).fit(train, train_labels)
-    correct = probe.predict(test) == test_labels
-    per_class = {int(label): float(correct[test_labels == label].mean())
-                 for label in np.unique(test_labels)}
-    return ProbeResult(accuracy=float(correct.mean()), per_class=per_class,
-                       n_train=int(train.shape[0]), n_test=int(test.shape[0]),
-                       dim_used=int(train.shape[1]))
+    return probe, test, test_labels, (int(train.shape[0]), int(train.shape[1]))

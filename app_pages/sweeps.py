@@ -1,0 +1,82 @@
+"""Sweeps: a method over a grid of its hyperparameters and over setup seeds, run in the
+background, then grouped by setting (mean ± std, 95% interval, best marked) with the
+trade-off plot. The CLI's `sweep config.toml` runs the same `sweeps.run_sweep`."""
+
+import pandas as pd
+import streamlit as st
+
+from ui import state
+from unlearn_core import sweeps
+from unlearn_core.errors import UserError
+from unlearn_core.figures.sweeps import TRADEOFF_AXES, tradeoff_scatter
+from unlearn_core.methods import list_methods
+
+RESULT_KEY = "sweep_result"
+JOB_KEY = "sweep_job"
+
+st.title("Sweeps")
+setup = state.current_setup()
+st.caption(f"Setup: {setup.data.name} · {setup.model.name} · forget "
+           f"{setup.forget.describe()}. Change it on the Setup page. The sweep uses setup "
+           "seeds 0..n-1 (each trains its own original and oracle, cached), not the Setup "
+           "page's seed.")
+
+methods = {m.name: m for m in list_methods()}
+name = st.selectbox("Method", list(methods), format_func=lambda n: methods[n].title,
+                    key="sweep_method")
+method = methods[name]
+# A list-valued parameter cannot be written as comma-separated grid values.
+sweepable = [p for p in method.params if p.kind != "floats"]
+
+with st.form(f"sweep-{name}"):
+    st.markdown("**Grid**: comma-separated values per hyperparameter; the sweep runs "
+                "their product. Empty: the default.")
+    fields = {p.name: st.text_input(p.name, placeholder=f"default {p.default}",
+                                    help=f"{p.help}; {p.allowed()}",
+                                    key=f"sweep-{name}-{p.name}")
+              for p in sweepable}
+    seeds = st.number_input("Seeds", min_value=1, max_value=sweeps.MAX_SEEDS, value=3,
+                            step=1, key="sweep_seeds",
+                            help="setup seeds 0..n-1; statistics are over these")
+    submitted = st.form_submit_button("Run sweep", type="primary", disabled=state.busy())
+
+if submitted:
+    try:
+        config = sweeps.SweepConfig(
+            method=name, seeds=tuple(range(int(seeds))), setup=setup,
+            grid=sweeps.grid_from_values(name, {k: v for k, v in fields.items() if v.strip()}))
+    except UserError as exc:
+        st.error(str(exc))
+    else:
+        store = state.store()
+        job = state.submit(f"Sweep: {sweeps.describe_config(config)}",
+                           lambda progress: sweeps.run_sweep(config, store, progress=progress))
+        st.session_state[JOB_KEY] = job.id
+        st.session_state.pop(RESULT_KEY, None)
+        st.rerun()
+
+job = state.session_job()
+if job is not None and job.id == st.session_state.get(JOB_KEY):
+    if job.is_active:
+        st.info(f"Running: {job.message or job.status} "
+                "(progress and Cancel in the sidebar)")
+    elif job.status == "done":
+        st.session_state[RESULT_KEY] = job.result
+    elif job.status == "failed":
+        st.error(f"The sweep failed: {job.error}")
+
+result = st.session_state.get(RESULT_KEY)
+if result is not None:
+    summary = result["summary"]
+    st.subheader("Grouped by setting")
+    st.caption(f"{summary['runs']} runs ({summary['reused']} reused from the store, "
+               f"{summary['failed']} failed) in {summary['wall_seconds']:.0f} s. "
+               + sweeps.LEGEND)
+    table = pd.DataFrame(result["records"])
+    best = table.pop("best")
+    st.dataframe(table.style.apply(
+        lambda row: ["font-weight: bold; background-color: #e6f4ea" if best[row.name] else ""
+                     for _ in row], axis=1), hide_index=True)
+    x = st.radio("Horizontal axis", list(TRADEOFF_AXES), format_func=TRADEOFF_AXES.get,
+                 horizontal=True, key="sweep_x")
+    st.plotly_chart(tradeoff_scatter(result["rows"], x))

@@ -1,0 +1,117 @@
+"""Comparing stored runs: one table row per finished unlearning run, filters over the
+table, and the side-by-side numbers of two runs. Everything comes from the stored
+reports (docs/report-schema.md); nothing is recomputed."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+from .sweeps import role_metrics  # the avg gap sweeps rank by: one definition for both
+from .config import ForgetSpec
+from .errors import UserError
+from .runs import RunRecord
+
+# Column -> label shown in the app. Accuracies, MIA and gaps stay fractions in [0, 1], as
+# in the report: the app formats them, exports keep them exact.
+COLUMNS = {
+    "id": "Run", "dataset": "Dataset", "model": "Model", "forget_set": "Forget set",
+    "seed": "Seed", "method": "Method", "params": "Hyperparameters",
+    "forget_acc": "Forget acc.", "retain_acc": "Retain acc.", "test_acc": "Test acc.",
+    "mia": "MIA (conf.)", "avg_gap": "Avg gap to oracle", "mean_depth": "Mean depth",
+    "verdict": "Verdict", "seconds": "Time (s)", "speedup": "Speed-up ×",
+    "oracle_test_acc": "Oracle test acc.", "original_test_acc": "Original test acc.",
+    "original_avg_gap": "Original avg gap", "oracle_seconds": "Oracle time (s)",
+    "setup": "Setup", "created": "Created",
+}
+PERCENT_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia", "avg_gap",
+                   "oracle_test_acc", "original_test_acc", "original_avg_gap")
+# What the table can be filtered by: the columns that name a part of the setup or method.
+FILTERS = ("dataset", "model", "method", "forget_set")
+# The numbers shown side by side for runs A and B.
+PAIR_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia", "avg_gap", "mean_depth",
+                "seconds", "speedup")
+
+
+def format_params(params: Mapping) -> str:
+    """Hyperparameters as "a=1, b=0.5", sorted by name so equal settings read the same."""
+    return ", ".join(f"{name}={params[name]}" for name in sorted(params))
+
+
+def run_row(record: RunRecord) -> dict:
+    """One table row of a finished unlearning run, from its spec and stored report."""
+    report = record.report
+    if record.status != "done" or report is None:
+        raise UserError(f"run {record.id} is {record.status}: only a finished run has a row")
+    setup = record.spec["setup"]
+    forget = ForgetSpec.from_dict(setup["forget"]).describe()
+    unlearned = role_metrics(report, "unlearned")
+    original = role_metrics(report, "original")
+    cost = report["cost"]
+    verdict = report.get("layers", {}).get("verdict", {})
+    return {
+        "id": record.id,
+        "dataset": setup["data"]["name"],
+        "model": setup["model"]["name"],
+        "forget_set": forget,
+        "seed": setup["seed"],
+        "method": report["method"]["title"],
+        "params": format_params(report["method"]["params"]),
+        "forget_acc": unlearned["forget_train"],
+        "retain_acc": unlearned["retain_train"],
+        "test_acc": unlearned["test"],
+        "mia": unlearned["mia"],
+        "avg_gap": unlearned["avg_gap"],
+        "mean_depth": verdict.get("mean_depth"),
+        "verdict": verdict.get("kind"),
+        "seconds": cost["seconds"],
+        "speedup": cost["speedup"],
+        "oracle_test_acc": report["accuracy"]["oracle"]["test"],
+        "original_test_acc": original["test"],
+        "original_avg_gap": original["avg_gap"],
+        "oracle_seconds": cost["oracle_seconds"],
+        # Runs share an original and an oracle exactly when they share this.
+        "setup": f"{setup['data']['name']} · {setup['model']['name']} · {forget} · "
+                 f"seed {setup['seed']}",
+        "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created)),
+    }
+
+
+def run_table(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """The rows of the finished unlearning runs among `records` (others are skipped: a
+    failed run has no numbers), in the given order, with every column of COLUMNS."""
+    rows = [run_row(r) for r in records
+            if r.kind == "unlearn" and r.status == "done" and r.report is not None]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def filter_table(table: pd.DataFrame, **chosen: Iterable[str]) -> pd.DataFrame:
+    """The rows whose value in each named column (one of FILTERS) is among the chosen
+    values; an empty choice keeps every row."""
+    keep = pd.Series(True, index=table.index)
+    for column, values in chosen.items():
+        if column not in FILTERS:
+            raise UserError(f"{column}: not a filter; allowed: {', '.join(FILTERS)}")
+        values = list(values)
+        if values:
+            keep &= table[column].isin(values)
+    return table[keep]
+
+
+def pair_table(table: pd.DataFrame, run_a: str, run_b: str) -> pd.DataFrame:
+    """The PAIR_METRICS of runs A and B side by side, with B − A (None where either is
+    missing)."""
+    rows = {}
+    for name, run_id in (("A", run_a), ("B", run_b)):
+        match = table[table["id"] == run_id]
+        if match.empty:
+            raise UserError(f"run {name.lower()}: {run_id!r} is not in the table")
+        rows[name] = match.iloc[0]
+    out = pd.DataFrame({"metric": [COLUMNS[m] for m in PAIR_METRICS],
+                        "A": [rows["A"][m] for m in PAIR_METRICS],
+                        "B": [rows["B"][m] for m in PAIR_METRICS]})
+    out["B − A"] = [None if pd.isna(a) or pd.isna(b) else b - a
+                    for a, b in zip(out["A"], out["B"])]
+    return out

@@ -1,0 +1,83 @@
+"""Figures over many runs: the trade-off between closeness to the oracle and utility."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from . import ROLE_COLORS, ROLE_NAMES
+
+# Marker diameters (px) for the shortest and the longest time in the chart.
+_SMALLEST, _LARGEST = 8, 40
+
+
+def _sizes(seconds: list[float], longest: float) -> list[float]:
+    """Marker diameter with area proportional to time, so a run twice as slow covers
+    twice the ink; the longest time in the chart gets the largest marker."""
+    return [max(_SMALLEST, _LARGEST * math.sqrt(max(s, 0.0) / longest)) for s in seconds]
+
+
+def tradeoff_scatter(table: pd.DataFrame) -> go.Figure:
+    """Avg gap to the oracle (x, lower is better) against test accuracy (y) for each run
+    of a `compare.run_table`, marker area = unlearning time; each setup's retrain oracle
+    (gap 0 by definition, its retraining time) and original (never unlearned, no time in
+    the report: a fixed diamond) are marked. Runs without an avg gap are left out."""
+    runs = table[table["avg_gap"].notna()]
+    references = runs.drop_duplicates("setup")
+    longest = max([*runs["seconds"], *references["oracle_seconds"], 1e-9])
+    fig = go.Figure()
+    for method, group in runs.groupby("method", sort=True):
+        fig.add_scatter(
+            x=(100 * group["avg_gap"]).tolist(), y=(100 * group["test_acc"]).tolist(),
+            mode="markers", name=method,
+            marker={"size": _sizes(group["seconds"].tolist(), longest), "opacity": 0.75,
+                    "line": {"width": 1, "color": "white"}},
+            customdata=group[["id", "params", "setup", "seconds"]].values.tolist(),
+            hovertemplate=("%{customdata[0]}<br>%{customdata[1]}<br>%{customdata[2]}<br>"
+                           "avg gap %{x:.2f} pp · test %{y:.1f}% · %{customdata[3]:.1f} s"
+                           f"<extra>{method}</extra>"))
+    fig.add_scatter(
+        x=[0.0] * len(references), y=(100 * references["oracle_test_acc"]).tolist(),
+        mode="markers", name=f"{ROLE_NAMES['oracle']} (gap 0 by definition)",
+        marker={"size": _sizes(references["oracle_seconds"].tolist(), longest),
+                "symbol": "star", "color": ROLE_COLORS["oracle"],
+                "line": {"width": 1, "color": "black"}},
+        customdata=references[["setup", "oracle_seconds"]].values.tolist(),
+        hovertemplate="oracle · %{customdata[0]}<br>test %{y:.1f}% · retrained in "
+                      "%{customdata[1]:.1f} s<extra></extra>")
+    with_original = references[references["original_avg_gap"].notna()]
+    fig.add_scatter(
+        x=(100 * with_original["original_avg_gap"]).tolist(),
+        y=(100 * with_original["original_test_acc"]).tolist(),
+        mode="markers", name=f"{ROLE_NAMES['original']} (nothing unlearned)",
+        marker={"size": 14, "symbol": "diamond", "color": ROLE_COLORS["original"],
+                "line": {"width": 1, "color": "black"}},
+        customdata=with_original[["setup"]].values.tolist(),
+        hovertemplate="original · %{customdata[0]}<br>avg gap %{x:.2f} pp · "
+                      "test %{y:.1f}%<extra></extra>")
+    fig.update_layout(title="Trade-off: closeness to the oracle vs test accuracy "
+                            "(marker area = time)",
+                      xaxis_title="avg gap to the oracle (pp, lower is better)",
+                      yaxis_title="test accuracy (%)", legend_orientation="h", legend_y=-0.2)
+    return fig
+
+
+def instance_margins(info: dict) -> go.Figure | None:
+    """The linear probes' margin per layer for one forget example (`instance.
+    describe_instance`) under the three models: above 0 the probe on that layer still
+    reads the example's label. None when the margins are not available."""
+    if info["margins"] is None:
+        return None
+    fig = go.Figure()
+    for role in ("original", "unlearned", "oracle"):
+        fig.add_scatter(x=info["probe_layers"], y=info["margins"][role], mode="lines+markers",
+                        name=ROLE_NAMES[role], line_color=ROLE_COLORS[role])
+    fig.add_hline(y=0, line_width=1, line_color="grey")
+    fig.update_layout(title=f"Probe margin per layer, training example #{info['index']} "
+                            "(> 0: the probe reads its label)",
+                      xaxis_title="layer (shallow → deep)", xaxis_type="category",
+                      yaxis_title="logit of the label − best other logit",
+                      legend_orientation="h", legend_y=-0.2)
+    return fig
