@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import state, widgets
+from ui import presenter, state, widgets
 from unlearn_core.errors import UserError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -13,7 +13,8 @@ st.set_page_config(page_title="Unlearning Lens", page_icon=str(ASSETS / "logo.pn
                    layout="wide")
 
 pages = [
-    st.Page("app_pages/setup.py", title="Setup", icon=":material/tune:", default=True),
+    st.Page("app_pages/tour.py", title="Tour", icon=":material/school:", default=True),
+    st.Page("app_pages/setup.py", title="Setup", icon=":material/tune:"),
     st.Page("app_pages/unlearn.py", title="Unlearn", icon=":material/delete_sweep:"),
     st.Page("app_pages/results.py", title="Results", icon=":material/analytics:"),
     st.Page("app_pages/layers.py", title="Layers", icon=":material/layers:"),
@@ -28,6 +29,7 @@ navigation = st.navigation(pages)
 
 with st.sidebar:
     st.logo(str(ASSETS / "logo.png"), size="large")
+    presenter.sidebar_toggle()
     try:
         store = state.store()
     except UserError as exc:

@@ -113,10 +113,9 @@ with embeddings_tab:
             figures.embedding_panels(record.report, arrays[run], layer), width="stretch",
             on_select="rerun", selection_mode=("points", "box", "lasso"),
             key=f"compare-embedding-{run}-{record.id}-{layer}")
-        rows = figures.selected_probe_rows(event.selection.points if event else [])
-        parts = record.report["layers"]["parts"]
-        selected_examples[run] = [int(arrays[run]["eval/probe_index"][row]) for row in rows
-                                  if parts[arrays[run]["eval/probe_part"][row]] == "forget_train"]
+        selected_examples[run] = figures.selected_forget_examples(
+            record.report, arrays[run],
+            figures.selected_probe_rows(event.selection.points if event else []))
 with export_tab:
     for run, record in pair.items():
         st.markdown(f"**{run}:** {record.label} · {record.id}")

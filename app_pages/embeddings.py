@@ -3,7 +3,8 @@ unlearned model and the oracle, in one shared 2-d map (PCA at once, UMAP on requ
 
 import streamlit as st
 
-from ui import state, widgets
+from ui import explainers, state, widgets
+from ui.instance import instance_drilldown
 from unlearn_core import figures
 from unlearn_core.config import DataSpec
 from unlearn_core.data import load_dataset
@@ -20,24 +21,7 @@ if not layer_names:
     st.info("This run was stored before the layer metrics existed; run it again")
     st.stop()
 
-with st.expander("What am I looking at?"):
-    st.markdown("""
-Each point is one example of the probe subset, placed by its activations at the chosen
-layer. One map is fitted on the original's, the unlearned model's and the oracle's
-activations together, so the three panels share their axes: a point that sits elsewhere
-in the middle panel really moved. Colours are classes; **red crosses are forget
-examples**.
-
-After forgetting at the core, the forget examples in the unlearned panel look like they
-do in the oracle's (for a forgotten class: no separate cluster of its own). If they sit
-where they sat in the original, only the last layers changed. The lines link each forget
-example's original position to its unlearned one. Hover a point for its index, label and
-the class each model predicts; select points (click, box or lasso) to see their images.
-
-**PCA** is linear and shows distances faithfully but crowds classes together; **UMAP**
-(McInnes et al. 2018) keeps neighbourhoods, so clusters separate, but distances between
-clusters mean little. Both are one joint, seeded fit over the three models.
-""")
+explainers.explain("embeddings")
 
 # The deepest layer before the logits is the usual place to look first.
 features_only = [name for name in layer_names if name != "logits"] or layer_names
@@ -95,3 +79,8 @@ if rows:
                  f"{classes[predicted['original'][row]]} → {classes[predicted['unlearned'][row]]}"
                  for row in shown])
     st.caption("Caption: label: predicted by the original → by the unlearned model.")
+
+st.subheader("Drill-down: one forget example")
+st.caption("Selected forget examples come first in the list.")
+instance_drilldown(record, arrays, key="embeddings",
+                   suggested=figures.selected_forget_examples(report, arrays, rows))

@@ -4,7 +4,7 @@ sweep and the cost next to gradient methods on the same frozen encoder."""
 
 import streamlit as st
 
-from ui import state, widgets
+from ui import explainers, state, widgets
 from unlearn_core.figures import format_percent
 from unlearn_core.figures import keys as key_figures
 
@@ -18,29 +18,7 @@ if not key_figures.is_key_masking_run(arrays):
     st.stop()
 report = record.report
 
-with st.expander("What am I looking at?"):
-    st.markdown("""
-A **DKVB** model sends the frozen encoder's output into C codebooks; in each, a fixed
-random projection picks the nearest of P keys, whose value (one score per class) is
-fetched; the prediction is the mean of the C fetched values. Only the values were trained.
-
-**Unlearning** masks (codebook, key) pairs: a masked key drops out of the nearest-key
-search, so the examples that chose it fall to their next-nearest key, whose value says
-something else. No weight changes and no gradient step: the encoder runs forward over
-the forget set (and a retain sample for the sweep), that is all.
-*Via Activations* masks the pairs the forget set selects most; *via Examples* every pair
-some forget examples select.
-
-**The N sweep** (the paper's Figs. 2-3) chooses how many pairs (Activations) or examples
-(Examples) to mask, on data held out from the counting, never the test set: the smallest
-N whose held-out forget accuracy reaches the target.
-
-**Key usage** counts how often the training examples select each key, before and after
-the masking. A key only the forget classes select is *exclusive*: masking it costs the
-retain data nothing. The cost chart puts the run next to the gradient methods run on the
-same data, forget set, seed and encoder (e.g. on the `frozen_linear` model: the same
-frozen encoder with a linear head).
-""")
+explainers.explain("keys")
 
 numbers = key_figures.summary(report, arrays)
 info = report["method"]["info"]

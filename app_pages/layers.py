@@ -3,7 +3,7 @@ and the head refit, with the verdict they add up to."""
 
 import streamlit as st
 
-from ui import state, widgets
+from ui import explainers, state, widgets
 from unlearn_core import figures
 from unlearn_core.figures import ec as ec_figures
 
@@ -18,39 +18,7 @@ layers = report["layers"]
 verdict = layers["verdict"]
 (st.warning if verdict["kind"] in WARNING_VERDICTS else st.info)(verdict["text"])
 
-with st.expander("What am I looking at?"):
-    st.markdown("""
-**Linear CKA** (centred kernel alignment, Kornblith et al. 2019) compares two models'
-representations of the same examples at one layer: 1 means the same representation up
-to a rotation and scaling, lower means the layer now encodes the examples differently.
-It is computed on a fixed probe subset for each part of the data (forget/retain,
-train/test), debiased when a part is small; the band is a 95% bootstrap interval over
-examples.
-
-**The dashed reference curve** is the retrain oracle against the original: how much a
-model that never saw the forget data differs, layer by layer. Forgetting "at the core"
-follows that curve on forget data; forgetting only in the last layers ("superficial")
-keeps CKA near 1 everywhere but the head. On retain data every curve should stay high.
-
-**Forgetting depth** per layer = (1 − CKA(unlearned, original)) / (1 − CKA(oracle,
-original)), clipped to [0, 1], on forget data: 0 = unchanged from the original, 1 =
-moved as far as the oracle did. Layers where the oracle itself moved by less than 0.02
-in CKA have no depth: dividing by so little would only amplify noise.
-
-**Closer to the original than the oracle?** CKA(unlearned, original) − CKA(oracle,
-original) per layer, with a paired bootstrap 95% interval (both CKAs on the same resampled
-examples). Red bars: the interval lies above 0, so that layer stayed significantly closer
-to the original than the oracle's did: the signature of superficial forgetting, and the
-test the verdict uses where the oracle moved too little for a depth.
-
-**Linear probes** are logistic regressions fitted on frozen activations of each layer
-and tested on held-out forget examples. If a probe on the unlearned model still finds the
-forget labels where the oracle's probe does not, the information is still there.
-
-**Head refit**: only the classifier is retrained, with forget data included, on top of
-the unlearned trunk; the forget accuracy that comes back is what the trunk still knows.
-These checks follow the evaluation of *Erase at the Core* (EC).
-""")
+explainers.explain("layers")
 
 present = layers["parts"]
 default_part = "forget_train" if "forget_train" in present else present[0]

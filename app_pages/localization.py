@@ -3,7 +3,7 @@ its mask, per layer and per channel, and how the results move with the budget ρ
 
 import streamlit as st
 
-from ui import state, widgets
+from ui import explainers, state, widgets
 from unlearn_core.config import RunSpec
 from unlearn_core.errors import UserError
 from unlearn_core.figures import localization as figs
@@ -44,21 +44,7 @@ cols[3].metric("Channels selected", f"{info['selected_channels']} of {info['tota
                help="a channel counts when any of its parameters is selected; the channel "
                     "strategies select whole channels")
 
-with st.expander("What am I looking at?"):
-    st.markdown("""
-A localized method changes only the parameters its **mask** selects, a budget ρ of all
-parameters. **DEL** scores every parameter by |w·g| (weight times the gradient of the forget
-loss), scores each channel by the mean of its top-k parameter scores and keeps the most
-critical channels; **SalLoc** keeps the single parameters with the largest |g|;
-**shallowest / deepest** fill the budget from one end of the network; **random** draws as
-many channels per layer as another strategy did, the control showing whether *which*
-channels matters. Reset + Finetune re-initialises the selected parameters and finetunes
-them and the classifier on the retain set; every other parameter stays bit-identical
-(batch-norm running statistics are re-estimated during finetuning: they are buffers).
-
-**Selectivity** of a channel: Cohen's d of its mean activation on forget vs retain
-examples in the original model; positive = it responds more to the forget set.
-""")
+explainers.explain("localization")
 
 setup_hash = RunSpec.from_dict(record.spec).setup.hash
 same_setup = [i for i, r in runs.items()

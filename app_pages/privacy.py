@@ -4,7 +4,7 @@ unlearned model can be told apart from the oracle example by example."""
 import pandas as pd
 import streamlit as st
 
-from ui import widgets
+from ui import explainers, widgets
 from unlearn_core import figures
 
 
@@ -15,24 +15,7 @@ mia = report["mia"]
 efficacy = mia["efficacy"]
 headline = mia["headline"]
 
-with st.expander("What am I looking at?"):
-    st.markdown("""
-**MIA efficacy** (the SalUn protocol): an attacker, one RBF support-vector machine per
-feature of the softmax output (confidence p_y, correctness, entropy, modified entropy),
-learns to tell training members (retain examples) from non-members (test examples). It
-is then shown the forget set; the efficacy is the share it calls non-member. **The ideal
-is the retrain oracle's value, not 100%**: a model that never trained on the forget
-examples still generalises to some of them, and an efficacy far above the oracle's is
-itself a sign that something was done to those examples. Confidence is the headline
-feature, as in SalUn.
-
-**Distinguishability**: on each forget example, take the unlearned model's and the
-oracle's confidence (or entropy) and try to tell the two models apart by a threshold.
-The curve shows both error rates per threshold; where FPR + FNR = 1 the attacker is
-guessing. ε is the tightest privacy bound over all thresholds (in the spirit of the
-NeurIPS 2023 unlearning challenge) and the privacy score is 2^−ε: 1 = indistinguishable.
-With a few hundred examples sampling noise alone gives scores around 0.5.
-""")
+explainers.explain("privacy")
 
 gap = (None if efficacy["unlearned"][headline] is None or efficacy["oracle"][headline] is None
        else efficacy["unlearned"][headline] - efficacy["oracle"][headline])

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import state, widgets
+from ui import explainers, state, widgets
 from unlearn_core import figures
 from unlearn_core.figures import lau as lau_figures
 
@@ -15,6 +15,7 @@ if failed:
             st.write(f"**{r.label}** ({r.id}): {r.status} — {r.error}")
 
 record = widgets.run_picker()
+explainers.explain("results")
 report = record.report
 acc, gap, cost = report["accuracy"], report["gap_to_oracle"], report["cost"]
 

@@ -30,6 +30,9 @@ DERIVED_NAME = "instance"
 def forget_examples(spec: dict) -> tuple[Dataset, np.ndarray]:
     """The run's dataset and its forget set as training-set indices, in the order of the
     stored per-forget-example arrays (eval/conf/<role>/forget, eval/mia_score/...)."""
+    if not isinstance(spec.get("setup"), dict):
+        raise UserError("run spec: this run was stored without its setup, so its forget "
+                        "examples cannot be loaded")
     setup = SetupSpec.from_dict(spec["setup"])
     dataset = load_dataset(setup.data)
     return dataset, make_split(dataset, setup.forget, setup.seed).forget

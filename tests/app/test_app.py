@@ -44,6 +44,8 @@ def app(tmp_path, monkeypatch):
     monkeypatch.setenv("LENS_STORE", str(tmp_path / "store"))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
+    # The Setup page by name: the app opens on the Tour.
+    at.switch_page("app_pages/setup.py").run()
     assert not at.exception
     return at
 

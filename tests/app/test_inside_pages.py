@@ -241,6 +241,10 @@ def test_embeddings_page_draws_the_stored_coordinates(stored):
     for panel, role in zip(forget, figures.EMBEDDING_ROLES):
         assert panel["x"] == pytest.approx(arrays[f"eval/pca/embedding/{role}"][is_forget, 0])
     assert "41.0%" in texts(at.caption)
+    # The drill-down is offered; this synthetic run has no setup to load examples from,
+    # which it says (test_compare_page drives it on a real run).
+    assert "Drill-down: one forget example" in [h.value for h in at.subheader]
+    assert "stored without its setup" in texts(at.error)
 
     at.selectbox(key="embeddings-layer").set_value("block1")
     at.checkbox(key="embeddings-lines").check().run()

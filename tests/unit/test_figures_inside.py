@@ -236,3 +236,11 @@ def test_selected_probe_rows_maps_points_back_to_examples_once():
               {"customdata": 5, "curve_number": 4}, {"point_index": 3}]  # a line: no row
     assert figures.selected_probe_rows(points) == [5, 2]
     assert figures.selected_probe_rows([]) == []
+
+
+def test_selected_forget_examples_keeps_forget_train_rows_as_training_indices():
+    report = {"layers": {"parts": ["forget_train", "retain_train", "forget_test"]}}
+    arrays = {"eval/probe_index": np.array([11, 12, 13, 14]),
+              "eval/probe_part": np.array([0, 1, 2, 0])}
+    assert figures.selected_forget_examples(report, arrays, [3, 1, 2, 0]) == [14, 11]
+    assert figures.selected_forget_examples(report, arrays, []) == []

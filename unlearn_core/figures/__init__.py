@@ -383,6 +383,14 @@ def selected_probe_rows(points: list[dict]) -> list[int]:
     return list(rows)
 
 
+def selected_forget_examples(report: dict, arrays: dict, rows: list[int]) -> list[int]:
+    """Training-set indices of the forget-train examples among the probe `rows` (what
+    the instance drill-down offers first)."""
+    parts = report["layers"]["parts"]
+    return [int(arrays["eval/probe_index"][row]) for row in rows
+            if parts[arrays["eval/probe_part"][row]] == "forget_train"]
+
+
 def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca",
                      show_displacement: bool = False) -> go.Figure:
     """Original | unlearned | oracle activations of the probe examples at `layer`, in one

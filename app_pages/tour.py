@@ -1,0 +1,50 @@
+"""Tour: superficial vs core forgetting on the embedded default, told in six steps from
+the runs one click leaves in the store (unlearn_core/tour.py)."""
+
+import streamlit as st
+
+from ui import presenter, state
+from unlearn_core.tour import run_tour, tour_runs, tour_setups, tour_story
+
+st.title("Tour: is the forgetting only skin-deep?")
+store = state.store()
+runs = tour_runs(store)
+setup = tour_setups()[0]
+st.markdown(
+    f"{len(runs)} unlearning methods make a `{setup.model.name}` trained on `{setup.data.name}` "
+    f"forget {setup.forget.describe()}. Step 1 checks that each brings its accuracy down; "
+    "the next steps look inside the models to see which ones really changed what the "
+    "network knows, with the retrain oracle (a model trained without the forget set) as "
+    "the reference. Every number below is read from the stored runs.")
+to_run = [run.label for run in runs.values() if run.status == "not_run"]
+if to_run:
+    if st.button("Start the tour" if len(to_run) == len(runs) else "Run the rest of the tour",
+                 type="primary", disabled=state.busy(), key="tour-start",
+                 help=f"trains the original and the oracle if needed, then runs "
+                      f"{', '.join(to_run)}, in the background: progress and Cancel in the "
+                      f"sidebar; finished runs are kept, so this happens once"):
+        state.submit("Tour", lambda progress: run_tour(store, progress))
+        st.rerun()
+    if state.busy():
+        st.info("The tour is being computed: the bar in the sidebar shows where it is.")
+
+if not presenter.active():
+    with st.expander("The tour's runs"):
+        for run in runs.values():
+            st.write(f"**{run.label}**: {run.status}"
+                     + (f" · {run.run_id}" if run.run_id else "")
+                     + (f" — {run.missing}" if run.missing else ""))
+
+for step in tour_story(store):
+    st.subheader(f"{step.number}. {step.title}")
+    if not step.available:
+        st.info(step.text)
+        continue
+    st.markdown(step.text)
+    for column, figure in zip(st.columns(len(step.figures)), step.figures):
+        column.plotly_chart(presenter.figure(figure), width="stretch")
+    for link in step.links:
+        if st.button(f"Open {link.label}", key=f"tour-open-{step.number}-{link.label}",
+                     icon=":material/arrow_forward:"):
+            state.select_run(link.run_id)
+            st.switch_page(link.page)

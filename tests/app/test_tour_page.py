@@ -1,0 +1,88 @@
+"""The Tour page through AppTest, opened through app.py (which lists it first, with the
+presenter toggle in the sidebar), on a store of fabricated tour runs
+(tests/tour_fixtures.py): the story shows the stored numbers, a missing method's step says
+it is not available, the step links open the full page on the step's run, and
+`?present=1` turns presenter mode on."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tour_fixtures import ORACLE, numbers, store_tour
+from ui import presenter, state
+from unlearn_core import tour
+from unlearn_core.config import SetupSpec
+from unlearn_core.figures import format_percent as pct
+from unlearn_core.runs import RunStore
+
+TIMEOUT = 60
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGE = "app_pages/tour.py"
+BASE = SetupSpec()  # the preset the page shows: the embedded default
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("LENS_STORE", str(tmp_path / "store"))
+    return RunStore(tmp_path / "store")
+
+
+def open_tour(present: bool = False) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if present:
+        at.query_params[presenter.QUERY_PARAMETER] = "1"
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_the_story_shows_the_stored_numbers(store):
+    ids = store_tour(store, BASE)
+    at = open_tour()
+    assert [h.value for h in at.subheader] == [
+        f"{step.number}. {step.title}" for step in tour.tour_story(store, BASE)]
+    story = texts(at.markdown)
+    for name in (*tour.BASE_METHODS, tour.KEY_METHOD):
+        assert f"{tour.SHORT_NAMES[name]} {pct(numbers(name)['forget'])}" in story
+    assert f"The target is what the retrain oracle scores, {pct(ORACLE['mia'])}" in story
+    assert "with 0 gradient steps" in story
+    assert not at.info  # every step is there
+    assert len(at.get("plotly_chart")) == 7  # one per step, two for DEL and DKVB
+    assert not [b for b in at.button if b.key == "tour-start"]  # nothing left to run
+
+    at.button(key="tour-open-2-Layers").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state[state.SELECTED_RUN_KEY] == ids["finetune"]
+    assert at.title[0].value == "Inside the layers"
+
+
+def test_a_missing_method_says_it_is_not_available(store):
+    store_tour(store, BASE, skip=(tour.KEY_METHOD, "ec"))
+    at = open_tour()
+    assert not at.exception
+    assert "DKVB: not available yet: DKVB has not run yet: start the tour." in texts(at.markdown)
+    assert "Not available yet: EC has not run yet: start the tour." in texts(at.info)
+    assert at.button(key="tour-start").label == "Run the rest of the tour"
+
+
+def test_an_empty_store_offers_the_one_button(store):
+    at = open_tour()
+    assert at.button(key="tour-start").label == "Start the tour"
+    assert len(at.info) == 6 and all("Not available yet" in i.value for i in at.info)
+
+
+def test_presenter_mode_from_the_query_parameter(store):
+    store_tour(store, BASE)
+    at = open_tour(present=True)
+    assert at.toggle(key=presenter.KEY).value is True
+    assert any("<style>" in str(m.value) for m in at.markdown)
+    assert not at.expander  # the optional run list and the explainers are left out
+    at.toggle(key=presenter.KEY).set_value(False).run()
+    assert not any("<style>" in str(m.value) for m in at.markdown)
+    assert [e.label for e in at.expander] == ["The tour's runs"]

@@ -1,0 +1,56 @@
+"""Presenter mode for classrooms and talks: larger fonts, fewer controls.
+
+On with the sidebar toggle or with `?present=1` in the URL. app.py draws the toggle once
+per run (`sidebar_toggle`); pages ask `active()` to leave out optional controls and pass
+their charts through `figure` for larger chart text.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+KEY = "presenter_mode"
+QUERY_PARAMETER = "present"
+FIGURE_FONT_SIZE = 20
+
+# Streamlit's stable test ids; expanders hold optional detail (explainers, run details)
+# and the toolbar holds the deploy and settings menu, neither wanted on a projector.
+STYLE = """
+<style>
+html, body, .stApp { font-size: 22px; }
+.stMarkdown p, .stMarkdown li, .stAlert p { font-size: 1.3rem; line-height: 1.5; }
+h1 { font-size: 3rem !important; }
+h2, h3 { font-size: 2.2rem !important; }
+[data-testid="stMetricValue"] { font-size: 2.6rem; }
+[data-testid="stCaptionContainer"] { font-size: 1.1rem; }
+[data-testid="stExpander"], [data-testid="stToolbar"] { display: none; }
+</style>
+"""
+
+
+def sidebar_toggle() -> bool:
+    """The toggle, started from the URL's `?present=1` the first time a session sees it;
+    while on, the URL carries the parameter, so a shared link opens in presenter mode.
+    Injects the style. Call once per script run (app.py's sidebar)."""
+    if KEY not in st.session_state:
+        st.session_state[KEY] = st.query_params.get(QUERY_PARAMETER) == "1"
+    on = st.sidebar.toggle("Presenter mode", key=KEY,
+                           help="larger fonts and fewer controls, for a projector")
+    if on:
+        st.query_params[QUERY_PARAMETER] = "1"
+        st.markdown(STYLE, unsafe_allow_html=True)
+    elif QUERY_PARAMETER in st.query_params:
+        del st.query_params[QUERY_PARAMETER]
+    return on
+
+
+def active() -> bool:
+    return bool(st.session_state.get(KEY))
+
+
+def figure(fig: go.Figure) -> go.Figure:
+    """The figure with larger text in presenter mode (CSS does not reach into charts)."""
+    if active():
+        fig.update_layout(font_size=FIGURE_FONT_SIZE)
+    return fig
