@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -43,6 +45,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# nn's default initialisations draw from torch's one global generator, which all threads
+# of a process share: two jobs building models at once (two app sessions, or a job still
+# winding down after Cancel while the next starts) would interleave their draws and get
+# other weights than their seed says. Seeded draws take this lock and leave the global
+# stream as they found it (every global draw of this package is inside one).
+_GLOBAL_RNG_LOCK = threading.RLock()
+
+
+@contextmanager
+def seeded(seed: int):
+    """Draws from torch's global generator inside the block start from `seed`, whatever
+    other threads do meanwhile."""
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
 
 @dataclass
 class Experiment:
@@ -73,10 +91,10 @@ class Experiment:
 
     def new_model(self, seed: int | None = None) -> LensModel:
         """A freshly initialised model of the setup's architecture."""
-        torch.manual_seed(self.spec.seed if seed is None else seed)
-        model = build_model(self.spec.model, in_channels=self.dataset.in_channels,
-                            num_classes=self.dataset.num_classes,
-                            image_size=self.dataset.image_size)
+        with seeded(self.spec.seed if seed is None else seed):
+            model = build_model(self.spec.model, in_channels=self.dataset.in_channels,
+                                num_classes=self.dataset.num_classes,
+                                image_size=self.dataset.image_size)
         return model.to(self.device)
 
 
@@ -373,11 +391,14 @@ def import_original(spec: SetupSpec, cache: CheckpointCache, path: str) -> Setup
     The oracle is still trained with the setup's recipe, which the user's original may
     not have followed.
     """
+    # Only read: the weights are copied into the store's cache; the meta names the file
+    # as resolved, wherever it was typed from.
+    path = Path(path).expanduser().resolve()
     exp = prepare(spec)
     model = exp.new_model()
     state = load_state_dict(path)
     load_into_model(model, state, source=str(path))
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     imported = dataclasses.replace(spec, original=f"imported:{digest}")
     probs, labels = predict(model, exp.loader("test", batch_size=512))
     meta = {"role": "original", "key": reference_key(imported, "original"),

@@ -92,3 +92,30 @@ def test_an_imported_original_missing_from_the_cache_is_a_clear_error(tmp_path):
     spec = tiny_setup(original="imported:" + "0" * 16)
     with pytest.raises(UserError, match="import it again"):
         get_original(prepare(spec), RunStore(tmp_path), Progress())
+
+
+def test_models_follow_their_seed_while_other_threads_build_models():
+    import threading
+
+    exp = prepare(tiny_setup())
+    expected = {seed: exp.new_model(seed=seed).state_dict() for seed in (1, 2)}
+    built: dict[int, list] = {1: [], 2: []}
+
+    def build(seed):
+        for _ in range(20):
+            built[seed].append(exp.new_model(seed=seed).state_dict())
+
+    threads = [threading.Thread(target=build, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for seed, states in built.items():
+        assert all(torch.equal(state[name], expected[seed][name])
+                   for state in states for name in state), seed
+    # and a build leaves the global stream where it was
+    torch.manual_seed(7)
+    before = torch.rand(3)
+    torch.manual_seed(7)
+    exp.new_model(seed=1)
+    assert torch.equal(torch.rand(3), before)

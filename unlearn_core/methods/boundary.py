@@ -10,7 +10,7 @@ from torch import nn
 
 from ..data import TensorLoader
 from ..models import LOGITS, LensModel
-from ..training import sgd
+from ..training import seeded, sgd
 from .base import (NO_GRADIENT_THROUGH_KEYS, Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
 from .registry import register_method
@@ -81,8 +81,7 @@ class BoundaryShrink(Method):
 def with_output_rows(classifier: nn.Linear, rows: int, seed: int) -> nn.Linear:
     """A copy of `classifier` with `rows` outputs: existing rows kept, new rows drawn
     with nn.Linear's default initialisation (seeded)."""
-    with torch.random.fork_rng(devices=[]):  # seeded without moving the global stream
-        torch.manual_seed(seed)
+    with seeded(seed):
         widened = nn.Linear(classifier.in_features, rows)
     widened = widened.to(classifier.weight.device, classifier.weight.dtype)
     kept = min(rows, classifier.out_features)
