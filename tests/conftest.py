@@ -1,8 +1,9 @@
 """Shared fixtures: a tiny `digits` setup (trains in about 2 s) and a run store in a
 temporary folder, so tests never touch the user's store; a light evaluation for tests
-that run many runs."""
+that run many runs; an ImageFolder with corrupt images."""
 
 import pytest
+from PIL import Image
 
 from unlearn_core.config import DataSpec, ModelSpec, SetupSpec, TrainSpec
 from unlearn_core.runs import RunStore
@@ -13,6 +14,10 @@ def tiny_setup(**changes) -> SetupSpec:
                 train=TrainSpec(epochs=3, batch_size=32), seed=0, device="cpu")
     base.update(changes)
     return SetupSpec(**base)
+
+
+# tiny_setup() as CLI options, so a CLI run finds the models tiny_setup() cached.
+TINY_CLI_ARGS = ["--dataset", "digits", "--epochs", "3", "--batch-size", "32", "--device", "cpu"]
 
 
 @pytest.fixture(autouse=True)
@@ -90,3 +95,44 @@ def use_light_evaluate() -> None:
     worker's setup hook; in-process tests use monkeypatch instead)."""
     from unlearn_core import pipeline
     pipeline.evaluate = accuracy_and_mia_only
+
+
+def imagefolder_with_corrupt_images(root):
+    """An ImageFolder under `root` (a Path) of 8x8 grayscale images: two readable classes
+    with a text file renamed .png and a truncated PNG among them, and a third class whose
+    only image is corrupt."""
+    for name, value in (("dark", 20), ("light", 230)):
+        for i in range(12):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.new("L", (8, 8), value + i).save(root / name / f"{i:02d}.png")
+    (root / "dark" / "notes.png").write_text("a text file renamed .png")
+    whole = (root / "light" / "00.png").read_bytes()
+    (root / "light" / "truncated.png").write_bytes(whole[: len(whole) // 2])
+    (root / "broken").mkdir()
+    (root / "broken" / "only.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    return root
+
+
+def store_with_one_run(root) -> tuple[RunStore, str, dict]:
+    """A store at `root` with the tiny references and one finished Finetune run (light
+    evaluation): (store, run id, report). Robustness tests check it survives each fault."""
+    from unlearn_core import pipeline
+    from unlearn_core.config import MethodSpec, RunSpec
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "evaluate", accuracy_and_mia_only)
+        store = RunStore(root)
+        run_id = pipeline.run_unlearning(
+            RunSpec(tiny_setup(), MethodSpec("finetune", {"epochs": 1})), store)
+    return store, run_id, store.get(run_id).report
+
+
+def assert_run_intact(store: RunStore, run_id: str, report: dict) -> None:
+    """The run loads from a fresh open as it was stored (report, finite weights), and the
+    store holds no half-written run folder."""
+    import torch
+
+    from unlearn_core.runs import TEMP_PREFIX
+    reopened = RunStore(store.root)
+    assert reopened.get(run_id).status == "done" and reopened.get(run_id).report == report
+    assert all(torch.isfinite(t).all() for t in reopened.load_weights(run_id).values())
+    assert not [p.name for p in reopened.runs_dir.iterdir() if p.name.startswith(TEMP_PREFIX)]

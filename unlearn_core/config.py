@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -114,6 +115,11 @@ class DataSpec(_Spec):
                  "data.name: expected a dataset name")
         _require(self.root is None or isinstance(self.root, str),
                  f"data.root: expected a folder path, got {self.root!r}")
+        if self.root is not None and self.root.strip():
+            # "~/data" or "data" would mean another folder from another working
+            # directory under the same spec hash, and so reuse models trained on other
+            # data; the resolved folder is what is hashed, stored and shown.
+            object.__setattr__(self, "root", os.path.realpath(os.path.expanduser(self.root)))
         _require(isinstance(self.download, bool),
                  f"data.download: expected true or false, got {self.download!r}")
         _require(_is_int(self.image_size) and 4 <= self.image_size <= 512,

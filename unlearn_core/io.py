@@ -198,6 +198,9 @@ def load_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     checkpoint may be the state dict itself or a dict holding it under "state_dict" or
     "model"."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"checkpoint {path}: is a folder; expected a weights file "
+                        f"({', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)})")
     if not path.is_file():
         raise UserError(f"checkpoint {path}: file not found")
     suffix = path.suffix.lower()

@@ -53,7 +53,8 @@ TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 
 _BUSY_TIMEOUT_S = 30.0
-_CACHE_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+# A run id or cache key: one folder name that cannot climb out of its parent.
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 # A pid alone cannot tell this process from an earlier one that had the same pid (a
 # container restarting with pid 1); this token, drawn once per process, can.
 _PROCESS_TOKEN = secrets.token_hex(8)
@@ -144,7 +145,9 @@ def _remove_tree(path: Path) -> None:
 
 class RunStore:
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root).expanduser() if root is not None else default_store_root()
+        # Resolved, so the app and the messages show the folder really written to.
+        root = Path(root) if root is not None else default_store_root()
+        self.root = root.expanduser().resolve()
         self.runs_dir = self.root / "runs"
         self.cache_dir = self.root / "cache"
         self.db_path = self.root / "index.sqlite"
@@ -208,6 +211,11 @@ class RunStore:
             connection.execute("COMMIT")
 
     def _row(self, run_id: str) -> sqlite3.Row:
+        # Ids are folder names under runs/: one that could leave that folder ("../x")
+        # is refused before any lookup, so no caller can turn an id into another path.
+        if not isinstance(run_id, str) or not _FOLDER_NAME.fullmatch(run_id):
+            raise UserError(f"run_id: expected a run id such as 20250101-120000-000-a1b2c3 "
+                            f"(letters, digits, '_', '-', '.'), got {run_id!r}")
         with self._connect() as connection:
             row = connection.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
@@ -417,7 +425,7 @@ class RunStore:
     # --- checkpoint cache -----------------------------------------------------------
 
     def _cache_entry(self, key: str) -> Path:
-        if not isinstance(key, str) or not _CACHE_KEY.fullmatch(key):
+        if not isinstance(key, str) or not _FOLDER_NAME.fullmatch(key):
             raise UserError(f"cache key: expected letters, digits, '_', '-' or '.' (not "
                             f"starting with '.', at most 128), got {key!r}")
         return self.cache_dir / key
