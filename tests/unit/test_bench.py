@@ -164,6 +164,8 @@ def test_bad_grid_exits_2_naming_the_entry(grid, message, tmp_path, capsys):
     (["--suite", "baselines", "--seeds", "0"], "--seeds: expected an integer >= 1"),
     (["--suite", "baselines", "--grid", "lr=1"], "--grid: not an option of --suite baselines"),
     (["--quick", "--suite", "sweep"], "--quick: same as --suite quick"),
+    (["--suite", "dkvb", "--seeds", "0"], "--seeds: expected an integer >= 1"),
+    (["--suite", "dkvb", "--methods", "finetune"], "--methods: not an option of --suite dkvb"),
 ])
 def test_bad_bench_options_exit_2(argv, message, tmp_path, capsys):
     code = main(["bench", *argv, "--store", str(tmp_path / "s")])
@@ -195,3 +197,16 @@ def test_non_iid_scenario_is_the_del_papers_half_of_two_classes():
     assert (setup.forget.kind, setup.forget.classes, setup.forget.fraction) == ("non_iid", (2, 5), 0.5)
     assert bench.scenario_title("non_iid", None) == "Non-IID forgetting (50% of class 2, 5)"
     assert bench.parse_scenarios("non_iid,random") == ("non_iid", "random")
+
+
+def test_dkvb_suite_runs_the_dkvb_benchmark_on_the_given_store(monkeypatch, tmp_path, capsys):
+    from unlearn_core.methods import dkvb
+    calls = []
+    monkeypatch.setattr(dkvb, "benchmark", lambda store, **kw: calls.append((store.root, kw))
+                        or {"table": "the dkvb table"})
+    assert main(["--store", str(tmp_path / "s"), "bench", "--suite", "dkvb", "--seeds", "2",
+                 "--device", "cpu"]) == 0
+    (root, kw), = calls
+    assert root == (tmp_path / "s").resolve() and kw["seeds"] == 2 and kw["device"] == "cpu"
+    assert "--suite dkvb --seeds 2 --device cpu" in kw["command"]
+    assert "the dkvb table" in capsys.readouterr().out
