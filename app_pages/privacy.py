@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import explainers, widgets
+from ui.instance import instance_drilldown
 from unlearn_core import figures
 
 
@@ -63,3 +64,8 @@ if threshold is not None:
 epsilon_column.metric("ε", "n/a" if scores["epsilon"] is None else f"{scores['epsilon']:.3f}")
 score_column.metric("Privacy score 2^−ε", "n/a" if scores["privacy_score"] is None
                     else f"{scores['privacy_score']:.3f}")
+
+st.subheader("Drill-down: one forget example")
+st.caption("Forget examples in order of the attack's membership score on the unlearned "
+           "model, most member-like first: those an attacker would still call members.")
+instance_drilldown(record, arrays, key="privacy", by_membership=True)

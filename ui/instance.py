@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -24,11 +25,14 @@ def _forget_examples(run_id: str, spec_json: str):
 
 
 def instance_drilldown(record: RunRecord, arrays: dict, key: str,
-                       suggested: list[int] | tuple[int, ...] = ()) -> None:
+                       suggested: list[int] | tuple[int, ...] = (),
+                       by_membership: bool = False) -> None:
     """Pick a forget example of `record` by its training index (`suggested` indices, e.g.
     from a chart selection, come first) and show its image, each model's prediction and
     confidence, its membership score and its probe margin per layer; what the store
-    cannot give for this run is said, not hidden."""
+    cannot give for this run is said, not hidden. With `by_membership`, the other forget
+    examples follow in order of the attack's membership score on the unlearned model,
+    most member-like first."""
     try:
         dataset, forget = _forget_examples(record.id, json.dumps(record.spec, sort_keys=True))
     except UserError as exc:
@@ -36,7 +40,10 @@ def instance_drilldown(record: RunRecord, arrays: dict, key: str,
         return
     in_forget = set(forget.tolist())
     first = [int(i) for i in suggested if int(i) in in_forget]
-    options = first + [int(i) for i in forget if int(i) not in set(first)]
+    scores = arrays.get("eval/mia_score/unlearned")
+    ordered = forget[np.argsort(-scores, kind="stable")] \
+        if by_membership and scores is not None and len(scores) == len(forget) else forget
+    options = first + [int(i) for i in ordered if int(i) not in set(first)]
     index = st.selectbox("Forget example (training-set index; type to search)", options,
                          key=f"drilldown-{key}-{record.id}-index",
                          help="The first ones are those selected in the chart above, if any.")

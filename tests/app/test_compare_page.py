@@ -149,3 +149,21 @@ def test_deleting_a_run_needs_a_confirmation(page):
     assert "Deleted 1 run(s)." in texts(at.success)
     assert {r.id for r in store.list()} == set(ids.values())
     assert set(at.dataframe[0].value["id"]) == set(ids.values())
+
+
+def test_privacy_drilldown_lists_forget_examples_most_member_like_first(two_runs, monkeypatch):
+    from ui import state
+    store, ids = two_runs
+    monkeypatch.setenv("LENS_STORE", str(store.root))
+    record = store.get(ids["finetune"])
+    scores = store.load_arrays(record.id)["eval/mia_score/unlearned"]
+    _, forget = forget_examples(record.spec)
+    at = AppTest.from_file(str(Path(PAGE).parent / "privacy.py"), default_timeout=TIMEOUT)
+    at.session_state[state.SELECTED_RUN_KEY] = record.id
+    at.run()
+    assert not at.exception, at.exception
+    box = next(s for s in at.selectbox if s.key == f"drilldown-privacy-{record.id}-index")
+    listed = np.array(box.options, dtype=int)
+    assert sorted(listed) == sorted(forget)
+    by_index = dict(zip(forget.tolist(), scores))
+    assert all(np.diff([by_index[i] for i in listed]) <= 0)
