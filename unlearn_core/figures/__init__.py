@@ -154,16 +154,22 @@ def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "origi
                             name=f"{PAIR_NAMES[pair]} · {PART_LABELS[part]}",
                             line={"color": color,
                                   "dash": "dash" if pair == REFERENCE_PAIR else "solid"})
+    return layer_axes(fig, names, plotted,
+                      f"Linear CKA per layer: unlearned vs {ROLE_NAMES[reference].lower()}"
+                      " (dashed: oracle vs original)", "linear CKA (1 = same representation)")
+
+
+def layer_axes(fig: go.Figure, names: list[str], plotted: list, title: str,
+               yaxis_title: str) -> go.Figure:
+    """Lay out a CKA-per-layer chart: layers in model order, the y range from 1.05 down
+    to the lowest value `plotted`."""
     # Debiased CKA can dip below 0: keep such values on the chart.
     lowest = min(_known(plotted), default=0.0)
-    fig.update_layout(title=f"Linear CKA per layer: unlearned vs {ROLE_NAMES[reference].lower()}"
-                            " (dashed: oracle vs original)",
-                      xaxis_title="layer (shallow → deep)", xaxis_type="category",
+    fig.update_layout(title=title, xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       # A band broken by a null would otherwise order the layers by
                       # first appearance and move the broken layer to the end.
                       xaxis_categoryorder="array", xaxis_categoryarray=names,
-                      yaxis_title="linear CKA (1 = same representation)",
-                      yaxis_range=[min(0.0, lowest) - 0.02, 1.05],
+                      yaxis_title=yaxis_title, yaxis_range=[min(0.0, lowest) - 0.02, 1.05],
                       legend_orientation="h", legend_y=-0.2)
     return fig
 

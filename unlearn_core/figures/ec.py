@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from . import PART_LABELS, REFERENCE_PAIR, ROLE_COLORS, ROLE_NAMES, _known
+from . import PART_LABELS, REFERENCE_PAIR, ROLE_COLORS, ROLE_NAMES, layer_axes
 
 EC_TERMS = {"contrastive": "Contrastive unlearning loss (forget vs retain)",
             "ce": "Cross-entropy on retain data (deep supervision)"}
@@ -36,15 +36,9 @@ def cka_overlay(reports: dict[str, dict], part: str = "forget_train") -> go.Figu
         fig.add_scatter(x=first["layers"]["names"], y=reference, mode="lines+markers",
                         name=f"{ROLE_NAMES['oracle']} (reference)",
                         line={"color": ROLE_COLORS["oracle"], "dash": "dash"})
-    lowest = min(_known(plotted), default=0.0)
-    fig.update_layout(title=f"Linear CKA to the original per layer, {PART_LABELS[part].lower()}: "
-                            "runs side by side",
-                      xaxis_title="layer (shallow → deep)", xaxis_type="category",
-                      xaxis_categoryorder="array", xaxis_categoryarray=names,
-                      yaxis_title="linear CKA to the original",
-                      yaxis_range=[min(0.0, lowest) - 0.02, 1.05],
-                      legend_orientation="h", legend_y=-0.2)
-    return fig
+    return layer_axes(fig, names, plotted,
+                      f"Linear CKA to the original per layer, {PART_LABELS[part].lower()}: "
+                      "runs side by side", "linear CKA to the original")
 
 
 def ec_layer_losses(report: dict) -> go.Figure | None:
