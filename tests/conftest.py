@@ -78,15 +78,13 @@ def accuracy_and_mia_only(models, exp, *, seconds, oracle_seconds, reference_key
     (evaluate itself is tested in test_report.py)."""
     from unlearn_core.metrics.accuracy import accuracies, predictions
     from unlearn_core.metrics.privacy import privacy_report
-    from unlearn_core.metrics.report import gaps_to_oracle
-    from unlearn_core.training import speedup
+    from unlearn_core.metrics.report import cost_section, gaps_to_oracle
 
     preds = {role: predictions(model, exp) for role, model in models.items()}
     acc = {role: accuracies(p, exp.split, exp.dataset.num_classes) for role, p in preds.items()}
     mia, arrays = privacy_report(preds, exp.split, exp.spec.seed)
     return {"accuracy": acc, "gap_to_oracle": gaps_to_oracle(acc["unlearned"], acc["oracle"]),
-            "cost": {"seconds": seconds, "oracle_seconds": oracle_seconds,
-                     "speedup": speedup(oracle_seconds, seconds), "device": str(exp.device)},
+            "cost": cost_section(exp, seconds, oracle_seconds),
             "forget_classes": list(exp.split.forget_classes), "mia": mia}, arrays
 
 

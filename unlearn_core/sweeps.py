@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import torch
 from scipy import stats as scipy_stats
 
 from .config import MethodSpec, RunSpec, SetupSpec, canonical_json
@@ -376,16 +377,33 @@ def import_ray():
     return ray
 
 
-def _ray_references(setup: dict, store_root: str) -> tuple:
+def _ray_references(setup: dict, store_root: str, threads: int) -> tuple:
+    torch.set_num_threads(threads)
     return _references(SetupSpec.from_dict(setup), RunStore(store_root))
 
 
-def _ray_run(setup: dict, spec: dict, store_root: str, _references_done: Any) -> tuple:
+def _ray_run(setup: dict, spec: dict, store_root: str, threads: int,
+             _references_done: Any) -> tuple:
     # `_references_done` is the references task's result: passing it makes Ray start
     # this task only after the original and the oracle are in the cache, so concurrent
     # runs of one seed never train them twice.
+    torch.set_num_threads(threads)
     return _execute(SetupSpec.from_dict(setup), MethodSpec.from_dict(spec),
                     RunStore(store_root))
+
+
+def _ray_threads(ray) -> int:
+    """Torch threads (and Ray CPUs) per task: this process's torch thread count, the one
+    the local executor runs with, since CPU kernels sum in another order with another
+    count and the same seeds must give the same numbers on either executor."""
+    threads = torch.get_num_threads()
+    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]),
+                  default=0)
+    if threads > largest:
+        raise UserError(f"--ray: each run uses {threads} torch threads (this process's; set "
+                        f"OMP_NUM_THREADS to change it) but the largest Ray node has "
+                        f"{largest:g} CPUs")
+    return threads
 
 
 def _run_cells_ray(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: RunStore,
@@ -403,9 +421,11 @@ def _run_cells_ray(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: 
                             "start one with `ray start --head`, or leave out --ray to run "
                             "here") from None
     root = str(store.root.resolve())
-    references_task = ray.remote(_ray_references)
-    run_task = ray.remote(_ray_run)
-    ref_futures = [references_task.remote(cell.setup.to_dict(), root) for cell in cells]
+    threads = _ray_threads(ray)
+    references_task = ray.remote(num_cpus=threads)(_ray_references)
+    run_task = ray.remote(num_cpus=threads)(_ray_run)
+    ref_futures = [references_task.remote(cell.setup.to_dict(), root, threads)
+                   for cell in cells]
     results: list[RunResult | None] = []
     pending: dict[Any, int] = {}  # Ray future -> index in results
     for cell, ref_future in zip(cells, ref_futures):
@@ -413,12 +433,14 @@ def _run_cells_ray(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: 
         for spec in methods:
             reused = _reused(cell, spec, previous, device_type)
             if reused is None:
-                future = run_task.remote(cell.setup.to_dict(), spec.to_dict(), root, ref_future)
+                future = run_task.remote(cell.setup.to_dict(), spec.to_dict(), root, threads,
+                                         ref_future)
                 pending[future] = len(results)
             results.append(reused)
     total = len(results)
     log(f"ray: {len(pending)} runs submitted ({total - len(pending)} reused), "
-        f"{len(cells)} reference tasks, on {ray.cluster_resources().get('CPU', 0):g} CPUs")
+        f"{len(cells)} reference tasks, {threads} torch thread(s) each, on "
+        f"{ray.cluster_resources().get('CPU', 0):g} CPUs")
     for index, result in enumerate(results):
         if result is not None:
             _log_result(log, result, index + 1, total)

@@ -14,6 +14,7 @@ import torch
 
 from conftest import accuracy_and_mia_only
 from unlearn_core import pipeline, sweeps
+from unlearn_core.errors import UserError
 from unlearn_core.runs import RunStore
 
 ray = pytest.importorskip("ray")
@@ -32,9 +33,19 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.fixture
+def torch_threads():
+    """Set this process's torch thread count for one test, then restore it."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
 def test_ray_sweep_gives_the_same_runs_and_numbers_as_the_local_one(local_ray, tmp_path,
-                                                                    monkeypatch):
+                                                                    monkeypatch, torch_threads):
     monkeypatch.setattr(pipeline, "evaluate", accuracy_and_mia_only)
+    # One thread per run, both ways: the two Ray CPUs then run two tasks at a time.
+    torch_threads(1)
     config = sweeps.SweepConfig.from_dict({
         "method": "finetune", "seeds": 2, "grid": {"lr": [0.05, 0.2], "epochs": [1]},
         "setup": {"device": "cpu", "data": {"name": "digits"},
@@ -57,6 +68,7 @@ def test_ray_sweep_gives_the_same_runs_and_numbers_as_the_local_one(local_ray, t
         there = ray_runs[key]
         assert there.spec == here.spec
         assert "layers" not in there.report  # the workers' setup hook did run
+        assert there.report["cost"]["torch_threads"] == here.report["cost"]["torch_threads"] == 1
         for section in ("accuracy", "gap_to_oracle", "mia", "run_spec_hash"):
             assert there.report[section] == here.report[section], (key, section)
         mine, theirs = local_store.load_weights(here.id), ray_store.load_weights(there.id)
@@ -69,3 +81,16 @@ def test_ray_sweep_gives_the_same_runs_and_numbers_as_the_local_one(local_ray, t
 
     again = sweeps.run_sweep(config, ray_store, ray_address="auto")
     assert again["summary"]["reused"] == 4  # a second Ray sweep finds them in the store
+
+
+def test_runs_that_need_more_threads_than_a_ray_node_has_are_refused(local_ray, tmp_path,
+                                                                     torch_threads):
+    # Ray would queue such tasks forever; the local executor's thread count is kept so
+    # that both give the same numbers, so the sweep says how to lower it instead.
+    torch_threads(3)
+    config = sweeps.SweepConfig.from_dict({"method": "finetune", "seeds": 1,
+                                           "setup": {"device": "cpu", "data": {"name": "digits"}}})
+    with pytest.raises(UserError, match="each run uses 3 torch threads .*OMP_NUM_THREADS.* "
+                                        "the largest Ray node has 2 CPUs"):
+        sweeps.run_sweep(config, RunStore(tmp_path / "ray"), ray_address="auto")
+    assert RunStore(tmp_path / "ray").list() == []

@@ -4,6 +4,7 @@ JSON, per-example arrays in npz; see docs/report-schema.md)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..models import LensModel
 from ..progress import Progress
@@ -21,6 +22,14 @@ def gaps_to_oracle(unlearned: dict, oracle: dict) -> dict:
     """Unlearned minus oracle for each accuracy (None where a part is empty)."""
     return {k: None if unlearned[k] is None or oracle[k] is None else unlearned[k] - oracle[k]
             for k in ACCURACY_KEYS}
+
+
+def cost_section(exp: Experiment, seconds: float, oracle_seconds: float | None) -> dict:
+    """What the run cost and where it ran. The torch thread count is part of what makes
+    its numbers reproducible: CPU kernels sum in another order with another count."""
+    return {"seconds": seconds, "oracle_seconds": oracle_seconds,
+            "speedup": speedup(oracle_seconds, seconds), "device": str(exp.device),
+            "torch_threads": torch.get_num_threads()}
 
 
 def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
@@ -67,8 +76,7 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
     report = {
         "accuracy": acc,
         "gap_to_oracle": gaps_to_oracle(acc["unlearned"], acc["oracle"]),
-        "cost": {"seconds": seconds, "oracle_seconds": oracle_seconds,
-                 "speedup": speedup(oracle_seconds, seconds), "device": str(exp.device)},
+        "cost": cost_section(exp, seconds, oracle_seconds),
         "split": exp.split.sizes(),
         "classes": list(exp.dataset.classes),
         "forget_classes": list(exp.split.forget_classes),
