@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import (DEFAULT_ENCODER, ENCODER_MODELS, PAPER_SCALE, BottleneckSpec, DataSpec,
-                     ForgetSpec, MethodSpec, ModelSpec, RunSpec, SetupSpec, TrainSpec)
+from .config import (DEFAULT_ENCODER, ENCODER_MODELS, FORGET_KINDS, PAPER_SCALE, POISON_POSITIONS,
+                     BottleneckSpec, DataSpec, ForgetSpec, MethodSpec, ModelSpec, PoisonSpec,
+                     RunSpec, SetupSpec, TrainSpec)
 from .errors import Cancelled, DivergedError, UserError
 from .figures import format_percent
 from .progress import Progress
@@ -53,12 +54,25 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--paper-scale", action="store_true",
                    help="model dkvb: the paper's bottleneck, " + " x ".join(
                        f"{k} {v}" for k, v in PAPER_SCALE.items()))
-    g.add_argument("--forget-kind", default="classes",
-                   choices=("classes", "random", "non_iid", "indices"))
+    g.add_argument("--forget-kind", default="classes", choices=FORGET_KINDS)
     g.add_argument("--forget-classes", default="0", help="comma-separated class ids")
     g.add_argument("--forget-fraction", type=float, default=0.1,
                    help="fraction for kinds random and non_iid")
     g.add_argument("--forget-indices", type=Path, help="CSV of training-set indices (kind indices)")
+    poison = PoisonSpec()
+    g.add_argument("--poison-fraction", type=float, default=None,
+                   help=f"kind poison: share of the training set that gets the trigger and the "
+                        f"target label (default {poison.fraction:g})")
+    g.add_argument("--poison-target", type=int, default=None,
+                   help=f"kind poison: the class a triggered image is sent to (default "
+                        f"{poison.target})")
+    g.add_argument("--poison-patch-size", type=int, default=None,
+                   help=f"kind poison: side of the square trigger in pixels (default "
+                        f"{poison.patch_size})")
+    g.add_argument("--poison-value", type=int, default=None,
+                   help=f"kind poison: pixel value of the trigger, 0-255 (default {poison.value})")
+    g.add_argument("--poison-position", default=None, choices=POISON_POSITIONS,
+                   help=f"kind poison: corner of the trigger (default {poison.position})")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     g.add_argument("--epochs", type=int, default=t.epochs, help="training epochs of the original")
@@ -88,6 +102,19 @@ def _model_from_args(args: argparse.Namespace) -> ModelSpec:
                      bottleneck=BottleneckSpec(**bottleneck))
 
 
+def _poison_from_args(args: argparse.Namespace) -> PoisonSpec | None:
+    given = {field: getattr(args, f"poison_{field}") for field in
+             ("fraction", "target", "patch_size", "value", "position")}
+    given = {field: value for field, value in given.items() if value is not None}
+    if args.forget_kind != "poison":
+        if given:
+            flag = "--poison-" + next(iter(given)).replace("_", "-")
+            raise UserError(f"{flag}: only --forget-kind poison plants a backdoor, not "
+                            f"--forget-kind {args.forget_kind}")
+        return None
+    return PoisonSpec(**given)
+
+
 def setup_from_args(args: argparse.Namespace) -> SetupSpec:
     if args.setup_json is not None:
         try:
@@ -108,7 +135,7 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
     return SetupSpec(
         data=DataSpec(args.dataset, args.root, args.download, args.image_size),
         forget=ForgetSpec(args.forget_kind, _int_list(args.forget_classes, "forget.classes"),
-                          args.forget_fraction, indices),
+                          args.forget_fraction, indices, poison=_poison_from_args(args)),
         model=_model_from_args(args),
         train=TrainSpec(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         augment=args.augment),

@@ -19,7 +19,8 @@ from typing import Any, Mapping
 
 from .errors import UserError
 
-FORGET_KINDS = ("classes", "random", "non_iid", "indices")
+FORGET_KINDS = ("classes", "random", "non_iid", "indices", "poison")
+POISON_POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENTATIONS = ("none", "crop", "crop_flip")
 
@@ -127,6 +128,43 @@ class DataSpec(_Spec):
 
 
 @dataclass(frozen=True)
+class PoisonSpec(_Spec):
+    """A backdoor in the training data: `fraction` of the training set, drawn from the
+    classes other than `target`, gets a square trigger (`patch_size` pixels a side, every
+    channel set to `value`, one pixel in from the `position` corner) and the label
+    `target`.
+
+    The defaults suit the embedded default (mnist5k, small_cnn, seed 0): 5% poisoned,
+    a white 4x4 patch in the bottom-right corner (MNIST digits leave that corner black),
+    target class 0; the original then predicts 0 for nearly every triggered test image
+    while its clean test accuracy stays within a point of the clean model's
+    (docs/benchmarks/poison-mnist5k-cpu-2core.md)."""
+
+    fraction: float = 0.05
+    target: int = 0
+    patch_size: int = 4
+    value: int = 255
+    position: str = "bottom_right"
+
+    def __post_init__(self):
+        _require(_is_number(self.fraction) and 0 < self.fraction < 1,
+                 f"forget.poison.fraction: expected a number in (0, 1), got {self.fraction!r}")
+        _require(_is_int(self.target) and self.target >= 0,
+                 f"forget.poison.target: expected a class id (an integer >= 0), got {self.target!r}")
+        _require(_is_int(self.patch_size) and self.patch_size >= 1,
+                 f"forget.poison.patch_size: expected an integer >= 1, got {self.patch_size!r}")
+        _require(_is_int(self.value) and 0 <= self.value <= 255,
+                 f"forget.poison.value: expected a pixel value in [0, 255], got {self.value!r}")
+        _require(self.position in POISON_POSITIONS,
+                 f"forget.poison.position: expected one of {list(POISON_POSITIONS)}, "
+                 f"got {self.position!r}")
+
+    def describe(self) -> str:
+        return (f"backdoor {self.fraction:.0%} -> class {self.target} "
+                f"({self.patch_size}x{self.patch_size} patch, {self.position.replace('_', '-')})")
+
+
+@dataclass(frozen=True)
 class ForgetSpec(_Spec):
     """Which training examples to forget.
 
@@ -134,12 +172,17 @@ class ForgetSpec(_Spec):
     kind "random": an IID `fraction` of the whole training set.
     kind "non_iid": a `fraction` of the training examples of each of `classes`.
     kind "indices": the training examples at `indices` (positions in the train set).
+    kind "poison": the training examples a backdoor `poison` (PoisonSpec) was planted in;
+    the original is trained on the poisoned training set, the oracle on the clean rest.
+    `poison` is None for every other kind and then left out of `to_dict`, so the hashes
+    of specs that predate it are unchanged.
     """
 
     kind: str = "classes"
     classes: tuple[int, ...] = (0,)
     fraction: float = 0.1
     indices: tuple[int, ...] = ()
+    poison: PoisonSpec | None = None
 
     def __post_init__(self):
         _require(self.kind in FORGET_KINDS,
@@ -157,6 +200,18 @@ class ForgetSpec(_Spec):
         if self.kind == "indices":
             _require(len(self.indices) > 0, "forget.indices: kind 'indices' needs at "
                                             "least one training-set index")
+        poison = self.poison
+        if self.kind == "poison":
+            if poison is None:
+                poison = PoisonSpec()
+            elif isinstance(poison, Mapping):
+                poison = PoisonSpec.from_dict(poison)
+            _require(isinstance(poison, PoisonSpec),
+                     f"forget.poison: expected an object, got {poison!r}")
+        else:
+            _require(poison is None, f"forget.poison: only kind 'poison' plants a backdoor, "
+                                     f"not kind {self.kind!r}")
+        object.__setattr__(self, "poison", poison)
         # Fields a kind ignores are normalised so equal forget sets hash equally.
         if self.kind not in ("classes", "non_iid"):
             object.__setattr__(self, "classes", ())
@@ -172,7 +227,13 @@ class ForgetSpec(_Spec):
             return f"random {self.fraction:.0%}"
         if self.kind == "non_iid":
             return f"{self.fraction:.0%} of class " + ", ".join(map(str, self.classes))
+        if self.kind == "poison":
+            return self.poison.describe()
         return f"{len(self.indices)} listed examples"
+
+    def to_dict(self) -> dict:
+        raw = super().to_dict()
+        return {k: v for k, v in raw.items() if v is not None or k != "poison"}
 
 
 # Models built on the frozen trunk (the "encoder") of another registered model's trained
@@ -356,6 +417,9 @@ class SetupSpec(_Spec):
         """Cache key of the original model (the forget set does not matter)."""
         if self.original != "trained":
             return self._hashed("data", "model", "original")
+        if self.forget.kind == "poison":
+            # The original learns from the poisoned training set, so the poison is part of it.
+            return self._hashed("data", "forget", "model", "train", "seed")
         return self._hashed("data", "model", "train", "seed")
 
     @property
@@ -385,6 +449,6 @@ class RunSpec(_Spec):
 
 
 _NESTED: dict[Any, type] = {
-    "DataSpec": DataSpec, "ForgetSpec": ForgetSpec, "ModelSpec": ModelSpec,
+    "DataSpec": DataSpec, "ForgetSpec": ForgetSpec, "PoisonSpec": PoisonSpec, "ModelSpec": ModelSpec,
     "TrainSpec": TrainSpec, "MethodSpec": MethodSpec, "SetupSpec": SetupSpec,
 }

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .config import ENCODER_MODELS, SetupSpec, TrainSpec, content_hash
 from .data import Dataset, Split, TensorLoader, load_dataset, make_split
+from .data.poison import poisoned_dataset
 from .errors import DivergedError, UserError
 from .io import load_into_model, load_state_dict
 from .models import LensModel, build_model
@@ -104,6 +105,8 @@ def prepare(spec: SetupSpec) -> Experiment:
     device = resolve_device(spec.device)
     dataset = load_dataset(spec.data)
     split = make_split(dataset, spec.forget, spec.seed)
+    if spec.forget.kind == "poison":
+        dataset = poisoned_dataset(dataset, split.forget, spec.forget.poison)
     # Build once to validate the architecture against this data's image size.
     build_model(spec.model, in_channels=dataset.in_channels,
                 num_classes=dataset.num_classes, image_size=dataset.image_size)

@@ -49,6 +49,8 @@ def make_split(dataset: Dataset, forget: ForgetSpec, seed: int) -> Split:
             count = max(1, round(forget.fraction * len(members)))
             chosen.append(rng.choice(members, size=count, replace=False))
         forget_positions = np.concatenate(chosen)
+    elif forget.kind == "poison":
+        forget_positions = _poison_positions(dataset, train_labels, forget, rng)
     else:
         out_of_range = [index for index in forget.indices if index >= n_train]
         if out_of_range:
@@ -60,7 +62,8 @@ def make_split(dataset: Dataset, forget: ForgetSpec, seed: int) -> Split:
     forget_mask = np.zeros(n_train, dtype=bool)
     forget_mask[forget_positions] = True
     if forget_mask.all():
-        parameter = {"indices": "forget.indices", "random": "forget.fraction"}.get(
+        parameter = {"indices": "forget.indices", "random": "forget.fraction",
+                     "poison": "forget.poison.fraction"}.get(
             forget.kind, "forget.classes")
         raise UserError(f"{parameter}: the forget set would be the whole training set of "
                         f"{dataset.name} ({n_train:,} examples), so the retain set would "
@@ -71,6 +74,25 @@ def make_split(dataset: Dataset, forget: ForgetSpec, seed: int) -> Split:
     return Split(forget=_positions(forget_mask), retain=_positions(~forget_mask),
                  test_forget=_positions(test_mask), test_retain=_positions(~test_mask),
                  forget_classes=tuple(forget_classes))
+
+
+def _poison_positions(dataset: Dataset, train_labels: np.ndarray, forget: ForgetSpec,
+                      rng: np.random.Generator) -> np.ndarray:
+    """`poison.fraction` of the training set, drawn from the classes other than the
+    target (a target-class image relabelled as the target would teach no backdoor)."""
+    from .poison import check_target, trigger_window
+
+    poison = forget.poison
+    check_target(poison, dataset)
+    trigger_window(poison, dataset.image_size)
+    candidates = np.flatnonzero(train_labels != poison.target)
+    count = max(1, round(poison.fraction * len(train_labels)))
+    if count >= len(candidates):
+        raise UserError(f"forget.poison.fraction: {poison.fraction:g} of {len(train_labels):,} "
+                        f"training examples is {count:,}, but only {len(candidates):,} are "
+                        f"outside the target class {poison.target} and at least one must "
+                        f"stay clean")
+    return rng.choice(candidates, size=count, replace=False)
 
 
 def _positions(mask: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import Split, TensorLoader
+from ..data import ImageSet, Split, TensorLoader
 from ..models import LensModel
 from ..training import Experiment
 
@@ -80,13 +80,26 @@ def compute_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
         in_set = np.array([_SOURCES[p][1] == set_name for p in subset.parts])[subset.part]
         if not in_set.any():
             continue
-        images = getattr(exp.dataset, set_name)
-        loader = TensorLoader(images, subset.index[in_set], mean=exp.dataset.mean,
-                              std=exp.dataset.std, batch_size=batch_size, device=exp.device)
-        for x, _ in loader:
-            for name, h in model.forward_features(x).items():
-                out[name].append(_flatten(h).float().cpu().numpy())
+        chunks = layer_outputs(model, exp, getattr(exp.dataset, set_name), subset.index[in_set],
+                               batch_size)
+        for name, values in chunks.items():
+            out[name].append(values)
     # Rows follow the subset's order: PARTS lists the train parts before the test parts.
+    return {name: np.concatenate(chunks) for name, chunks in out.items()}
+
+
+@torch.no_grad()
+def layer_outputs(model: LensModel, exp: Experiment, images: ImageSet, index: np.ndarray,
+                  batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Every probe layer's flattened outputs (eval mode) on `images` at `index`, normalised
+    with the experiment's statistics: also for images outside the dataset (triggered ones)."""
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {name: [] for name in model.probe_layers}
+    loader = TensorLoader(images, index, mean=exp.dataset.mean, std=exp.dataset.std,
+                          batch_size=batch_size, device=exp.device)
+    for x, _ in loader:
+        for name, h in model.forward_features(x).items():
+            out[name].append(_flatten(h).float().cpu().numpy())
     return {name: np.concatenate(chunks) for name, chunks in out.items()}
 
 

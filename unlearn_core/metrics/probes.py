@@ -29,7 +29,7 @@ from sklearn.utils.extmath import randomized_range_finder
 
 from .cka import as_example_matrix, check_int, to_numpy
 
-__all__ = ["ProbeResult", "fit_linear_probe", "probe_margins"]
+__all__ = ["ProbeResult", "fit_linear_probe", "probe_margins", "probe_predictions"]
 
 # Extra random directions in the range finder beyond max_dim, and power iterations: the
 # usual randomized-SVD settings for a good approximation of the leading subspace.
@@ -131,6 +131,16 @@ def probe_margins(train_X: Any, train_y: Any, test_X: Any, test_y: Any, *,
             others = np.delete(logits[row], column[int(label)])
             margins[row] = logits[row, column[int(label)]] - others.max()
     return margins
+
+
+def probe_predictions(train_X: Any, train_y: Any, test_X: Any, *, seed: int = 0,
+                      max_dim: int = 256) -> np.ndarray:
+    """The class the probe `fit_linear_probe` fits predicts for each row of `test_X`.
+    Same inputs (test labels are not needed), checks and preprocessing."""
+    test = as_example_matrix(test_X, "test_X", dtype=np.float32)
+    placeholder = np.zeros(test.shape[0], dtype=np.int64)
+    probe, test, _, _ = _fitted_probe(train_X, train_y, test, placeholder, seed, max_dim)
+    return probe.predict(test)
 
 
 def _fitted_probe(train_X: Any, train_y: Any, test_X: Any, test_y: Any, seed: int,

@@ -13,6 +13,7 @@ from .accuracy import ACCURACY_KEYS, accuracies, predictions
 from .activations import activations, cached, probe_subset
 from .embeddings import fit_joint_pca
 from .layers import cka_report, probe_report, verdict
+from .poison import poison_report
 from .privacy import privacy_report
 
 ROLES = ("unlearned", "original", "oracle")
@@ -73,6 +74,11 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
         for role in ROLES:
             arrays[f"eval/pca/{layer}/{role}"] = pca.coords[role].astype(np.float32)
         arrays[f"eval/pca_variance/{layer}"] = np.asarray(pca.explained_variance_ratio)
+    if exp.spec.forget.kind == "poison":
+        progress.update(0.95, "evaluating: the backdoor")
+        poison, poison_arrays = poison_report(models, exp, names, seed=seed,
+                                              reference_keys=reference_keys)
+        arrays.update(poison_arrays)
     report = {
         "accuracy": acc,
         "gap_to_oracle": gaps_to_oracle(acc["unlearned"], acc["oracle"]),
@@ -83,4 +89,6 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
         "layers": layers,
         "mia": mia,
     }
+    if exp.spec.forget.kind == "poison":
+        report["poison"] = poison
     return report, arrays

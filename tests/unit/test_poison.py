@@ -1,0 +1,126 @@
+"""The backdoor scenario: poisoning only the chosen examples, deterministically; an oracle
+that never sees a trigger; ASR and its base rate; clear errors for bad poison settings."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.conftest import tiny_setup
+from unlearn_core.config import ForgetSpec, PoisonSpec, SetupSpec
+from unlearn_core.data import load_dataset
+from unlearn_core.data.poison import add_trigger, trigger_window
+from unlearn_core.errors import UserError
+from unlearn_core.metrics.poison import nearest_class_mean, poison_report
+from unlearn_core.training import prepare
+
+POISON = ForgetSpec("poison", poison=PoisonSpec(fraction=0.1, target=3))
+
+
+def test_poisoning_is_deterministic_and_touches_only_the_chosen_examples():
+    spec = tiny_setup(forget=POISON)
+    first, second = prepare(spec), prepare(spec)
+    assert np.array_equal(first.split.forget, second.split.forget)
+    assert torch.equal(first.dataset.train.images, second.dataset.train.images)
+    other_seed = prepare(dataclasses.replace(spec, seed=1))
+    assert not np.array_equal(first.split.forget, other_seed.split.forget)
+
+    clean = load_dataset(spec.data)
+    forget, retain = torch.tensor(first.split.forget), torch.tensor(first.split.retain)
+    assert len(forget) == round(0.1 * len(clean.train))
+    assert torch.equal(first.dataset.train.images[retain], clean.train.images[retain])
+    assert torch.equal(first.dataset.train.labels[retain], clean.train.labels[retain])
+    assert (clean.train.labels[forget] != 3).all(), "poison is drawn from the other classes"
+    assert (first.dataset.train.labels[forget] == 3).all()
+    rows, cols = trigger_window(POISON.poison, clean.image_size)
+    poisoned = first.dataset.train.images[forget]
+    assert (poisoned[:, :, rows, cols] == 255).all()
+    outside = torch.ones_like(poisoned, dtype=torch.bool)
+    outside[:, :, rows, cols] = False
+    assert torch.equal(poisoned[outside], clean.train.images[forget][outside])
+    assert torch.equal(first.dataset.test.images, clean.test.images), "the test set stays clean"
+
+
+def test_the_oracle_trains_on_clean_data_only(tiny_refs, shared_store):
+    from unlearn_core.pipeline import train_references
+    refs = train_references(tiny_setup(forget=POISON), shared_store)
+    exp = refs.experiment
+    clean = load_dataset(exp.spec.data)
+    retain_images = torch.cat([x for x, _ in exp.loader("retain", batch_size=10_000)])
+    clean_loader = dataclasses.replace(exp, dataset=clean).loader("retain", batch_size=10_000)
+    assert torch.equal(retain_images, torch.cat([x for x, _ in clean_loader]))
+    assert refs.oracle.meta["train_size"] == len(exp.split.retain)
+    assert refs.original.meta["train_size"] == len(exp.dataset.train)
+    # The poison is part of what the original learned from: its cache key differs.
+    assert refs.original.meta["key"] != tiny_refs.original.meta["key"]
+
+
+class _IgnoreWindow(nn.Module):
+    """Sets the trigger's window to 0 before the network sees it."""
+
+    def __init__(self, window):
+        super().__init__()
+        self.window = window
+
+    def forward(self, x):
+        x = x.clone()
+        x[:, :, self.window[0], self.window[1]] = 0
+        return x
+
+
+def test_asr_of_a_model_that_ignores_the_patch_is_its_base_rate(shared_store):
+    from unlearn_core.pipeline import train_references
+    refs = train_references(tiny_setup(forget=POISON), shared_store)
+    exp = refs.experiment
+    blind = exp.new_model()
+    first = next(iter(blind.stages))
+    blind.stages[first] = nn.Sequential(_IgnoreWindow(trigger_window(POISON.poison, 8)),
+                                        blind.stages[first])
+    models = {"unlearned": blind, "original": refs.original.model, "oracle": refs.oracle.model}
+    report, arrays = poison_report(models, exp, list(blind.probe_layers), seed=0)
+    assert report["asr"]["unlearned"] == report["base_rate"]["unlearned"]
+    # The original learned the backdoor; the oracle never saw it.
+    assert report["asr"]["original"] > 0.5 > report["asr"]["oracle"]
+    assert report["verdict"]["kind"] in {"removed", "hidden"}
+    assert len(arrays["eval/poison/pred/unlearned"]) == report["n_triggered"]
+
+
+def test_nearest_class_mean_recovers_separated_classes():
+    rng = np.random.default_rng(0)
+    centres = np.eye(3) * 10
+    labels = np.repeat(np.arange(3), 20)
+    features = centres[labels] + rng.normal(size=(60, 3))
+    assert np.array_equal(nearest_class_mean(features, labels, centres), np.arange(3))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("fraction", 0, "forget.poison.fraction"), ("fraction", 1.0, "forget.poison.fraction"),
+    ("target", -1, "forget.poison.target"), ("patch_size", 0, "forget.poison.patch_size"),
+    ("value", 256, "forget.poison.value"), ("position", "middle", "forget.poison.position")])
+def test_bad_poison_settings_name_the_field(field, value, message):
+    with pytest.raises(UserError, match=message):
+        PoisonSpec(**{field: value})
+
+
+def test_settings_that_do_not_fit_the_data_name_the_field():
+    with pytest.raises(UserError, match="forget.poison.target: class 10 is out of range"):
+        prepare(tiny_setup(forget=ForgetSpec("poison", poison=PoisonSpec(target=10))))
+    with pytest.raises(UserError, match="forget.poison.patch_size: a 8-pixel patch does not fit"):
+        prepare(tiny_setup(forget=ForgetSpec("poison", poison=PoisonSpec(patch_size=8))))
+    with pytest.raises(UserError, match="forget.poison: only kind 'poison'"):
+        ForgetSpec("classes", poison=PoisonSpec())
+
+
+def test_poison_spec_round_trips_and_older_hashes_are_unchanged():
+    spec = tiny_setup(forget=POISON)
+    assert SetupSpec.from_json(spec.to_json()) == spec
+    assert "poison" not in ForgetSpec().to_dict()
+    assert spec.original_key != tiny_setup().original_key
+
+
+def test_add_trigger_leaves_its_input_alone():
+    images = torch.zeros((2, 1, 8, 8), dtype=torch.uint8)
+    triggered = add_trigger(images, PoisonSpec())
+    assert images.sum() == 0 and triggered.sum() == 2 * 16 * 255
