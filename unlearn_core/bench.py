@@ -40,7 +40,7 @@ from .sweeps import (Cell, Log, References, RunResult, format_stat as _fmt, grid
                      method_label, run_cells, run_summary, stat as _stat, tabulate)
 from .training import resolve_device
 
-SCENARIOS = ("class", "random", "non_iid")
+SCENARIOS = ("class", "random", "non_iid", "poison")
 DEFAULT_SCENARIOS = ("class", "random")
 RANDOM_FRACTION = 0.1
 # The DEL paper's non-IID forget set: half the training examples of two classes (its
@@ -159,6 +159,8 @@ def scenario_setup(base: SetupSpec, scenario: str, seed: int) -> SetupSpec:
         forget = ForgetSpec("random", fraction=RANDOM_FRACTION)
     elif scenario == "non_iid":
         forget = NON_IID_FORGET
+    elif scenario == "poison":
+        forget = base.forget if base.forget.kind == "poison" else ForgetSpec("poison")
     else:
         raise UserError(f"scenario: expected one of {', '.join(SCENARIOS)}, got {scenario!r}")
     return dataclasses.replace(base, forget=forget, seed=seed)
@@ -203,6 +205,8 @@ def scenario_title(scenario: str, forget_classes: Sequence[int] | None) -> str:
         return f"Class forgetting (class {which})"
     if scenario == "non_iid":
         return f"Non-IID forgetting ({NON_IID_FORGET.describe()})"
+    if scenario == "poison":
+        return f"Poisoned data ({ForgetSpec('poison').describe()} by default)"
     return f"Random forgetting ({RANDOM_FRACTION:.0%} of the training set)"
 
 

@@ -299,7 +299,10 @@ def _bench_command(args, suite: str, store, base_from_json: bool, methods, seeds
         parts += ["--method", args.method, *[a for g in args.grid for a in ("--grid", g)]]
     else:
         parts += ["--methods", ",".join(methods)]
-    parts += ["--seeds", str(seeds), "--scenarios", ",".join(scenarios)]
+    if suite != "poison":
+        parts += ["--seeds", str(seeds), "--scenarios", ",".join(scenarios)]
+    else:
+        parts += ["--seeds", str(seeds)]
     if base_from_json:
         parts += ["--setup-json", str(args.setup_json)]
     if args.device is not None:
@@ -334,16 +337,17 @@ def _dkvb_bench(args) -> dict:
 
 def cmd_bench(args) -> int:
     from . import bench, sweeps
+    from .bench_poison import POISON_METHODS, poison_suite
     from .runs import RunStore
     suite = "quick" if args.quick else (args.suite or "timing")
     if args.quick and args.suite not in (None, "quick"):
         raise UserError(f"--quick: same as --suite quick; cannot combine with --suite {args.suite}")
     misplaced = [flag for flag, value, needs in (
         ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
-        ("--methods", args.methods, ("baselines", "ec")),
-        ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb")),
+        ("--methods", args.methods, ("baselines", "ec", "poison")),
+        ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb", "poison")),
         ("--scenarios", args.scenarios, ("baselines", "sweep", "ec")),
-        ("--setup-json", args.setup_json, ("baselines", "sweep", "ec")))
+        ("--setup-json", args.setup_json, ("baselines", "sweep", "ec", "poison")))
         if value not in (None, []) and suite not in needs]
     if misplaced:
         raise UserError(f"{misplaced[0]}: not an option of --suite {suite}")
@@ -359,11 +363,13 @@ def cmd_bench(args) -> int:
         grid = sweeps.parse_grid(args.method, args.grid) if suite == "sweep" else {}
         if suite == "ec":  # --methods names the bases; each runs alone and with EC
             methods = bench.parse_methods(args.methods or ",".join(bench.EC_BASES))
+        elif suite == "poison":
+            methods = bench.parse_methods(args.methods or ",".join(POISON_METHODS))
         else:
             methods = bench.parse_methods(args.methods) if suite == "baselines" else (args.method,)
-        several = suite in ("baselines", "ec")
-        scenarios = bench.parse_scenarios(args.scenarios or
-                                          (",".join(bench.DEFAULT_SCENARIOS) if several else "class"))
+        several = suite in ("baselines", "ec", "poison")
+        scenarios = ("poison",) if suite == "poison" else bench.parse_scenarios(
+            args.scenarios or (",".join(bench.DEFAULT_SCENARIOS) if several else "class"))
         seeds = args.seeds if args.seeds is not None else (3 if several else 1)
         if seeds < 1:
             raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
@@ -376,7 +382,10 @@ def cmd_bench(args) -> int:
                                  seeds, scenarios)
         log = None if args.quiet else bench.stderr_log
         try:
-            if suite == "ec":
+            if suite == "poison":
+                result = poison_suite(base, store, methods=methods, seeds=seeds, command=command,
+                                      log=log, retry_failed=args.retry_failed)
+            elif suite == "ec":
                 result = bench.ec_suite(base, store, bases=methods, seeds=seeds,
                                         scenarios=scenarios, command=command, log=log,
                                         retry_failed=args.retry_failed)
@@ -481,11 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "baselines and sweep keep their runs in a persistent store and reuse "
                     "finished ones, so an interrupted bench continues where it stopped. "
                     "See docs/benchmarks/README.md.")
-    p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb"),
+    p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb",
+                                       "poison"),
                    default=None, help="default: timing (or quick with --quick); ec: EC alone, "
                    "each base method and base + EC, with per-layer tables; dkvb: the two key-"
                    "masking methods and linear-head baselines on the same frozen encoder, "
-                   "forget classes 0, 3, 7")
+                   "forget classes 0, 3, 7; poison: every method that applies on the backdoor "
+                   "scenario, with ASR, head refit, trigger readout and verdict tables")
     p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
                    "the oracle and each method once (timing also adds digits and a random "
                    "forget set)")
