@@ -4,6 +4,7 @@ and the head refit, with the verdict they add up to."""
 import streamlit as st
 
 from ui import explainers, state, widgets
+from ui.poison import backdoor_section
 from unlearn_core import figures
 from unlearn_core.figures import ec as ec_figures
 
@@ -19,6 +20,7 @@ verdict = layers["verdict"]
 (st.warning if verdict["kind"] in WARNING_VERDICTS else st.info)(verdict["text"])
 
 explainers.explain("layers")
+backdoor_section(report)
 
 present = layers["parts"]
 default_part = "forget_train" if "forget_train" in present else present[0]

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import explainers, state, widgets
+from ui.poison import backdoor_section
 from unlearn_core import figures
 from unlearn_core.figures import lau as lau_figures
 
@@ -44,6 +45,8 @@ st.plotly_chart(figures.per_class_accuracy(report), width="stretch")
 curves = figures.training_curves(report)
 if curves is not None:
     st.plotly_chart(curves, width="stretch")
+
+backdoor_section(report, charts=False)
 
 arrays = widgets.run_arrays(record)
 if lau_figures.has_lau_arrays(arrays):  # LAU alone or with a plug-in

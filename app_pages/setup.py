@@ -4,10 +4,11 @@ import dataclasses
 
 import streamlit as st
 
+from ui import poison as poison_ui
 from ui import state, widgets
 from unlearn_core.config import (AUGMENTATIONS, DEFAULT_ENCODER, DEVICES, ENCODER_MODELS, FORGET_KINDS,
                                  PAPER_SCALE, BottleneckSpec, DataSpec, ForgetSpec, ModelSpec,
-                                 SetupSpec, TrainSpec)
+                                 PoisonSpec, SetupSpec, TrainSpec)
 from unlearn_core.data import list_datasets, load_dataset, make_split, read_index_csv
 from unlearn_core.errors import UserError
 from unlearn_core.models import list_models
@@ -15,7 +16,8 @@ from unlearn_core.pipeline import train_references
 from unlearn_core.training import reference_key
 
 FORGET_LABELS = {"classes": "Whole classes", "random": "Random (IID) fraction",
-                 "non_iid": "Fraction of chosen classes (non-IID)", "indices": "Uploaded index CSV"}
+                 "non_iid": "Fraction of chosen classes (non-IID)", "indices": "Uploaded index CSV",
+                 "poison": "Poisoned examples (a backdoor)"}
 
 st.title("Setup")
 st.caption("Choose the data, the model and what to forget. The original model and the "
@@ -99,6 +101,9 @@ with right:
     if kind in ("random", "non_iid"):
         fraction = st.slider("Fraction to forget", 0.01, 0.99, value=float(fraction), step=0.01,
                              key="forget_fraction")
+    poison = None
+    if kind == "poison" and class_names:
+        poison = poison_ui.poison_form(current.forget.poison, class_names)
     if kind == "indices":
         upload = st.file_uploader("CSV of training-set indices", type=["csv", "txt"], key="forget_csv",
                                   help="integers separated by commas or new lines; "
@@ -115,7 +120,8 @@ if dataset is None:
         st.stop()
 
 try:
-    spec = SetupSpec(data_spec, ForgetSpec(kind, classes, fraction, indices),
+    spec = SetupSpec(data_spec, ForgetSpec(kind, classes, fraction, indices,
+                                           poison=None if poison is None else PoisonSpec(**poison)),
                      ModelSpec(model_name, float(width), encoder=encoder,
                                bottleneck=None if bottleneck is None else BottleneckSpec(**bottleneck)),
                      TrainSpec(epochs=int(epochs), lr=float(lr), batch_size=int(batch_size),
@@ -136,9 +142,12 @@ if dataset is not None:
               "test_forget": "Test, forget classes", "test_retain": "Test, retain classes"}
     for col, (key, size) in zip(cols, split.sizes().items()):
         col.metric(labels[key], f"{size:,}")
-    shown = split.forget[:16].copy()  # a writable copy for torch indexing
-    widgets.image_grid(dataset.train.images[shown].numpy(),
-                       [f"#{i} · {dataset.classes[int(dataset.train.labels[i])]}" for i in shown])
+    if spec.forget.kind == "poison":
+        poison_ui.poisoned_pairs(dataset, split, spec.forget.poison)
+    else:
+        shown = split.forget[:16].copy()  # a writable copy for torch indexing
+        widgets.image_grid(dataset.train.images[shown].numpy(),
+                           [f"#{i} · {dataset.classes[int(dataset.train.labels[i])]}" for i in shown])
 
 st.subheader("Original and retrain oracle")
 store = state.store()

@@ -1,0 +1,59 @@
+"""Figures of a poison run's backdoor section (report["poison"])."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from . import ROLE_COLORS, ROLE_NAMES, _percent, layer_axes
+
+ROLE_ORDER = ("original", "unlearned", "oracle")
+
+
+def asr_bars(report: dict) -> go.Figure:
+    """ASR and ASR after a head refit for the three models, the clean base rate marked."""
+    poison = report["poison"]
+    measures = {"ASR": poison["asr"], "ASR after a head refit": poison["asr_head_refit"],
+                "base rate (clean images)": poison["base_rate"]}
+    fig = go.Figure()
+    for role in ROLE_ORDER:
+        values = _percent(measures[label][role] for label in measures)
+        fig.add_bar(name=ROLE_NAMES[role], x=list(measures), y=values,
+                    marker_color=ROLE_COLORS[role],
+                    text=[None if v is None else f"{v:.1f}" for v in values],
+                    textposition="outside")
+    fig.update_layout(title=f"Triggered test images sent to class {poison['target']}",
+                      yaxis_title="% of triggered images (non-target classes)",
+                      yaxis_range=[0, 109], barmode="group", legend_orientation="h",
+                      legend_y=-0.15)
+    return fig
+
+
+def trigger_readout_per_layer(report: dict) -> go.Figure:
+    """Per feature layer, the share of triggered images a nearest-class-mean readout on
+    clean features sends to the target: where the trunk still routes the trigger."""
+    poison = report["poison"]
+    names = poison["readout_layers"]
+    fig = go.Figure()
+    for role in ROLE_ORDER:
+        fig.add_scatter(x=names, y=_percent(poison["readout"][role]), mode="lines+markers",
+                        name=ROLE_NAMES[role], line_color=ROLE_COLORS[role])
+    fig.update_layout(title="Trigger readout per layer (held-out triggered images)",
+                      xaxis_title="layer (shallow → deep)", xaxis_type="category",
+                      yaxis_title=f"% read as class {poison['target']}", yaxis_range=[0, 105],
+                      legend_orientation="h", legend_y=-0.2)
+    return fig
+
+
+def cka_on_triggered_inputs(report: dict) -> go.Figure:
+    """CKA to the original per layer on triggered images, for the unlearned model and
+    the oracle."""
+    cka = report["poison"]["cka_triggered"]
+    names = cka["names"]
+    fig = go.Figure()
+    plotted = []
+    for role, pair in (("unlearned", "unlearned_vs_original"), ("oracle", "oracle_vs_original")):
+        plotted += cka[pair]
+        fig.add_scatter(x=names, y=cka[pair], mode="lines+markers",
+                        name=f"{ROLE_NAMES[role]} vs original", line_color=ROLE_COLORS[role])
+    return layer_axes(fig, names, plotted, "CKA to the original on triggered inputs",
+                      "linear CKA")
