@@ -8,7 +8,7 @@ from ui import exports, state, widgets
 from ui.instance import instance_drilldown
 from unlearn_core import compare, export, figures
 from unlearn_core.errors import UserError
-from unlearn_core.figures.compare import tradeoff_scatter
+from unlearn_core.figures.compare import TRADEOFF_X, tradeoff_scatter
 
 st.title("Compare runs")
 store = state.store()
@@ -49,7 +49,11 @@ if shown.empty:
     st.info("No run matches the filters.")
     st.stop()
 
-exports.chart(tradeoff_scatter(shown), "tradeoff", "compare-tradeoff")
+tradeoff_x = "avg_gap"
+if shown["asr"].notna().any():
+    tradeoff_x = st.radio("Trade-off x axis", list(TRADEOFF_X), horizontal=True,
+                          format_func=lambda x: TRADEOFF_X[x][1], key="compare-tradeoff-x")
+exports.chart(tradeoff_scatter(shown, tradeoff_x), "tradeoff", "compare-tradeoff")
 st.caption(exports.STATIC_IMAGE_NOTE)
 
 st.header("Run A vs run B")

@@ -24,10 +24,13 @@ COLUMNS = {
     "verdict": "Verdict", "seconds": "Time (s)", "speedup": "Speed-up ×",
     "oracle_test_acc": "Oracle test acc.", "original_test_acc": "Original test acc.",
     "original_avg_gap": "Original avg gap", "oracle_seconds": "Oracle time (s)",
+    "asr": "ASR", "asr_head_refit": "ASR after head refit", "backdoor": "Backdoor",
+    "oracle_asr": "Oracle ASR", "original_asr": "Original ASR",
     "setup": "Setup", "created": "Created",
 }
 PERCENT_COLUMNS = ("forget_acc", "retain_acc", "test_acc", "mia", "avg_gap",
-                   "oracle_test_acc", "original_test_acc", "original_avg_gap")
+                   "oracle_test_acc", "original_test_acc", "original_avg_gap",
+                   "asr", "asr_head_refit", "oracle_asr", "original_asr")
 # What the table can be filtered by: the columns that name a part of the setup or method.
 FILTERS = ("dataset", "model", "method", "forget_set")
 # The numbers shown side by side for runs A and B.
@@ -51,6 +54,7 @@ def run_row(record: RunRecord) -> dict:
     original = role_metrics(report, "original")
     cost = report["cost"]
     verdict = report.get("layers", {}).get("verdict", {})
+    poison = report.get("poison")
     return {
         "id": record.id,
         "dataset": setup["data"]["name"],
@@ -72,6 +76,12 @@ def run_row(record: RunRecord) -> dict:
         "original_test_acc": original["test"],
         "original_avg_gap": original["avg_gap"],
         "oracle_seconds": cost["oracle_seconds"],
+        # Poison runs only: the backdoor (attack success rate) of each model.
+        "asr": poison["asr"]["unlearned"] if poison else None,
+        "asr_head_refit": poison["asr_head_refit"]["unlearned"] if poison else None,
+        "backdoor": poison["verdict"]["kind"] if poison else None,
+        "oracle_asr": poison["asr"]["oracle"] if poison else None,
+        "original_asr": poison["asr"]["original"] if poison else None,
         # Runs share an original and an oracle exactly when they share this.
         "setup": f"{setup['data']['name']} · {setup['model']['name']} · {forget} · "
                  f"seed {setup['seed']}",

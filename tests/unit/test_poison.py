@@ -124,3 +124,42 @@ def test_add_trigger_leaves_its_input_alone():
     images = torch.zeros((2, 1, 8, 8), dtype=torch.uint8)
     triggered = add_trigger(images, PoisonSpec())
     assert images.sum() == 0 and triggered.sum() == 2 * 16 * 255
+
+
+@pytest.fixture(scope="module")
+def poison_run(tmp_path_factory):
+    from unlearn_core.config import MethodSpec, RunSpec
+    from unlearn_core.pipeline import run_unlearning
+    from unlearn_core.runs import RunStore
+    store = RunStore(tmp_path_factory.mktemp("poison-store"))
+    run_id = run_unlearning(RunSpec(tiny_setup(forget=POISON), MethodSpec("finetune")), store)
+    return store, run_id
+
+
+def test_compare_rows_and_the_tradeoff_read_the_backdoor_numbers(poison_run):
+    from unlearn_core import compare
+    from unlearn_core.figures.compare import tradeoff_scatter
+    store, run_id = poison_run
+    record = store.get(run_id)
+    poison = record.report["poison"]
+    table = compare.run_table([record])
+    row = table.iloc[0]
+    assert row["asr"] == poison["asr"]["unlearned"]
+    assert row["oracle_asr"] == poison["asr"]["oracle"]
+    assert row["backdoor"] == poison["verdict"]["kind"]
+    fig = tradeoff_scatter(table, "asr")
+    traces = {trace.name: trace for trace in fig.data}
+    assert traces["Finetune"].x[0] == pytest.approx(100 * poison["asr"]["unlearned"])
+    assert traces["Retrain oracle"].x[0] == pytest.approx(100 * poison["asr"]["oracle"])
+    with pytest.raises(ValueError, match="x: expected one of"):
+        tradeoff_scatter(table, "mia")
+
+
+def test_a_class_forgetting_run_has_no_backdoor_columns(tiny_refs, shared_store):
+    from unlearn_core import compare
+    from unlearn_core.config import MethodSpec, RunSpec
+    from unlearn_core.pipeline import run_unlearning
+    run_id = run_unlearning(RunSpec(tiny_setup(), MethodSpec("finetune")), shared_store)
+    row = compare.run_table([shared_store.get(run_id)]).iloc[0]
+    assert row[["asr", "asr_head_refit", "backdoor"]].isna().all()
+    assert "poison" not in shared_store.get(run_id).report

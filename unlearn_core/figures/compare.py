@@ -19,48 +19,65 @@ def _sizes(seconds: list[float], longest: float) -> list[float]:
     return [max(_SMALLEST, _LARGEST * math.sqrt(max(s, 0.0) / longest)) for s in seconds]
 
 
-def tradeoff_scatter(table: pd.DataFrame) -> go.Figure:
-    """Avg gap to the oracle (x, lower is better) against test accuracy (y) for each run
-    of a `compare.run_table`, marker area = unlearning time; each setup's retrain oracle
-    (gap 0 by definition, its retraining time) and original (never unlearned, no time in
-    the report: a fixed diamond) are marked. Runs without an avg gap are left out."""
-    runs = table[table["avg_gap"].notna()]
+# What the trade-off's x axis can show: (axis title, hover name, table column of the
+# oracle's value (None: 0 by definition), of the original's).
+TRADEOFF_X = {
+    "avg_gap": ("avg gap to the oracle (pp, lower is better)", "avg gap", None, "original_avg_gap"),
+    "asr": ("attack success rate (%, lower is better; poison runs)", "ASR", "oracle_asr",
+            "original_asr"),
+}
+
+
+def tradeoff_scatter(table: pd.DataFrame, x: str = "avg_gap") -> go.Figure:
+    """Avg gap to the oracle, or the backdoor's attack success rate (`x`, lower is better)
+    against test accuracy (y) for each run of a `compare.run_table`, marker area =
+    unlearning time; each setup's retrain oracle (gap 0 by definition, its retraining
+    time) and original (never unlearned, no time in the report: a fixed diamond) are
+    marked. Runs without a value on the x axis are left out."""
+    if x not in TRADEOFF_X:
+        raise ValueError(f"x: expected one of {list(TRADEOFF_X)}, got {x!r}")
+    axis_title, short, oracle_column, original_column = TRADEOFF_X[x]
+    runs = table[table[x].notna()]
     references = runs.drop_duplicates("setup")
     longest = max([*runs["seconds"], *references["oracle_seconds"], 1e-9])
     fig = go.Figure()
     for method, group in runs.groupby("method", sort=True):
         fig.add_scatter(
-            x=(100 * group["avg_gap"]).tolist(), y=(100 * group["test_acc"]).tolist(),
+            x=(100 * group[x]).tolist(), y=(100 * group["test_acc"]).tolist(),
             mode="markers", name=method,
             marker={"size": _sizes(group["seconds"].tolist(), longest), "opacity": 0.75,
                     "line": {"width": 1, "color": "white"}},
             customdata=group[["id", "params", "setup", "seconds"]].values.tolist(),
             hovertemplate=("%{customdata[0]}<br>%{customdata[1]}<br>%{customdata[2]}<br>"
-                           "avg gap %{x:.2f} pp · test %{y:.1f}% · %{customdata[3]:.1f} s"
+                           f"{short} %{{x:.2f}} · test %{{y:.1f}}% · %{{customdata[3]:.1f}} s"
                            f"<extra>{method}</extra>"))
+    oracle_x = [0.0] * len(references) if oracle_column is None else \
+        (100 * references[oracle_column]).tolist()
     fig.add_scatter(
-        x=[0.0] * len(references), y=(100 * references["oracle_test_acc"]).tolist(),
-        mode="markers", name=f"{ROLE_NAMES['oracle']} (gap 0 by definition)",
+        x=oracle_x, y=(100 * references["oracle_test_acc"]).tolist(),
+        mode="markers", name=ROLE_NAMES["oracle"] + (" (gap 0 by definition)"
+                                                     if oracle_column is None else ""),
         marker={"size": _sizes(references["oracle_seconds"].tolist(), longest),
                 "symbol": "star", "color": ROLE_COLORS["oracle"],
                 "line": {"width": 1, "color": "black"}},
         customdata=references[["setup", "oracle_seconds"]].values.tolist(),
         hovertemplate="oracle · %{customdata[0]}<br>test %{y:.1f}% · retrained in "
                       "%{customdata[1]:.1f} s<extra></extra>")
-    with_original = references[references["original_avg_gap"].notna()]
+    with_original = references[references[original_column].notna()]
     fig.add_scatter(
-        x=(100 * with_original["original_avg_gap"]).tolist(),
+        x=(100 * with_original[original_column]).tolist(),
         y=(100 * with_original["original_test_acc"]).tolist(),
         mode="markers", name=f"{ROLE_NAMES['original']} (nothing unlearned)",
         marker={"size": 14, "symbol": "diamond", "color": ROLE_COLORS["original"],
                 "line": {"width": 1, "color": "black"}},
         customdata=with_original[["setup"]].values.tolist(),
-        hovertemplate="original · %{customdata[0]}<br>avg gap %{x:.2f} pp · "
+        hovertemplate=f"original · %{{customdata[0]}}<br>{short} %{{x:.2f}} · "
                       "test %{y:.1f}%<extra></extra>")
-    fig.update_layout(title="Trade-off: closeness to the oracle vs test accuracy "
-                            "(marker area = time)",
-                      xaxis_title="avg gap to the oracle (pp, lower is better)",
-                      yaxis_title="test accuracy (%)", legend_orientation="h", legend_y=-0.2)
+    fig.update_layout(title=f"Trade-off: {short} vs test accuracy (marker area = time)"
+                      if x != "avg_gap" else "Trade-off: closeness to the oracle vs test "
+                                             "accuracy (marker area = time)",
+                      xaxis_title=axis_title, yaxis_title="test accuracy (%)",
+                      legend_orientation="h", legend_y=-0.2)
     return fig
 
 
