@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui import presenter, state
 from unlearn_core.tour import run_tour, tour_runs, tour_setups, tour_story
+from unlearn_core.tour_backdoor import backdoor_runs, backdoor_step, run_backdoor_tour
 
 st.title("Tour: is the forgetting only skin-deep?")
 store = state.store()
@@ -35,11 +36,12 @@ if not presenter.active():
                      + (f" · {run.run_id}" if run.run_id else "")
                      + (f" — {run.missing}" if run.missing else ""))
 
-for step in tour_story(store):
+
+def show(step) -> None:
     st.subheader(f"{step.number}. {step.title}")
     if not step.available:
         st.info(step.text)
-        continue
+        return
     st.markdown(step.text)
     for column, figure in zip(st.columns(len(step.figures)), step.figures):
         column.plotly_chart(presenter.figure(figure), width="stretch")
@@ -48,3 +50,16 @@ for step in tour_story(store):
                      icon=":material/arrow_forward:"):
             state.select_run(link.run_id)
             st.switch_page(link.page)
+
+
+for step in tour_story(store):
+    show(step)
+
+backdoor_to_run = [run.label for run in backdoor_runs(store).values() if run.status == "not_run"]
+if backdoor_to_run and st.button(
+        "Start the backdoor chapter", disabled=state.busy(), key="tour-backdoor-start",
+        help=f"trains an original on poisoned mnist5k and its oracle, then runs "
+             f"{', '.join(backdoor_to_run)}, in the background"):
+    state.submit("Tour: the backdoor", lambda progress: run_backdoor_tour(store, progress))
+    st.rerun()
+show(backdoor_step(store))

@@ -38,7 +38,8 @@ from .sweeps import Cell, Log, RunResult, run_cells, stored_results
 BASE_METHODS = ("finetune", "random_label", "lau", "ec", "del")
 KEY_METHOD = "dkvb_activations"
 SHORT_NAMES = {"finetune": "Finetune", "random_label": "Random Label", "lau": "LAU",
-               "ec": "EC", "del": "DEL", "dkvb_activations": "DKVB"}
+               "ec": "EC", "del": "DEL", "dkvb_activations": "DKVB", "scrub": "SCRUB",
+               "ssd": "SSD"}
 PART = "forget_train"  # the forget part the CKA and excess sentences read
 # A probe (or head refit) reading the forget class this much better than the oracle's
 # counts as recovering it: a few points are sampling noise on the ~100 held-out examples.
@@ -128,6 +129,13 @@ def tour_runs(store: RunStore, base: SetupSpec | None = None) -> dict[str, TourR
     base_setup, dkvb_setup = tour_setups(base)
     wanted = [(name, Cell("tour", base_setup.seed, base_setup)) for name in BASE_METHODS]
     wanted.append((KEY_METHOD, Cell("tour dkvb", dkvb_setup.seed, dkvb_setup)))
+    return stored_tour_runs(store, wanted, "start the tour")
+
+
+def stored_tour_runs(store: RunStore, wanted: list[tuple[str, Cell]],
+                     start_hint: str) -> dict[str, TourRun]:
+    """(method name, cell) -> the stored run `run_cells` would reuse, or why there is none
+    (`start_hint` says what runs it)."""
     registered = [(name, cell) for name, cell in wanted if _registered(name)]
     found = dict(zip((name for name, _ in registered),
                      stored_results(store, [(cell, MethodSpec(name)) for name, cell in registered])))
@@ -138,7 +146,7 @@ def tour_runs(store: RunStore, base: SetupSpec | None = None) -> dict[str, TourR
             run = TourRun(name, label, "not_registered",
                           missing=f"{label} ({name}) is not part of this version yet")
         elif result is None:
-            run = TourRun(name, label, "not_run", missing=f"{label} has not run yet: start the tour")
+            run = TourRun(name, label, "not_run", missing=f"{label} has not run yet: {start_hint}")
         elif result.error:
             run = TourRun(name, label, "failed", run_id=result.run_id,
                           missing=f"the {label} run failed: {result.error}")

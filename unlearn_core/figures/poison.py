@@ -57,3 +57,26 @@ def cka_on_triggered_inputs(report: dict) -> go.Figure:
                         name=f"{ROLE_NAMES[role]} vs original", line_color=ROLE_COLORS[role])
     return layer_axes(fig, names, plotted, "CKA to the original on triggered inputs",
                       "linear CKA")
+
+
+def asr_by_run(reports: dict[str, dict]) -> go.Figure:
+    """ASR and ASR after a head refit of each run (label -> report), with the first run's
+    original and oracle ASR as reference lines."""
+    labels = list(reports)
+    fig = go.Figure()
+    for key, name, color in (("asr", "ASR", ROLE_COLORS["unlearned"]),
+                             ("asr_head_refit", "ASR after a head refit", "#ff9896")):
+        values = _percent(reports[label]["poison"][key]["unlearned"] for label in labels)
+        fig.add_bar(x=labels, y=values, name=name, marker_color=color,
+                    text=[None if v is None else f"{v:.0f}" for v in values],
+                    textposition="outside")
+    first = next(iter(reports.values()))["poison"]["asr"]
+    for role in ("original", "oracle"):
+        if first[role] is not None:
+            fig.add_hline(y=100 * first[role], line_dash="dot", line_color=ROLE_COLORS[role],
+                          annotation_text=f"{ROLE_NAMES[role]} ASR",
+                          annotation_position="top left")
+    fig.update_layout(title="Does the trigger still fire?", barmode="group",
+                      yaxis_title="% of triggered test images sent to the target",
+                      yaxis_range=[0, 109], legend_orientation="h", legend_y=-0.2)
+    return fig
