@@ -10,10 +10,25 @@ from unlearn_core.tour_backdoor import (BACKDOOR_METHODS, backdoor_runs, backdoo
                                         run_backdoor_tour)
 
 
+def accuracy_mia_and_poison(models, exp, **kwargs):
+    """The light evaluation of the suite plus the real backdoor section: the chapter reads
+    nothing else, and CKA bands and probes would triple the time of this module."""
+    from tests.conftest import accuracy_and_mia_only
+    from unlearn_core.metrics.poison import poison_report
+    report, arrays = accuracy_and_mia_only(models, exp, **kwargs)
+    layers = list(models["unlearned"].probe_layers)
+    report["poison"], poison_arrays = poison_report(models, exp, layers, seed=exp.spec.seed)
+    report["classes"] = list(exp.dataset.classes)
+    return report, {**arrays, **poison_arrays}
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    from unlearn_core import pipeline
     store = RunStore(tmp_path_factory.mktemp("backdoor-tour"))
-    run_backdoor_tour(store, base=tiny_setup())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "evaluate", accuracy_mia_and_poison)
+        run_backdoor_tour(store, base=tiny_setup())
     return store
 
 
