@@ -7,8 +7,8 @@ import streamlit as st
 from ui import poison as poison_ui
 from ui import state, widgets
 from unlearn_core.config import (AUGMENTATIONS, DEFAULT_ENCODER, DEVICES, ENCODER_MODELS, FORGET_KINDS,
-                                 PAPER_SCALE, BottleneckSpec, DataSpec, ForgetSpec, ModelSpec,
-                                 PoisonSpec, SetupSpec, TrainSpec)
+                                 ORACLE_INITS, PAPER_SCALE, BottleneckSpec, DataSpec, ForgetSpec,
+                                 ModelSpec, PoisonSpec, SetupSpec, TrainSpec)
 from unlearn_core.data import list_datasets, load_dataset, make_split, read_index_csv
 from unlearn_core.errors import UserError
 from unlearn_core.models import list_models
@@ -78,6 +78,14 @@ with left:
         batch_size = st.number_input("Batch size", 1, 65536, value=t.batch_size, key="batch_size")
         augment = st.selectbox("Augmentation", AUGMENTATIONS, index=AUGMENTATIONS.index(t.augment), key="augment",
                                help="crop suits digits; crop_flip suits natural images")
+        oracle_init = st.selectbox(
+            "Oracle initialisation", ORACLE_INITS, index=ORACLE_INITS.index(current.oracle_init),
+            key="oracle_init", format_func={"same": "same as the original",
+                                            "independent": "independent seed"}.get,
+            help="same: the oracle differs from the original only by the forget data. "
+                 "independent: another seed, as a retrain from scratch; a twin original "
+                 "with that seed is trained too and its distance to the original (seed "
+                 "noise) is drawn as a band on the Layers page")
 
 try:
     data_spec = DataSpec(name, root, download, int(image_size))
@@ -126,7 +134,7 @@ try:
                                bottleneck=None if bottleneck is None else BottleneckSpec(**bottleneck)),
                      TrainSpec(epochs=int(epochs), lr=float(lr), batch_size=int(batch_size),
                                augment=augment),
-                     seed=int(seed), device=device)
+                     seed=int(seed), device=device, oracle_init=oracle_init)
     split = make_split(dataset, spec.forget, spec.seed) if dataset is not None else None
 except UserError as exc:
     st.error(str(exc))
@@ -151,12 +159,15 @@ if dataset is not None:
 
 st.subheader("Original and retrain oracle")
 store = state.store()
-cached = {role: store.cache_has(reference_key(spec, role)) for role in ("original", "oracle")}
-cols = st.columns(2)
+roles = ("original", "oracle") + (("twin",) if spec.oracle_init == "independent" else ())
+cached = {role: store.cache_has(reference_key(spec, role)) for role in roles}
+cols = st.columns(len(roles))
 for col, (role, ok) in zip(cols, cached.items()):
-    col.write(f"**{role.capitalize()}**: {'trained (cached)' if ok else 'not trained yet'}")
+    name = "Twin original (seed noise)" if role == "twin" else role.capitalize()
+    col.write(f"**{name}**: {'trained (cached)' if ok else 'not trained yet'}")
 if all(cached.values()):
-    st.success("Both models are ready. Go on to unlearning.")
+    st.success(f"{'All three' if len(roles) == 3 else 'Both'} models are ready. Go on to "
+               "unlearning.")
     st.page_link("app_pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
 elif st.button("Train original and oracle", type="primary", disabled=state.busy(), key="train"):
     state.submit(f"Train {spec.data.name}/{spec.model.name}",

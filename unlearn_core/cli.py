@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import (DEFAULT_ENCODER, ENCODER_MODELS, FORGET_KINDS, PAPER_SCALE, POISON_POSITIONS,
-                     BottleneckSpec, DataSpec, ForgetSpec, MethodSpec, ModelSpec, PoisonSpec,
-                     RunSpec, SetupSpec, TrainSpec)
+from .config import (DEFAULT_ENCODER, ENCODER_MODELS, FORGET_KINDS, ORACLE_INITS, PAPER_SCALE,
+                     POISON_POSITIONS, BottleneckSpec, DataSpec, ForgetSpec, MethodSpec,
+                     ModelSpec, PoisonSpec, RunSpec, SetupSpec, TrainSpec)
 from .errors import Cancelled, DivergedError, UserError
 from .figures import format_percent
 from .progress import Progress
@@ -74,6 +74,11 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--poison-position", default=None, choices=POISON_POSITIONS,
                    help=f"kind poison: corner of the trigger (default {poison.position})")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--oracle-init", default="same", choices=ORACLE_INITS,
+                   help="the retrain oracle's initialisation: 'same' as the original (the "
+                        "difference is the forget data's alone) or 'independent' (another "
+                        "seed, like a retrain from scratch; a twin original trained with that "
+                        "seed then measures seed noise, drawn as a band on the Layers page)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     g.add_argument("--epochs", type=int, default=t.epochs, help="training epochs of the original")
     g.add_argument("--lr", type=float, default=t.lr)
@@ -139,7 +144,7 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
         model=_model_from_args(args),
         train=TrainSpec(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         augment=args.augment),
-        seed=args.seed, device=args.device)
+        seed=args.seed, device=args.device, oracle_init=args.oracle_init)
 
 
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:

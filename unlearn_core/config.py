@@ -23,6 +23,13 @@ FORGET_KINDS = ("classes", "random", "non_iid", "indices", "poison")
 POISON_POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENTATIONS = ("none", "crop", "crop_flip")
+# How the retrain oracle is initialised: "same" as the original (the setup's seed: the
+# difference between the two is the forget data's alone) or "independent" (another seed,
+# as a retrain from scratch would be: it also carries seed noise, which a twin original
+# trained with that seed measures).
+ORACLE_INITS = ("same", "independent")
+# The independent oracle's seed (initialisation and data order) is the setup's plus this.
+INDEPENDENT_SEED_OFFSET = 1_000_003
 
 
 def _require(condition: bool, message: str) -> None:
@@ -394,6 +401,7 @@ class SetupSpec(_Spec):
     # "trained": the original is trained with `train`; "imported:<hash>": a user's
     # checkpoint with that content hash stands in for it.
     original: str = "trained"
+    oracle_init: str = "same"  # one of ORACLE_INITS; left out of to_dict when "same"
 
     def __post_init__(self):
         _require(self.original == "trained" or re.fullmatch(r"imported:[0-9a-f]{16}", self.original)
@@ -407,6 +415,19 @@ class SetupSpec(_Spec):
                  f"seed: expected an integer in [0, 2^31), got {self.seed!r}")
         _require(self.device in DEVICES,
                  f"device: expected one of {list(DEVICES)}, got {self.device!r}")
+        _require(self.oracle_init in ORACLE_INITS,
+                 f"oracle_init: expected one of {list(ORACLE_INITS)}, got {self.oracle_init!r}")
+
+    def to_dict(self) -> dict:
+        raw = super().to_dict()
+        if self.oracle_init == "same":  # so specs that predate the choice hash as before
+            del raw["oracle_init"]
+        return raw
+
+    @property
+    def oracle_seed(self) -> int:
+        """The seed the oracle is initialised and shuffled with."""
+        return self.seed + (INDEPENDENT_SEED_OFFSET if self.oracle_init == "independent" else 0)
 
     def _hashed(self, *parts: str) -> str:
         return content_hash({p: getattr(self, p).to_dict() if isinstance(getattr(self, p), _Spec)
@@ -425,7 +446,15 @@ class SetupSpec(_Spec):
     @property
     def oracle_key(self) -> str:
         """Cache key of the retrain oracle (trained on the retain set only)."""
+        if self.oracle_init != "same":
+            return self._hashed("data", "forget", "model", "train", "seed", "oracle_init")
         return self._hashed("data", "forget", "model", "train", "seed")
+
+    @property
+    def twin_key(self) -> str:
+        """Cache key of the twin original: the original's recipe and data with the
+        independent oracle's seed, the measure of seed noise."""
+        return content_hash({"twin_of": self.original_key, "seed": self.oracle_seed})
 
     @property
     def hash(self) -> str:

@@ -22,7 +22,8 @@ from .metrics.report import evaluate
 from .progress import Progress
 from .models import LensModel
 from .runs import RunStore
-from .training import Experiment, TrainedModel, get_oracle, get_original, prepare, reference_key
+from .training import (Experiment, TrainedModel, get_oracle, get_original, get_twin, prepare,
+                       reference_key)
 
 
 @dataclass
@@ -32,15 +33,25 @@ class References:
     experiment: Experiment
     original: TrainedModel
     oracle: TrainedModel
+    twin: TrainedModel | None = None  # with an independent oracle: the seed-noise twin
+
+    def models(self) -> dict[str, LensModel]:
+        """The reference models by role, the twin where there is one."""
+        return {"original": self.original.model, "oracle": self.oracle.model,
+                **({"twin": self.twin.model} if self.twin else {})}
 
 
 def train_references(spec: SetupSpec, store: RunStore, progress: Progress | None = None) -> References:
-    """Train (or load from the cache) the original and the oracle of a setup."""
+    """Train (or load from the cache) the original and the oracle of a setup, and with an
+    independent oracle the twin original that measures seed noise."""
     progress = progress or Progress()
     exp = prepare(spec)
-    original = get_original(exp, store, progress.stage(0.0, 0.5))
-    oracle = get_oracle(exp, store, progress.stage(0.5, 1.0))
-    return References(exp, original, oracle)
+    twin_share = 1 / 3 if spec.oracle_init == "independent" else 0.0
+    split = (1 - twin_share) / 2
+    original = get_original(exp, store, progress.stage(0.0, split))
+    oracle = get_oracle(exp, store, progress.stage(split, 2 * split))
+    twin = get_twin(exp, store, progress.stage(2 * split, 1.0)) if twin_share else None
+    return References(exp, original, oracle, twin)
 
 
 def _frozen(model: torch.nn.Module) -> torch.nn.Module:
@@ -82,11 +93,11 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
         seconds = time.perf_counter() - started
         _check_finite(outcome.model, method.title)
         eval_started = time.perf_counter()
+        references = refs.models()
         report, eval_arrays = evaluate(
-            {"unlearned": outcome.model, "original": refs.original.model,
-             "oracle": refs.oracle.model}, exp, seconds=seconds,
+            {"unlearned": outcome.model, **references}, exp, seconds=seconds,
             oracle_seconds=refs.oracle.meta["seconds"],
-            reference_keys={role: reference_key(spec.setup, role) for role in ("original", "oracle")},
+            reference_keys={role: reference_key(spec.setup, role) for role in references},
             progress=progress.stage(0.8, 1.0))
         report["cost"]["evaluate_seconds"] = time.perf_counter() - eval_started
         report["method"] = {"name": method.name, "title": method.title, "params": params,

@@ -107,6 +107,11 @@ def prepare(spec: SetupSpec) -> Experiment:
     split = make_split(dataset, spec.forget, spec.seed)
     if spec.forget.kind == "poison":
         dataset = poisoned_dataset(dataset, split.forget, spec.forget.poison)
+    if spec.oracle_init != "same" and (spec.model.name in ENCODER_MODELS or
+                                       spec.original != "trained"):
+        raise UserError(f"oracle_init: 'independent' needs an original trained here (its twin "
+                        f"is trained with the oracle's seed), not model {spec.model.name!r} "
+                        f"with original {spec.original!r}; use 'same'")
     # Build once to validate the architecture against this data's image size.
     build_model(spec.model, in_channels=dataset.in_channels,
                 num_classes=dataset.num_classes, image_size=dataset.image_size)
@@ -235,15 +240,18 @@ def _from_cache(exp: Experiment, cache: CheckpointCache, key: str, role: str,
 
 
 def _trained(exp: Experiment, cache: CheckpointCache, key: str, role: str, part: str,
-             progress: Progress) -> TrainedModel:
+             progress: Progress, seed: int | None = None) -> TrainedModel:
+    """`role` trained on `part` with the setup's recipe, initialised and shuffled with
+    `seed` (the setup's by default), or loaded from the cache under `key`."""
     cached = _from_cache(exp, cache, key, role, progress)
     if cached is not None:
         return cached
     if role == "original" and exp.spec.original != "trained":
         raise UserError(f"original: the imported checkpoint {exp.spec.original} is not in the "
                         "run store's cache; import it again")
-    model = exp.new_model()
-    log = train_classifier(model, exp, part, exp.spec.train, progress, label=f"training {role}")
+    model = exp.new_model(seed)
+    log = train_classifier(model, exp, part, exp.spec.train, progress, label=f"training {role}",
+                           seed=seed)
     probs, labels = predict(model, exp.loader("test", batch_size=512))
     meta = {"role": role, "key": key, "seconds": log.seconds, "steps": log.steps,
             "device": str(exp.device), "epoch_losses": log.epoch_losses,
@@ -255,7 +263,7 @@ def _trained(exp: Experiment, cache: CheckpointCache, key: str, role: str, part:
 
 
 def reference_key(spec: SetupSpec, role: str) -> str:
-    """Checkpoint-cache key of the "original" or the "oracle" of a setup.
+    """Checkpoint-cache key of the "original", the "oracle" or the "twin" of a setup.
 
     A "frozen_linear" model has its encoder model's checkpoints (the same weights). A
     "dkvb" original also depends on the seed and recipe when its encoder is an imported
@@ -266,6 +274,8 @@ def reference_key(spec: SetupSpec, role: str) -> str:
     if spec.model.name == "dkvb" and role == "original":
         return "original-" + content_hash({"original": spec.original_key, "seed": spec.seed,
                                            "train": spec.train.to_dict()})
+    if role == "twin":
+        return "twin-" + spec.twin_key
     return f"{role}-" + (spec.original_key if role == "original" else spec.oracle_key)
 
 
@@ -280,7 +290,16 @@ def get_oracle(exp: Experiment, cache: CheckpointCache, progress: Progress) -> T
     """The retrain oracle: the original's recipe on the retain set only (cached)."""
     if exp.spec.model.name in ENCODER_MODELS:
         return _on_encoder(exp, cache, "oracle", progress)
-    return _trained(exp, cache, reference_key(exp.spec, "oracle"), "oracle", "retain", progress)
+    return _trained(exp, cache, reference_key(exp.spec, "oracle"), "oracle", "retain", progress,
+                    seed=exp.spec.oracle_seed)
+
+
+def get_twin(exp: Experiment, cache: CheckpointCache, progress: Progress) -> TrainedModel:
+    """The twin original of a setup with an independent oracle: the original's data and
+    recipe with the oracle's seed. How far it sits from the original is seed noise, the
+    floor under which a difference to the oracle means nothing (cached)."""
+    return _trained(exp, cache, reference_key(exp.spec, "twin"), "twin", "train", progress,
+                    seed=exp.spec.oracle_seed)
 
 
 # --- models built on another model's trunk (models/dkvb.py) ----------------------------

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from tour_fixtures import ORACLE, numbers, store_tour
 from ui import presenter, state
-from unlearn_core import tour
+from unlearn_core import tour, tour_backdoor
 from unlearn_core.config import SetupSpec
 from unlearn_core.figures import format_percent as pct
 from unlearn_core.runs import RunStore
@@ -46,13 +46,16 @@ def test_the_story_shows_the_stored_numbers(store):
     ids = store_tour(store, BASE)
     at = open_tour()
     assert [h.value for h in at.subheader] == [
-        f"{step.number}. {step.title}" for step in tour.tour_story(store, BASE)]
+        f"{step.number}. {step.title}" for step in tour.tour_story(store, BASE)] + [
+        f"{tour_backdoor.NUMBER}. {tour_backdoor.TITLE}"]
     story = texts(at.markdown)
     for name in (*tour.BASE_METHODS, tour.KEY_METHOD):
         assert f"{tour.SHORT_NAMES[name]} {pct(numbers(name)['forget'])}" in story
     assert f"The target is what the retrain oracle scores, {pct(ORACLE['mia'])}" in story
     assert "with 0 gradient steps" in story
-    assert not at.info  # every step is there
+    # Every step is there; the backdoor chapter has its own button and has not run.
+    assert [i.value for i in at.info] == [tour_backdoor.backdoor_step(store).text]
+    assert at.button(key="tour-backdoor-start").label == "Start the backdoor chapter"
     assert len(at.get("plotly_chart")) == 7  # one per step, two for DEL and DKVB
     assert not [b for b in at.button if b.key == "tour-start"]  # nothing left to run
 
@@ -74,7 +77,7 @@ def test_a_missing_method_says_it_is_not_available(store):
 def test_an_empty_store_offers_the_one_button(store):
     at = open_tour()
     assert at.button(key="tour-start").label == "Start the tour"
-    assert len(at.info) == 6 and all("Not available yet" in i.value for i in at.info)
+    assert len(at.info) == 7 and all("Not available yet" in i.value for i in at.info)
 
 
 def test_presenter_mode_from_the_query_parameter(store):

@@ -8,6 +8,7 @@ from plotly.subplots import make_subplots
 
 ROLE_COLORS = {"unlearned": "#d62728", "original": "#7f7f7f", "oracle": "#2ca02c"}
 ROLE_NAMES = {"unlearned": "Unlearned", "original": "Original", "oracle": "Retrain oracle"}
+SEED_NOISE_COLOR = "#9467bd"
 ACCURACY_LABELS = {"forget_train": "Forget (train)", "retain_train": "Retain (train)",
                    "test_forget": "Test, forget classes", "test_retain": "Test, retain classes",
                    "test": "Test, all"}
@@ -154,6 +155,15 @@ def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "origi
                             name=f"{PAIR_NAMES[pair]} · {PART_LABELS[part]}",
                             line={"color": color,
                                   "dash": "dash" if pair == REFERENCE_PAIR else "solid"})
+        twin = (layers.get("seed_noise") or {}).get(part)
+        if twin is not None and reference == "original":
+            # Everything above the twin's curve is within what another seed alone changes.
+            band_x, band_y = _band_outline(names, twin, [1.0] * len(twin))
+            fig.add_scatter(x=band_x, y=band_y, mode="lines", line_width=0, fill="toself",
+                            fillcolor=_translucent(SEED_NOISE_COLOR, 0.25), hoverinfo="skip",
+                            name=f"Seed noise · {PART_LABELS[part]} (an original trained "
+                                 "with the oracle's seed, up to 1)")
+            plotted += twin
     return layer_axes(fig, names, plotted,
                       f"Linear CKA per layer: unlearned vs {ROLE_NAMES[reference].lower()}"
                       " (dashed: oracle vs original)", "linear CKA (1 = same representation)")

@@ -163,22 +163,29 @@ def verdict(accuracy: dict, layers_report: dict) -> dict:
         return {"kind": "not_forgotten", "text": f"{facts}: not forgotten yet.",
                 "mean_depth": mean_depth}
     depth = layers_report["depth"][part][i]
+    excess = layers_report.get("cka_excess", {}).get(part)
+    value, low, high = ((excess["value"][i], excess["low"][i], excess["high"][i]) if excess
+                        else (None, None, None))
+    twin = (layers_report.get("seed_noise") or {}).get(part)
+    noise = None if twin is None or twin[i] is None else 1 - twin[i]
+    within_noise = noise is not None and (low is None or low <= noise)
     if depth is not None:
         kind = ("core" if depth >= CORE_DEPTH else "superficial" if depth <= SUPERFICIAL_DEPTH
                 else "partial")
+        if kind == "superficial" and within_noise:
+            return _inside_seed_noise(facts, focus, value, noise, mean_depth)
         label = {"core": "core forgetting", "superficial": "superficial",
                  "partial": "partly at the core"}[kind]
         return {"kind": kind, "mean_depth": mean_depth,
                 "text": f"{facts}; forgetting depth at {focus} {depth:.2f}: {label}."}
-    excess = layers_report.get("cka_excess", {}).get(part)
-    value, low, high = ((excess["value"][i], excess["low"][i], excess["high"][i]) if excess
-                        else (None, None, None))
     if value is None:
         return {"kind": "undetermined", "mean_depth": mean_depth,
                 "text": f"{facts}: the oracle itself barely moved at {focus} and CKA cannot "
                         "be compared there, so the layers cannot show whether the forgetting "
                         "is core or superficial."}
     interval = f"{value:+.3f}, 95% interval {low:+.3f} to {high:+.3f}"
+    if low > 0 and within_noise:
+        return _inside_seed_noise(facts, focus, value, noise, mean_depth)
     if low > 0:
         return {"kind": "superficial", "mean_depth": mean_depth,
                 "text": f"{facts}: {focus} stayed closer to the original than the oracle's "
@@ -187,6 +194,31 @@ def verdict(accuracy: dict, layers_report: dict) -> dict:
     return {"kind": "core", "mean_depth": mean_depth,
             "text": f"{facts}: {focus} {how} the original than the oracle's ({interval}; "
                     "the oracle itself moved little there): core forgetting."}
+
+
+def _inside_seed_noise(facts: str, focus: str, excess: float | None, noise: float,
+                       mean_depth: float | None) -> dict:
+    """The verdict when the unlearned model's lead over the oracle is no larger than what
+    another training seed alone moves a model (1 - CKA(twin original, original))."""
+    lead = "n/a" if excess is None else f"{excess:+.3f}"
+    return {"kind": "undetermined", "mean_depth": mean_depth,
+            "text": f"{facts}: {focus} stayed closer to the original than the oracle's by "
+                    f"{lead}, no more than seed noise ({noise:.3f}: an original trained with "
+                    f"the oracle's seed moves that far), so this does not show superficial "
+                    f"forgetting."}
+
+
+def seed_noise(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
+               layers: list[str]) -> dict:
+    """{forget part: [per layer CKA(twin original, original)]}: how far a model trained on
+    the same data with the independent oracle's seed sits from the original."""
+    out = {}
+    for part in subset.parts:
+        if part.startswith("forget"):
+            rows = subset.mask(part)
+            out[part] = [_cka_with_band(acts["twin"][layer][rows], acts["original"][layer][rows],
+                                        0, band=False)[0] for layer in layers]
+    return out
 
 
 def _fmt_percent(value: float | None) -> str:

@@ -12,7 +12,7 @@ from ..training import Experiment, speedup
 from .accuracy import ACCURACY_KEYS, accuracies, predictions
 from .activations import activations, cached, probe_subset
 from .embeddings import fit_joint_pca
-from .layers import cka_report, probe_report, verdict
+from .layers import cka_report, probe_report, seed_noise, verdict
 from .poison import poison_report
 from .privacy import privacy_report
 
@@ -60,6 +60,10 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
     progress.update(0.55, "evaluating: linear probes")
     unlearned_preds = acts["unlearned"][names[-1]].argmax(1)
     layers.update(probe_report(acts, subset, names[:-1], unlearned_preds, seed))
+    if "twin" in models:
+        twin_acts = {**acts, "twin": activations(models["twin"], exp, subset,
+                                                 reference_keys.get("twin"))}
+        layers["seed_noise"] = seed_noise(twin_acts, subset, names)
     layers["verdict"] = verdict(acc, layers)
 
     progress.update(0.75, "evaluating: membership inference")
@@ -80,6 +84,8 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
                                               reference_keys=reference_keys)
         arrays.update(poison_arrays)
     report = {
+        "oracle": {"init": exp.spec.oracle_init, "seed": exp.spec.oracle_seed,
+                   "key": reference_keys.get("oracle")},
         "accuracy": acc,
         "gap_to_oracle": gaps_to_oracle(acc["unlearned"], acc["oracle"]),
         "cost": cost_section(exp, seconds, oracle_seconds),
