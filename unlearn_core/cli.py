@@ -377,11 +377,11 @@ def cmd_bench(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from . import bench, sweeps
+    from . import bench, sweeps, sweeps_ray
     from .runs import RunStore
     config = sweeps.load_config(args.config)
     if args.ray is not None:
-        sweeps.import_ray()  # before anything runs: without Ray, say what to install
+        sweeps_ray.import_ray()  # before anything runs: without Ray, say what to install
     store = RunStore(args.store or config.store)  # --store, then the TOML's, then default
     try:
         result = sweeps.run_sweep(config, store, log=None if args.quiet else bench.stderr_log,
