@@ -10,8 +10,8 @@ Every worker process of the test cluster runs `setup_worker` before its first ta
 * it swaps in the light evaluation (conftest.accuracy_and_mia_only);
 * it wraps the run task's first step (`sweeps_ray.resolve_run`) so each attempt of a run
   writes a marker naming its method, parameters, seed and pid, and, when the run's
-  parameters match $LENS_TEST_PAUSE (JSON), waits a moment first so the test can kill
-  the worker mid-task.
+  parameters equal those in the markers folder's pause.json, waits a moment first so
+  the test can kill the worker mid-task.
 """
 
 import json
@@ -43,7 +43,7 @@ def _watch_store(forbidden: str) -> None:
         if event == "sqlite3.connect" or any(p.startswith(forbidden) for p in paths):
             busy = True  # writing the marker opens a file too
             try:
-                _marker("store-touched", f"{event} {paths}")
+                _marker("store_touched", f"{event} {paths}")
             finally:
                 busy = False
 
@@ -53,13 +53,13 @@ def _watch_store(forbidden: str) -> None:
 def _count_attempts() -> None:
     from unlearn_core import sweeps_ray
     resolve = sweeps_ray.resolve_run
-    pause = json.loads(os.environ.get("LENS_TEST_PAUSE", "null"))
+    pause_file = Path(os.environ["LENS_TEST_MARKERS"]) / "pause.json"
 
     def counted(run_spec):
         params = run_spec.method.params
         _marker("attempt", json.dumps({"method": run_spec.method.name, "params": params,
                                        "seed": run_spec.setup.seed, "pid": os.getpid()}))
-        if pause is not None and params == pause:
+        if pause_file.exists() and params == json.loads(pause_file.read_text()):
             time.sleep(3.0)  # long enough for the test to find the marker and kill us
         return resolve(run_spec)
 
