@@ -28,6 +28,7 @@ and return what they made; only the driver (`run_cells_ray`) writes.
 from __future__ import annotations
 
 import pickle
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,16 +65,50 @@ def runtime_env() -> dict:
     return {"py_modules": [str(Path(__file__).resolve().parent)]}
 
 
+_joined: str | None = None  # the address this module joined, if it initialised Ray
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _unreachable(address: str) -> str | None:
+    """Why HOST:PORT (or ray://HOST:PORT) takes no TCP connection, or None. Checked first
+    because ray.init retries an unreachable head for minutes before it gives up."""
+    if address in ("auto", "local"):
+        return None  # found through this machine's Ray session (ray.init says if not)
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return "expected HOST:PORT, ray://HOST:PORT or auto"
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        return f"no answer at {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
 def connect(ray, address: str) -> None:
-    """Join the cluster at `address` unless this process already has (tests, notebooks:
-    whoever initialised Ray chose the runtime env)."""
+    """Join the cluster at `address`. Where Ray is already initialised by someone else
+    (tests, a notebook: they chose the cluster and the runtime env) it is used as it is;
+    where this module joined another address (the app's field changed), it leaves first."""
+    global _joined
     if ray.is_initialized():
-        return
+        if _joined is None or _joined == address:
+            return
+        ray.shutdown()
+    if not isinstance(address, str) or not address.strip():
+        raise UserError("--ray: expected a Ray cluster address (HOST:PORT, ray://HOST:PORT "
+                        "or auto)")
+    address = address.strip()
+    why = _unreachable(address)
+    if why is not None:
+        raise UserError(f"--ray (Ray cluster address) {address!r}: {why}; start a cluster "
+                        "with `ray start --head`, or leave out --ray to run here")
+    _joined = None
     try:
         ray.init(address=address, log_to_driver=False, runtime_env=runtime_env())
-    except (ConnectionError, ValueError, TimeoutError) as exc:
+        _joined = address
+    except (ConnectionError, ValueError, TimeoutError, RuntimeError) as exc:
         detail = " ".join(str(exc).split())[:200]
-        raise UserError(f"--ray {address}: cannot connect to a Ray cluster ({detail}); start "
+        raise UserError(f"--ray (Ray cluster address) {address!r}: cannot connect to a Ray "
+                        f"cluster ({detail}); start "
                         "one with `ray start --head`, or leave out --ray to run here") from None
 
 
