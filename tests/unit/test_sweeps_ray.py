@@ -7,6 +7,8 @@ through the runtime env's py_modules, and are watched for touching the run store
   store; a second sweep reuses them all;
 * a worker killed mid-run: Ray retries it, every run stored exactly once;
 * a run refused with a UserError: one attempt, reported, not stored (as locally);
+* a cancel stops the queued tasks; the next sweep reuses what was stored and runs the rest;
+* an unreachable address: one line naming --ray, at once;
 * the torch thread count of this process is each task's, or refused.
 
 Ray is optional (requirements-ray.txt): without it this file is skipped. The light
@@ -26,7 +28,9 @@ import torch
 
 from conftest import accuracy_and_mia_only, tiny_setup
 from unlearn_core import pipeline, sweeps, sweeps_ray
-from unlearn_core.errors import UserError
+from unlearn_core.cli import main
+from unlearn_core.errors import Cancelled, UserError
+from unlearn_core.progress import Progress
 from unlearn_core.runs import RunStore
 
 ray = pytest.importorskip("ray")
@@ -251,3 +255,46 @@ def test_tasks_run_with_this_process_thread_count_or_refuse_it(cluster, places, 
                                         "the largest Ray node has 2 CPUs"):
         sweeps.run_sweep(sweep, store, ray_address=cluster.address)
     assert store.list() == []
+
+
+def test_a_cancel_stops_the_queued_tasks_and_the_next_sweep_runs_only_the_rest(
+        cluster, places, markers, seed0_cache, light, torch_threads):
+    torch_threads(2)  # two tasks at once on the 2 + 2 CPUs: the others wait in Ray's queue
+    sweep = config("finetune", {"lr": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3], "epochs": [1]},
+                   seeds=1)
+    store = store_with(places, "cancelled", seed0_cache)
+    cancel = threading.Event()
+
+    def on_progress(fraction, message):
+        if "runs done on Ray" in message and not message.startswith("0/"):
+            cancel.set()  # as the app's Cancel button does, after the first stored run
+
+    with pytest.raises(Cancelled):
+        sweeps.run_sweep(sweep, store, ray_address=cluster.address,
+                         progress=Progress(on_progress, cancel))
+    stored = {r.id for r in store.list(kind="unlearn")}
+    assert 1 <= len(stored) < 6
+    time.sleep(3)  # long enough for a queued task that was not cancelled to start
+    assert len(attempts(markers())) < 6, "queued tasks ran after the cancel"
+    assert {r.id for r in store.list(kind="unlearn")} == stored  # the driver wrote no more
+
+    resumed = sweeps.run_sweep(sweep, store, ray_address=cluster.address)
+    assert resumed["summary"]["reused"] == len(stored) and resumed["summary"]["failed"] == 0
+    runs = store.list(kind="unlearn")
+    assert sorted(r.spec["method"]["params"]["lr"] for r in runs) == [
+        0.02, 0.05, 0.1, 0.15, 0.2, 0.3]  # each once
+    assert all(r.status == "done" for r in runs)
+
+
+def test_an_unreachable_address_is_one_line_naming_the_option(tmp_path, capsys, monkeypatch):
+    # As in a fresh process (the cluster fixture may have initialised Ray in this one).
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    toml = tmp_path / "sweep.toml"
+    toml.write_text('method = "finetune"\nseeds = 1\n')
+    started = time.monotonic()
+    code = main(["--store", str(tmp_path / "store"), "sweep", str(toml),
+                 "--ray", "127.0.0.1:1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and time.monotonic() - started < 10
+    assert err.count("\n") == 0 and err.startswith(
+        "error: --ray (Ray cluster address) '127.0.0.1:1': no answer at 127.0.0.1:1: "), err
