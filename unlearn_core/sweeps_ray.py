@@ -48,6 +48,7 @@ RAY_INSTALL_HINT = "install requirements-ray.txt (pip install -r requirements-ra
 # Ray reruns a task whose worker process or node died this many times.
 TASK_RETRIES = 3
 ROLES = ("original", "oracle")
+GPU_DEVICES = ("auto", "cuda")  # setup devices whose tasks reserve a GPU where there are any
 
 
 def import_ray():
@@ -120,7 +121,7 @@ class Plan:
     """What each task reserves and how many fit on the cluster at once."""
 
     threads: int          # torch threads = Ray CPUs per task
-    gpus: bool            # one GPU per task (setups not pinned to the CPU)
+    gpus: bool            # one GPU per task of a GPU_DEVICES setup
     at_once: int
     why: str              # "(4 CPUs / 2 threads per task)"
 
@@ -128,10 +129,10 @@ class Plan:
         """The device type a task runs this setup on: what finished runs are matched by."""
         if setup.device == "auto":
             return "cuda" if self.gpus else "cpu"
-        return str(setup.device).split(":")[0]
+        return str(setup.device)
 
     def options(self, setup: SetupSpec) -> dict:
-        use_gpu = self.gpus and setup.device != "cpu"
+        use_gpu = self.gpus and setup.device in GPU_DEVICES
         return {"num_cpus": self.threads, "num_gpus": 1 if use_gpu else 0,
                 "max_retries": TASK_RETRIES}
 
@@ -146,11 +147,13 @@ def plan(ray, cells: Sequence[Any]) -> Plan:
                         f"{largest:g} CPUs")
     cpus = sum(node.get("CPU", 0) for node in nodes)
     gpus = sum(node.get("GPU", 0) for node in nodes)
-    use_gpus = gpus > 0 and any(cell.setup.device != "cpu" for cell in cells)
+    use_gpus = gpus > 0 and any(cell.setup.device in GPU_DEVICES for cell in cells)
     for cell in cells:
-        if str(cell.setup.device).startswith("cuda") and gpus == 0:
-            raise UserError(f"setup.device: {cell.setup.device!r} but the Ray cluster reports "
-                            "no GPUs; use \"auto\" or \"cpu\"")
+        # Ray shows each task only the GPU it reserved (as cuda:0): "cuda" finds it.
+        device = str(cell.setup.device)
+        if device == "cuda" and gpus == 0:
+            raise UserError(f"setup.device: {device!r} but the Ray cluster reports no GPUs; "
+                            "use \"auto\" or \"cpu\"")
     if use_gpus:
         at_once = sum(min(int(n.get("CPU", 0) // threads), int(n.get("GPU", 0))) for n in nodes)
         why = f"({gpus:g} GPUs, one per task; {cpus:g} CPUs / {threads} threads per task)"

@@ -15,6 +15,7 @@ Ray is optional (requirements-ray.txt): without it this file is skipped. The lig
 evaluation from conftest runs on both executors (in the workers through the hook).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -298,3 +299,38 @@ def test_an_unreachable_address_is_one_line_naming_the_option(tmp_path, capsys, 
     assert code == 2 and time.monotonic() - started < 10
     assert err.count("\n") == 0 and err.startswith(
         "error: --ray (Ray cluster address) '127.0.0.1:1': no answer at 127.0.0.1:1: "), err
+
+
+class FakeCluster:
+    """What `sweeps_ray.plan` reads of Ray: the nodes and their resources."""
+
+    def __init__(self, *resources):
+        self.resources = resources
+
+    def nodes(self):
+        return [{"Alive": True, "Resources": r} for r in self.resources] + [
+            {"Alive": False, "Resources": {"CPU": 64, "GPU": 8}}]  # a dead node: not counted
+
+
+def test_the_plan_reserves_a_gpu_per_task_where_the_cluster_has_gpus(torch_threads):
+    torch_threads(2)
+    cells = sweeps.SweepConfig.from_dict({"method": "finetune", "seeds": 1}).cells()
+    gpu_plan = sweeps_ray.plan(FakeCluster({"CPU": 8, "GPU": 2}, {"CPU": 2, "GPU": 4},
+                                           {"CPU": 16}), cells)
+    # per node min(CPUs // 2, GPUs): 2 + 1 + 0
+    assert (gpu_plan.at_once, gpu_plan.why) == (
+        3, "(6 GPUs, one per task; 26 CPUs / 2 threads per task)")
+    setup = cells[0].setup  # device "auto"
+    assert gpu_plan.options(setup) == {"num_cpus": 2, "num_gpus": 1, "max_retries": 3}
+    assert gpu_plan.device_type(setup) == "cuda"  # what finished runs are matched by
+    pinned = dataclasses.replace(setup, device="cpu")
+    assert gpu_plan.options(pinned)["num_gpus"] == 0 and gpu_plan.device_type(pinned) == "cpu"
+
+    cpu_plan = sweeps_ray.plan(FakeCluster({"CPU": 8}, {"CPU": 3}), cells)
+    assert (cpu_plan.at_once, cpu_plan.why) == (5, "(11 CPUs / 2 threads per task)")
+    assert cpu_plan.options(setup)["num_gpus"] == 0 and cpu_plan.device_type(setup) == "cpu"
+    cuda_cells = [dataclasses.replace(c, setup=dataclasses.replace(c.setup, device="cuda"))
+                  for c in cells]
+    with pytest.raises(UserError, match="setup.device: 'cuda' but the Ray cluster reports no "
+                                        "GPUs"):
+        sweeps_ray.plan(FakeCluster({"CPU": 8}), cuda_cells)
