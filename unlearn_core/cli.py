@@ -501,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="sweep TOML: method, [grid], seeds, [setup], store")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run each (setting, seed) as a Ray task on the cluster at ADDRESS "
-                        "('auto': the one `ray start` began on this machine); needs "
+                        "(HOST:PORT of its head, or 'auto': the one `ray start` joined on "
+                        "this machine); this process alone writes the store; needs "
                         "requirements-ray.txt")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun failed runs found in the store instead of reusing the failure")
