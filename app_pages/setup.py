@@ -12,7 +12,7 @@ from unlearn_core.config import (AUGMENTATIONS, DEFAULT_ENCODER, DEVICES, ENCODE
 from unlearn_core.data import list_datasets, load_dataset, make_split, read_index_csv
 from unlearn_core.errors import UserError
 from unlearn_core.models import list_models
-from unlearn_core.pipeline import train_references
+from unlearn_core.pipeline import reference_roles, train_references
 from unlearn_core.training import reference_key
 
 FORGET_LABELS = {"classes": "Whole classes", "random": "Random (IID) fraction",
@@ -159,7 +159,7 @@ if dataset is not None:
 
 st.subheader("Original and retrain oracle")
 store = state.store()
-roles = ("original", "oracle") + (("twin",) if spec.oracle_init == "independent" else ())
+roles = reference_roles(spec)
 cached = {role: store.cache_has(reference_key(spec, role)) for role in roles}
 cols = st.columns(len(roles))
 for col, (role, ok) in zip(cols, cached.items()):

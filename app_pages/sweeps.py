@@ -1,12 +1,13 @@
 """Sweeps: a method over a grid of its hyperparameters and over setup seeds, run in the
 background, then grouped by setting (mean ± std, 95% interval, best marked) with the
-trade-off plot. The CLI's `sweep config.toml` runs the same `sweeps.run_sweep`."""
+trade-off plot, here or on a Ray cluster. The CLI's `sweep config.toml [--ray ADDRESS]`
+runs the same `sweeps.run_sweep`."""
 
 import pandas as pd
 import streamlit as st
 
 from ui import state
-from unlearn_core import sweeps
+from unlearn_core import sweeps, sweeps_ray
 from unlearn_core.errors import UserError
 from unlearn_core.figures.sweeps import TRADEOFF_AXES, tradeoff_scatter
 from unlearn_core.methods import list_methods
@@ -38,6 +39,11 @@ with st.form(f"sweep-{name}"):
     seeds = st.number_input("Seeds", min_value=1, max_value=sweeps.MAX_SEEDS, value=3,
                             step=1, key="sweep_seeds",
                             help="setup seeds 0..n-1; statistics are over these")
+    ray_address = st.text_input(
+        "Ray cluster address", key="sweep_ray_address", placeholder="empty: run here",
+        help="HOST:PORT of a Ray cluster's head (or auto: the one `ray start` joined on "
+             "this machine). Runs become Ray tasks; this app stores them. README: Sweeps "
+             "on a Ray cluster").strip()
     submitted = st.form_submit_button("Run sweep", type="primary", disabled=state.busy())
 
 if submitted:
@@ -45,12 +51,16 @@ if submitted:
         config = sweeps.SweepConfig(
             method=name, seeds=tuple(range(int(seeds))), setup=setup,
             grid=sweeps.grid_from_values(name, {k: v for k, v in fields.items() if v.strip()}))
+        if ray_address:
+            sweeps_ray.import_ray()  # without Ray: say what to install, before submitting
     except UserError as exc:
         st.error(str(exc))
     else:
         store = state.store()
-        job = state.submit(f"Sweep: {sweeps.describe_config(config)}",
-                           lambda progress: sweeps.run_sweep(config, store, progress=progress))
+        where = f" on Ray ({ray_address})" if ray_address else ""
+        job = state.submit(f"Sweep{where}: {sweeps.describe_config(config)}",
+                           lambda progress: sweeps.run_sweep(config, store, progress=progress,
+                                                             ray_address=ray_address or None))
         st.session_state[JOB_KEY] = job.id
         st.session_state.pop(RESULT_KEY, None)
         st.rerun()
@@ -69,9 +79,11 @@ result = st.session_state.get(RESULT_KEY)
 if result is not None:
     summary = result["summary"]
     st.subheader("Grouped by setting")
+    on_ray = summary.get("ray")
     st.caption(f"{summary['runs']} runs ({summary['reused']} reused from the store, "
-               f"{summary['failed']} failed) in {summary['wall_seconds']:.0f} s. "
-               + sweeps.LEGEND)
+               f"{summary['failed']} failed) in {summary['wall_seconds']:.0f} s"
+               + (f" on Ray, at most {on_ray['at_once']} at once {on_ray['why']}"
+                  if on_ray else "") + ". " + sweeps.LEGEND)
     table = pd.DataFrame(result["records"])
     best = table.pop("best")
     st.dataframe(table.style.apply(

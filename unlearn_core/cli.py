@@ -418,11 +418,11 @@ def cmd_bench(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from . import bench, sweeps
+    from . import bench, sweeps, sweeps_ray
     from .runs import RunStore
     config = sweeps.load_config(args.config)
     if args.ray is not None:
-        sweeps.import_ray()  # before anything runs: without Ray, say what to install
+        sweeps_ray.import_ray()  # before anything runs: without Ray, say what to install
     store = RunStore(args.store or config.store)  # --store, then the TOML's, then default
     try:
         result = sweeps.run_sweep(config, store, log=None if args.quiet else bench.stderr_log,
@@ -544,7 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="sweep TOML: method, [grid], seeds, [setup], store")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run each (setting, seed) as a Ray task on the cluster at ADDRESS "
-                        "('auto': the one `ray start` began on this machine); needs "
+                        "(HOST:PORT of its head, or 'auto': the one `ray start` joined on "
+                        "this machine); this process alone writes the store; needs "
                         "requirements-ray.txt")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun failed runs found in the store instead of reusing the failure")

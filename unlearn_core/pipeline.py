@@ -8,11 +8,12 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from .config import RunSpec, SetupSpec
+from .config import ENCODER_MODELS, RunSpec, SetupSpec
 from .errors import Cancelled, DivergedError
 from .methods import UnlearnContext, get_method
 from .errors import UserError
@@ -22,8 +23,11 @@ from .metrics.report import evaluate
 from .progress import Progress
 from .models import LensModel
 from .runs import RunStore
-from .training import (Experiment, TrainedModel, get_oracle, get_original, get_twin, prepare,
-                       reference_key)
+from .training import (CheckpointCache, Experiment, TrainedModel, encoder_setup, get_oracle,
+                       get_original, get_twin, prepare, reference_key)
+
+# A checkpoint-cache entry: (state dict on the CPU, meta), as `RunStore.cache_get` gives.
+CacheEntry = tuple[dict[str, torch.Tensor], dict]
 
 
 @dataclass
@@ -41,9 +45,11 @@ class References:
                 **({"twin": self.twin.model} if self.twin else {})}
 
 
-def train_references(spec: SetupSpec, store: RunStore, progress: Progress | None = None) -> References:
+def train_references(spec: SetupSpec, store: CheckpointCache,
+                     progress: Progress | None = None) -> References:
     """Train (or load from the cache) the original and the oracle of a setup, and with an
-    independent oracle the twin original that measures seed noise."""
+    independent oracle the twin original that measures seed noise. `store` is only used
+    as a checkpoint cache: a RunStore, or a `MemoryCache` where no store is."""
     progress = progress or Progress()
     exp = prepare(spec)
     twin_share = 1 / 3 if spec.oracle_init == "independent" else 0.0
@@ -52,6 +58,51 @@ def train_references(spec: SetupSpec, store: RunStore, progress: Progress | None
     oracle = get_oracle(exp, store, progress.stage(split, 2 * split))
     twin = get_twin(exp, store, progress.stage(2 * split, 1.0)) if twin_share else None
     return References(exp, original, oracle, twin)
+
+
+class MemoryCache:
+    """A checkpoint cache in memory, for processes that must not open the run store (Ray
+    workers): seeded with the entries the store already has, it records what training
+    adds, for whoever owns the store to `cache_put` there."""
+
+    def __init__(self, entries: Mapping[str, CacheEntry] | None = None):
+        self.entries: dict[str, CacheEntry] = dict(entries or {})
+        self.added: list[str] = []
+
+    def cache_has(self, key: str) -> bool:
+        return key in self.entries
+
+    def cache_get(self, key: str) -> CacheEntry | None:
+        return self.entries.get(key)
+
+    def cache_put(self, key: str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:
+        self.entries[key] = (dict(state_dict), meta)
+        self.added.append(key)
+
+
+def reference_roles(spec: SetupSpec) -> tuple[str, ...]:
+    """The reference models a setup has: the original, the oracle and, with an independent
+    oracle, the twin original."""
+    return ("original", "oracle") + (("twin",) if spec.oracle_init == "independent" else ())
+
+
+def reference_cache_keys(spec: SetupSpec) -> list[str]:
+    """The cache keys a setup's references are loaded from without training anything: the
+    original's and the oracle's (and the twin's with an independent oracle), and for a
+    model on an encoder, the encoder's too."""
+    setups = [spec, encoder_setup(spec)] if spec.model.name in ENCODER_MODELS else [spec]
+    keys = [reference_key(s, role) for s in setups for role in reference_roles(s)]
+    return list(dict.fromkeys(keys))
+
+
+def train_reference_entries(spec: SetupSpec, known: Mapping[str, CacheEntry],
+                            progress: Progress | None = None) -> MemoryCache:
+    """`train_references` without a store: `known` holds what the store's cache has of
+    `reference_cache_keys(spec)`; the returned cache holds those and every entry trained
+    now (`added`), state dicts on the CPU."""
+    cache = MemoryCache(known)
+    train_references(spec, cache, progress)
+    return cache
 
 
 def _frozen(model: torch.nn.Module) -> torch.nn.Module:
@@ -68,6 +119,62 @@ def _check_finite(model: torch.nn.Module, method: str) -> None:
                                 f"{name}; the run diverged (lower the learning rate)")
 
 
+@dataclass
+class RunOutput:
+    """A finished run before it is stored: what `RunStore.finish` takes."""
+
+    spec: RunSpec  # parameters resolved
+    label: str
+    report: dict
+    weights: dict[str, torch.Tensor]
+    arrays: dict[str, np.ndarray]
+
+
+def resolve_run(spec: RunSpec) -> tuple[Any, RunSpec]:
+    """The method and the run spec with every parameter resolved (validated here, before
+    anything trains)."""
+    method = get_method(spec.method.name)
+    params = method.resolve_params(spec.method.params)
+    return method, RunSpec(spec.setup, type(spec.method)(spec.method.name, params))
+
+
+def run_label(method, setup: SetupSpec) -> str:
+    return f"{method.title} · {setup.forget.describe()}"
+
+
+def compute_run(resolved: RunSpec, refs: References,
+                progress: Progress | None = None) -> RunOutput:
+    """Unlearn and evaluate one run on references already trained; needs no store.
+    `progress` spans the whole run (the references took its first 0.4). The method must
+    have accepted the original (`method.accept`) before."""
+    progress = progress or Progress()
+    method = get_method(resolved.method.name)
+    params = resolved.method.params
+    exp = refs.experiment
+    ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
+                         original=_frozen(copy.deepcopy(refs.original.model)),
+                         experiment=exp, params=params,
+                         progress=progress.stage(0.4, 0.8), seed=resolved.setup.seed)
+    started = time.perf_counter()
+    outcome = method.unlearn(ctx)
+    seconds = time.perf_counter() - started
+    _check_finite(outcome.model, method.title)
+    eval_started = time.perf_counter()
+    references = refs.models()
+    report, eval_arrays = evaluate(
+        {"unlearned": outcome.model, **references}, exp, seconds=seconds,
+        oracle_seconds=refs.oracle.meta["seconds"],
+        reference_keys={role: reference_key(resolved.setup, role) for role in references},
+        progress=progress.stage(0.8, 1.0))
+    report["cost"]["evaluate_seconds"] = time.perf_counter() - eval_started
+    report["method"] = {"name": method.name, "title": method.title, "params": params,
+                        "info": outcome.info, "curves": outcome.curves}
+    report["run_spec_hash"] = resolved.hash
+    weights = {k: v.detach().cpu() for k, v in outcome.model.state_dict().items()}
+    return RunOutput(resolved, run_label(method, resolved.setup), report, weights,
+                     {**outcome.artifacts, **eval_arrays})
+
+
 def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = None) -> str:
     """Run one method on a setup, evaluate it and store the run; returns the run id.
 
@@ -75,36 +182,13 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
     is recorded as such and the error re-raised; nothing half-written is kept.
     """
     progress = progress or Progress()
-    method = get_method(spec.method.name)
-    params = method.resolve_params(spec.method.params)
-    resolved = RunSpec(spec.setup, type(spec.method)(spec.method.name, params))
+    method, resolved = resolve_run(spec)
     refs = train_references(spec.setup, store, progress.stage(0.0, 0.4))
-    method.accept(params, refs.original.model)
-    exp = refs.experiment
-    run_id = store.create("unlearn", resolved.to_dict(),
-                          label=f"{method.title} · {spec.setup.forget.describe()}")
+    method.accept(resolved.method.params, refs.original.model)
+    run_id = store.create("unlearn", resolved.to_dict(), label=run_label(method, spec.setup))
     try:
-        ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
-                             original=_frozen(copy.deepcopy(refs.original.model)),
-                             experiment=exp, params=params,
-                             progress=progress.stage(0.4, 0.8), seed=spec.setup.seed)
-        started = time.perf_counter()
-        outcome = method.unlearn(ctx)
-        seconds = time.perf_counter() - started
-        _check_finite(outcome.model, method.title)
-        eval_started = time.perf_counter()
-        references = refs.models()
-        report, eval_arrays = evaluate(
-            {"unlearned": outcome.model, **references}, exp, seconds=seconds,
-            oracle_seconds=refs.oracle.meta["seconds"],
-            reference_keys={role: reference_key(spec.setup, role) for role in references},
-            progress=progress.stage(0.8, 1.0))
-        report["cost"]["evaluate_seconds"] = time.perf_counter() - eval_started
-        report["method"] = {"name": method.name, "title": method.title, "params": params,
-                            "info": outcome.info, "curves": outcome.curves}
-        report["run_spec_hash"] = resolved.hash
-        weights = {k: v.detach().cpu() for k, v in outcome.model.state_dict().items()}
-        store.finish(run_id, report, weights=weights, arrays={**outcome.artifacts, **eval_arrays})
+        output = compute_run(resolved, refs, progress)
+        store.finish(run_id, output.report, weights=output.weights, arrays=output.arrays)
         progress.update(1.0, "done")
         return run_id
     except Cancelled:

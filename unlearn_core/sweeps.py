@@ -7,11 +7,8 @@ The engine under `bench` and `python -m unlearn_core sweep config.toml`:
   `grid_specs` expands a grid into its Cartesian product.
 * the runner: `run_cells` runs every method spec on every (scenario, seed, setup) cell,
   reusing what the run store already has, in this process (progress and cancel through
-  `Progress`) or, with `ray_address`, one Ray task per run, each writing into the same
-  run store folder. The store is safe for that: run folders are written aside and renamed
-  into place, the SQLite index runs in WAL mode with write transactions taken up front,
-  and a process only settles "running" rows whose owner process is gone. SQLite WAL needs
-  every writer on one host: the Ray cluster must be a single node (README "Sweeps").
+  `Progress`) or, with `ray_address`, as Ray tasks on a cluster of any number of nodes
+  (`sweeps_ray`): the tasks never open the store, this process writes every run.
 * grouping: `tabulate` groups runs by hyperparameter setting over seeds; `stat` gives
   mean, sample std and a 95% t-interval; with `rank`, the setting with the lowest mean
   avg gap to the oracle is marked best.
@@ -30,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import torch
 from scipy import stats as scipy_stats
 
 from .config import MethodSpec, RunSpec, SetupSpec, canonical_json
@@ -50,7 +46,6 @@ _TRANSIENT_ERRORS = ("interrupted", "KeyboardInterrupt", "Cancelled", "OutOfMemo
 _ACC_KEYS = ("forget_train", "retain_train", "test", "test_forget", "test_retain")
 _GAP_KEYS = ("forget_train", "retain_train", "test")
 CONFIDENCE = 0.95
-RAY_INSTALL_HINT = "install requirements-ray.txt (pip install -r requirements-ray.txt)"
 
 
 # --- grids ------------------------------------------------------------------------------
@@ -319,23 +314,26 @@ def _log_result(log: Log, r: RunResult, index: int, total: int) -> None:
 
 def run_cells(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: RunStore, *,
               log: Log | None = None, progress: Progress | None = None,
-              retry_failed: bool = False,
-              ray_address: str | None = None) -> tuple[list[RunResult], list[References]]:
+              retry_failed: bool = False, ray_address: str | None = None,
+              ray_stats: Any = None) -> tuple[list[RunResult], list[References]]:
     """Run every method spec on every cell, reusing runs the store already has; a
     failing run is recorded and the rest go on. Progress: one line per run on `log`,
     and a fraction on `progress`, whose cancel stops the sweep at the next step.
 
     Locally the runs go one after another in this process. With `ray_address` ("auto",
-    an address, or anything when Ray is already initialised in this process) each
-    cell's references are one Ray task and each run one more, started once its
-    references are cached; they all write into `store`'s folder."""
+    an address, or anything when Ray is already initialised in this process) the
+    references and runs are Ray tasks that return what they made, and this process
+    writes it into `store` (`sweeps_ray`); `ray_stats` (a `sweeps_ray.RayStats`) then
+    receives what that cost."""
     log = log or (lambda line: None)
     progress = progress or Progress()
     for spec in methods:  # bad parameters fail here, before anything trains
         get_method(spec.name).resolve_params(spec.params)
     previous = _previous_runs(store, retry_failed)
     if ray_address is not None:
-        return _run_cells_ray(cells, methods, store, ray_address, previous, log, progress)
+        from .sweeps_ray import run_cells_ray  # Ray is optional: imported only when asked
+        return run_cells_ray(cells, methods, store, ray_address, previous, log, progress,
+                             ray_stats)
     total = len(cells) * len(methods)
     results: list[RunResult] = []
     references: list[References] = []
@@ -363,117 +361,6 @@ def run_cells(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: RunSt
                                                   f"{method_label(spec)}, seed {cell.seed}")
             _log_result(log, result, len(results), total)
     return results, references
-
-
-# --- Ray --------------------------------------------------------------------------------
-
-
-def import_ray():
-    """Ray, or a UserError naming the optional requirements file."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError(f"--ray: Ray is not installed; {RAY_INSTALL_HINT}") from None
-    return ray
-
-
-def _ray_references(setup: dict, store_root: str, threads: int) -> tuple:
-    torch.set_num_threads(threads)
-    return _references(SetupSpec.from_dict(setup), RunStore(store_root))
-
-
-def _ray_run(setup: dict, spec: dict, store_root: str, threads: int,
-             _references_done: Any) -> tuple:
-    # `_references_done` is the references task's result: passing it makes Ray start
-    # this task only after the original and the oracle are in the cache, so concurrent
-    # runs of one seed never train them twice.
-    torch.set_num_threads(threads)
-    return _execute(SetupSpec.from_dict(setup), MethodSpec.from_dict(spec),
-                    RunStore(store_root))
-
-
-def _ray_threads(ray) -> int:
-    """Torch threads (and Ray CPUs) per task: this process's torch thread count, the one
-    the local executor runs with, since CPU kernels sum in another order with another
-    count and the same seeds must give the same numbers on either executor."""
-    threads = torch.get_num_threads()
-    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]),
-                  default=0)
-    if threads > largest:
-        raise UserError(f"--ray: each run uses {threads} torch threads (this process's; set "
-                        f"OMP_NUM_THREADS to change it) but the largest Ray node has "
-                        f"{largest:g} CPUs")
-    return threads
-
-
-def _run_cells_ray(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: RunStore,
-                   address: str, previous: dict, log: Log,
-                   progress: Progress) -> tuple[list[RunResult], list[References]]:
-    ray = import_ray()
-    if not ray.is_initialized():
-        # Workers import unlearn_core from this checkout (one node: see the docstring).
-        package_root = str(Path(__file__).resolve().parents[1])
-        try:
-            ray.init(address=address, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": package_root}})
-        except ConnectionError as exc:
-            raise UserError(f"--ray {address}: cannot connect to a Ray cluster ({exc}); "
-                            "start one with `ray start --head`, or leave out --ray to run "
-                            "here") from None
-    root = str(store.root.resolve())
-    threads = _ray_threads(ray)
-    references_task = ray.remote(num_cpus=threads)(_ray_references)
-    run_task = ray.remote(num_cpus=threads)(_ray_run)
-    ref_futures = [references_task.remote(cell.setup.to_dict(), root, threads)
-                   for cell in cells]
-    results: list[RunResult | None] = []
-    pending: dict[Any, int] = {}  # Ray future -> index in results
-    for cell, ref_future in zip(cells, ref_futures):
-        device_type = resolve_device(cell.setup.device).type
-        for spec in methods:
-            reused = _reused(cell, spec, previous, device_type)
-            if reused is None:
-                future = run_task.remote(cell.setup.to_dict(), spec.to_dict(), root, threads,
-                                         ref_future)
-                pending[future] = len(results)
-            results.append(reused)
-    total = len(results)
-    log(f"ray: {len(pending)} runs submitted ({total - len(pending)} reused), "
-        f"{len(cells)} reference tasks, {threads} torch thread(s) each, on "
-        f"{ray.cluster_resources().get('CPU', 0):g} CPUs")
-    for index, result in enumerate(results):
-        if result is not None:
-            _log_result(log, result, index + 1, total)
-    futures = list(pending)
-    try:
-        while futures:
-            done, futures = ray.wait(futures, num_returns=1, timeout=0.5)
-            progress.check()  # a cancel stops the sweep here (see the except below)
-            for future in done:
-                index = pending[future]
-                cell = cells[index // len(methods)]
-                spec = methods[index % len(methods)]
-                run_id, error, wall = ray.get(future)
-                results[index] = RunResult(cell.scenario, cell.seed, spec, run_id,
-                                           store.get(run_id).report if run_id else None,
-                                           error, reused=False, wall_seconds=wall)
-                _log_result(log, results[index], total - len(futures), total)
-            progress.update((total - len(futures)) / total if total else 1.0,
-                            f"{total - len(futures)}/{total} runs done on Ray")
-    except BaseException:
-        # Cancelled, Ctrl-C, a lost cluster: stop what is still queued or running; a
-        # run stopped mid-way is recorded as failed (KeyboardInterrupt) and rerun next time.
-        for future in futures:
-            ray.cancel(future)
-        raise
-    references = []
-    for cell, ref_values in zip(cells, ray.get(ref_futures)):
-        *values, oracle_device = ref_values
-        references.append(References(cell.scenario, cell.seed, *values))
-        _log_references(log, references[-1], oracle_device,
-                        resolve_device(cell.setup.device).type)
-    progress.update(1.0, f"{total} runs done")
-    return results, references  # type: ignore[return-value]
 
 
 # --- grouping ---------------------------------------------------------------------------
@@ -746,9 +633,13 @@ def run_sweep(config: SweepConfig, store: RunStore, *, log: Log | None = None,
     """Run a sweep (runs already in the store are reused) and group it: {"rows" (see
     `tabulate`, ranked), "records" (`table_records`), "summary", "table" (markdown)}."""
     started = time.perf_counter()
+    ray_stats = None
+    if ray_address is not None:
+        from .sweeps_ray import RayStats
+        ray_stats = RayStats()
     results, references = run_cells(config.cells(), config.specs, store, log=log,
                                      progress=progress, retry_failed=retry_failed,
-                                     ray_address=ray_address)
+                                     ray_address=ray_address, ray_stats=ray_stats)
     wall = time.perf_counter() - started
     rows = tabulate(results, references, rank=True)
     summary = {**run_summary(results, references, wall),
@@ -758,6 +649,13 @@ def run_sweep(config: SweepConfig, store: RunStore, *, log: Log | None = None,
               f"({summary['reused']} reused from the store, {summary['failed']} failed), "
               f"{summary['reference_models_trained']} reference models trained, "
               f"{wall:.0f} s wall time"]
+    if ray_stats is not None:
+        summary["ray"] = ray = ray_stats.to_dict()
+        header.append(f"Ray: at most {ray['at_once']} tasks at once {ray['why']}; the "
+                      f"driver wrote the store in {ray['driver_write_seconds']:.1f} s; "
+                      f"{ray['reference_objects']} reference objects "
+                      f"({ray['reference_bytes'] / 1e6:.1f} MB) and {ray['results']} "
+                      f"results ({ray['result_bytes'] / 1e6:.1f} MB) through the object store")
     table = "\n".join([*(f"{line}  " for line in header), "", markdown_table(rows), "",
                        LEGEND, ""])
     return {"config": {"method": config.method, "grid": config.grid,

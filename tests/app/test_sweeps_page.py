@@ -83,3 +83,23 @@ def test_sweep_runs_in_the_background_and_shows_the_grouped_table_and_plot(page,
     at.radio(key="sweep_x").set_value("forget_gap").run()
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert chart["layout"]["xaxis"]["title"]["text"].startswith("forget-accuracy gap")
+
+
+def test_an_unreachable_ray_address_fails_the_sweep_in_one_line_naming_the_field(
+        page, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")  # the optional extra (requirements-ray.txt)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh app process
+    at = page
+    at.text_input(key="sweep-finetune-epochs").input("1")
+    at.number_input(key="sweep_seeds").set_value(1)
+    at.text_input(key="sweep_ray_address").input("127.0.0.1:1")
+    at.button[0].click().run()
+    deadline = time.monotonic() + TIMEOUT
+    while not at.error and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception, at.exception
+    assert texts(at.error).startswith(
+        "The sweep failed: --ray (Ray cluster address) '127.0.0.1:1': no answer at "
+        "127.0.0.1:1: "), texts(at.error)
+    assert RunStore(tmp_path / "store").list() == []
