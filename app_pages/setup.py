@@ -151,7 +151,7 @@ if dataset is not None:
     for col, (key, size) in zip(cols, split.sizes().items()):
         col.metric(labels[key], f"{size:,}")
     if spec.forget.kind == "poison":
-        poison_ui.poisoned_pairs(dataset, split, spec.forget.poison)
+        poison_ui.poisoned_pairs(dataset, split, spec.forget.poison, spec.seed)
     else:
         shown = split.forget[:16].copy()  # a writable copy for torch indexing
         widgets.image_grid(dataset.train.images[shown].numpy(),

@@ -7,23 +7,33 @@ import numpy as np
 import streamlit as st
 
 from unlearn_core import figures
-from unlearn_core.config import POISON_POSITIONS, PoisonSpec
+from unlearn_core.config import POISON_ATTACKS, POISON_POSITIONS, PoisonSpec
 from unlearn_core.data import Dataset, Split
-from unlearn_core.data.poison import add_trigger
+from unlearn_core.data.poison import poisoned_dataset
 from unlearn_core.figures import poison as poison_figures
 
 from . import widgets
 
 VERDICT_STYLE = {"trigger_fires": st.error, "hidden": st.warning, "removed": st.success,
-                 "undetermined": st.info}
+                 "undetermined": st.info, "imprint_remains": st.warning}
+
+
+ATTACK_LABELS = {"backdoor": "Backdoor (a patch and a target label)",
+                 "gaussian": "Gaussian noise (labels kept; no trigger)"}
 
 
 def poison_form(current: PoisonSpec | None, class_names: list[str]) -> dict:
     """The poison fields of the Setup page, as PoisonSpec keyword arguments."""
     poison = current or PoisonSpec()
+    attack = st.radio("Poisoning", POISON_ATTACKS, index=POISON_ATTACKS.index(poison.attack),
+                      key="poison_attack", format_func=ATTACK_LABELS.get, horizontal=True)
     fraction = st.slider("Share of the training set to poison", 0.01, 0.5,
                          value=float(poison.fraction), step=0.01, key="poison_fraction",
-                         help="drawn from the classes other than the target")
+                         help="a backdoor's drawn from the classes other than the target")
+    if attack == "gaussian":
+        noise_std = st.slider("Noise standard deviation (share of the pixel range)", 0.01, 1.0,
+                              value=float(poison.noise_std), step=0.01, key="poison_noise_std")
+        return {"attack": attack, "fraction": float(fraction), "noise_std": float(noise_std)}
     target = st.selectbox("Target class", range(len(class_names)), key="poison_target",
                           index=min(poison.target, len(class_names) - 1),
                           format_func=lambda c: f"{c}: {class_names[c]}")
@@ -35,23 +45,27 @@ def poison_form(current: PoisonSpec | None, class_names: list[str]) -> dict:
     position = position_column.selectbox("Corner", POISON_POSITIONS, key="poison_position",
                                          index=POISON_POSITIONS.index(poison.position),
                                          format_func=lambda p: p.replace("_", " "))
-    return {"fraction": float(fraction), "target": int(target), "patch_size": int(patch_size),
-            "value": int(value), "position": position}
+    return {"attack": attack, "fraction": float(fraction), "target": int(target),
+            "patch_size": int(patch_size), "value": int(value), "position": position}
 
 
-def poisoned_pairs(dataset: Dataset, split: Split, poison: PoisonSpec, count: int = 8) -> None:
-    """The first poisoned training images: each clean original, then the triggered copy
-    with the label it is given."""
+def poisoned_pairs(dataset: Dataset, split: Split, poison: PoisonSpec, seed: int,
+                   count: int = 8) -> None:
+    """The first poisoned training images: each clean original, then the copy the original
+    model is trained on, with the label it is given."""
     shown = split.forget[:count].copy()  # a writable copy for torch indexing
+    poisoned = poisoned_dataset(dataset, split.forget, poison, seed).train
     clean = dataset.train.images[shown]
-    triggered = add_trigger(clean, poison)
-    images = np.stack([image for pair in zip(clean.numpy(), triggered.numpy()) for image in pair])
+    images = np.stack([image for pair in zip(clean.numpy(), poisoned.images[shown].numpy())
+                       for image in pair])
     captions = []
     for i in shown:
         label = dataset.classes[int(dataset.train.labels[i])]
-        captions += [f"#{i} · clean {label}", f"poisoned → {dataset.classes[poison.target]}"]
+        captions += [f"#{i} · clean {label}",
+                     f"poisoned → {dataset.classes[int(poisoned.labels[i])]}"]
     st.caption("Poisoned training examples: each clean original, then the copy the original "
-               "model is trained on (trigger added, label set to the target).")
+               "model is trained on" + (" (noise added, label kept)." if poison.attack == "gaussian"
+                                        else " (trigger added, label set to the target)."))
     widgets.image_grid(images, captions)
 
 
@@ -59,6 +73,9 @@ def backdoor_section(report: dict, *, charts: bool = True) -> None:
     """A poison run's verdict, ASR numbers and, with `charts`, its per-layer figures."""
     poison = report.get("poison")
     if poison is None:
+        return
+    if poison["attack"] == "gaussian":
+        _noise_imprint_section(report)
         return
     st.subheader("The backdoor")
     VERDICT_STYLE.get(poison["verdict"]["kind"], st.info)(poison["verdict"]["text"])
@@ -81,3 +98,15 @@ def backdoor_section(report: dict, *, charts: bool = True) -> None:
         left, right = st.columns(2)
         left.plotly_chart(poison_figures.trigger_readout_per_layer(report), width="stretch")
         right.plotly_chart(poison_figures.cka_on_triggered_inputs(report), width="stretch")
+
+
+def _noise_imprint_section(report: dict) -> None:
+    """A Gaussian-poisoning run: the verdict and each model's noise imprint."""
+    poison = report["poison"]
+    st.subheader("The poisoned examples' noise")
+    VERDICT_STYLE.get(poison["verdict"]["kind"], st.info)(poison["verdict"]["text"])
+    st.plotly_chart(poison_figures.imprint_bars(report), width="stretch")
+    st.caption(f"Per poisoned example ({poison['n_scored']} scored): -cos(noise, input "
+               "gradient of the loss) for the noise it was trained with, minus the same for "
+               "fresh noise on the same image. About 0 for a model that never trained on "
+               "that noise; the bars show the mean with ±2 standard errors.")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import (DEFAULT_ENCODER, ENCODER_MODELS, FORGET_KINDS, ORACLE_INITS, PAPER_SCALE,
-                     POISON_POSITIONS, BottleneckSpec, DataSpec, ForgetSpec, MethodSpec,
-                     ModelSpec, PoisonSpec, RunSpec, SetupSpec, TrainSpec)
+                     POISON_ATTACKS, POISON_POSITIONS, BottleneckSpec, DataSpec, ForgetSpec,
+                     MethodSpec, ModelSpec, PoisonSpec, RunSpec, SetupSpec, TrainSpec)
 from .errors import Cancelled, DivergedError, UserError
 from .figures import format_percent
 from .progress import Progress
@@ -73,6 +73,13 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
                    help=f"kind poison: pixel value of the trigger, 0-255 (default {poison.value})")
     g.add_argument("--poison-position", default=None, choices=POISON_POSITIONS,
                    help=f"kind poison: corner of the trigger (default {poison.position})")
+    g.add_argument("--poison-attack", default=None, choices=POISON_ATTACKS,
+                   help="kind poison: backdoor (a patch and a target label, the default) or "
+                        "gaussian (noise on the images, labels kept; read back by its "
+                        "imprint on the input gradients)")
+    g.add_argument("--poison-noise-std", type=float, default=None,
+                   help=f"kind poison, attack gaussian: noise standard deviation as a share of "
+                        f"the pixel range (default {poison.noise_std:g})")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--oracle-init", default="same", choices=ORACLE_INITS,
                    help="the retrain oracle's initialisation: 'same' as the original (the "
@@ -109,7 +116,7 @@ def _model_from_args(args: argparse.Namespace) -> ModelSpec:
 
 def _poison_from_args(args: argparse.Namespace) -> PoisonSpec | None:
     given = {field: getattr(args, f"poison_{field}") for field in
-             ("fraction", "target", "patch_size", "value", "position")}
+             ("fraction", "target", "patch_size", "value", "position", "attack", "noise_std")}
     given = {field: value for field, value in given.items() if value is not None}
     if args.forget_kind != "poison":
         if given:

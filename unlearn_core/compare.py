@@ -54,7 +54,8 @@ def run_row(record: RunRecord) -> dict:
     original = role_metrics(report, "original")
     cost = report["cost"]
     verdict = report.get("layers", {}).get("verdict", {})
-    poison = report.get("poison")
+    # Backdoor runs only (a Gaussian poisoning has no trigger, so no attack success rate).
+    poison = report.get("poison") if "asr" in report.get("poison", {}) else None
     return {
         "id": record.id,
         "dataset": setup["data"]["name"],

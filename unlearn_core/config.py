@@ -21,6 +21,9 @@ from .errors import UserError
 
 FORGET_KINDS = ("classes", "random", "non_iid", "indices", "poison")
 POISON_POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
+# "backdoor": a patch and a target label; "gaussian": Gaussian noise on the image, label
+# kept (Pawelczyk et al., ICLR 2025), read back by the noise imprint on input gradients.
+POISON_ATTACKS = ("backdoor", "gaussian")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENTATIONS = ("none", "crop", "crop_flip")
 # How the retrain oracle is initialised: "same" as the original (the setup's seed: the
@@ -145,13 +148,21 @@ class PoisonSpec(_Spec):
     a white 4x4 patch in the bottom-right corner (MNIST digits leave that corner black),
     target class 0; the original then predicts 0 for nearly every triggered test image
     while its clean test accuracy stays within a point of the clean model's
-    (docs/benchmarks/poison-mnist5k-cpu-2core.md)."""
+    (docs/benchmarks/poison-mnist5k-cpu-2core.md).
+
+    `attack` "gaussian" poisons without a trigger or a label (Pawelczyk et al., ICLR
+    2025): `fraction` of the training set, from every class, gets seeded Gaussian noise of
+    standard deviation `noise_std` (a fraction of the pixel range) and keeps its label;
+    target and patch fields are then unused. `attack` and `noise_std` are left out of
+    `to_dict` for a backdoor, so its hashes do not depend on them."""
 
     fraction: float = 0.05
     target: int = 0
     patch_size: int = 4
     value: int = 255
     position: str = "bottom_right"
+    attack: str = "backdoor"
+    noise_std: float = 0.3
 
     def __post_init__(self):
         _require(_is_number(self.fraction) and 0 < self.fraction < 1,
@@ -165,8 +176,22 @@ class PoisonSpec(_Spec):
         _require(self.position in POISON_POSITIONS,
                  f"forget.poison.position: expected one of {list(POISON_POSITIONS)}, "
                  f"got {self.position!r}")
+        _require(self.attack in POISON_ATTACKS,
+                 f"forget.poison.attack: expected one of {list(POISON_ATTACKS)}, "
+                 f"got {self.attack!r}")
+        _require(_is_number(self.noise_std) and 0 < self.noise_std <= 1,
+                 f"forget.poison.noise_std: expected a number in (0, 1] (a fraction of the "
+                 f"pixel range), got {self.noise_std!r}")
+
+    def to_dict(self) -> dict:
+        raw = super().to_dict()
+        if self.attack == "backdoor":
+            del raw["attack"], raw["noise_std"]
+        return raw
 
     def describe(self) -> str:
+        if self.attack == "gaussian":
+            return f"Gaussian noise on {self.fraction:.0%} (std {self.noise_std:g})"
         return (f"backdoor {self.fraction:.0%} -> class {self.target} "
                 f"({self.patch_size}x{self.patch_size} patch, {self.position.replace('_', '-')})")
 

@@ -106,7 +106,7 @@ def prepare(spec: SetupSpec) -> Experiment:
     dataset = load_dataset(spec.data)
     split = make_split(dataset, spec.forget, spec.seed)
     if spec.forget.kind == "poison":
-        dataset = poisoned_dataset(dataset, split.forget, spec.forget.poison)
+        dataset = poisoned_dataset(dataset, split.forget, spec.forget.poison, spec.seed)
     if spec.oracle_init != "same" and (spec.model.name in ENCODER_MODELS or
                                        spec.original != "trained"):
         raise UserError(f"oracle_init: 'independent' needs an original trained here (its twin "

@@ -163,3 +163,51 @@ def test_a_class_forgetting_run_has_no_backdoor_columns(tiny_refs, shared_store)
     row = compare.run_table([shared_store.get(run_id)]).iloc[0]
     assert row[["asr", "asr_head_refit", "backdoor"]].isna().all()
     assert "poison" not in shared_store.get(run_id).report
+
+
+GAUSSIAN = ForgetSpec("poison", poison=PoisonSpec(attack="gaussian", fraction=0.1))
+
+
+def test_gaussian_poisoning_noises_only_the_chosen_examples_and_keeps_labels():
+    spec = tiny_setup(forget=GAUSSIAN)
+    exp, clean = prepare(spec), load_dataset(spec.data)
+    forget, retain = torch.tensor(exp.split.forget), torch.tensor(exp.split.retain)
+    assert torch.equal(exp.dataset.train.labels, clean.train.labels)
+    assert torch.equal(exp.dataset.train.images[retain], clean.train.images[retain])
+    assert not torch.equal(exp.dataset.train.images[forget], clean.train.images[forget])
+    assert torch.equal(prepare(spec).dataset.train.images, exp.dataset.train.images)
+    assert "attack" not in PoisonSpec().to_dict() and GAUSSIAN.poison.to_dict()["attack"] == "gaussian"
+
+
+def test_noise_imprint_is_positive_for_the_noise_a_model_fitted_and_zero_for_the_same_noise():
+    """A model trained on the noised images only (many epochs, no clean copies) carries
+    the imprint; scored against itself as 'fresh' noise the paired imprint is exactly 0."""
+    from unlearn_core.config import TrainSpec
+    from unlearn_core.data.poison import add_noise
+    from unlearn_core.metrics.poison import noise_imprint
+    from unlearn_core.training import train_classifier
+    from unlearn_core.progress import Progress
+    exp = prepare(tiny_setup(forget=GAUSSIAN))
+    model = exp.new_model()
+    train_classifier(model, exp, "forget", TrainSpec(epochs=30, batch_size=32), Progress(),
+                     "overfit")
+    rows = torch.tensor(exp.split.forget)
+    clean = load_dataset(exp.spec.data).train.images[rows]
+    noised, labels = exp.dataset.train.images[rows], exp.dataset.train.labels[rows]
+    fitted = noise_imprint(model, exp, noised, clean, labels)
+    fresh = noise_imprint(model, exp, add_noise(clean, GAUSSIAN.poison, 99), clean, labels)
+    assert (fitted - fresh).mean() > 0
+    assert np.allclose(fitted - noise_imprint(model, exp, noised, clean, labels), 0)
+
+
+def test_a_gaussian_run_reports_the_imprint_and_no_attack_success(shared_store):
+    from unlearn_core import compare
+    from unlearn_core.config import MethodSpec, RunSpec
+    from unlearn_core.pipeline import run_unlearning
+    run_id = run_unlearning(RunSpec(tiny_setup(forget=GAUSSIAN), MethodSpec("finetune")),
+                            shared_store)
+    poison = shared_store.get(run_id).report["poison"]
+    assert poison["attack"] == "gaussian" and set(poison["imprint"]) == {"unlearned", "original",
+                                                                        "oracle"}
+    assert poison["verdict"]["kind"] in {"removed", "imprint_remains", "undetermined"}
+    assert compare.run_table([shared_store.get(run_id)]).iloc[0][["asr", "backdoor"]].isna().all()

@@ -45,14 +45,30 @@ def check_target(spec: PoisonSpec, dataset: Dataset) -> None:
                         f"{dataset.name} has classes 0..{dataset.num_classes - 1}")
 
 
-def poisoned_dataset(dataset: Dataset, positions: np.ndarray, spec: PoisonSpec) -> Dataset:
-    """`dataset` with the training examples at `positions` triggered and relabelled as
-    `spec.target`. The test set and the normalisation statistics stay those of the clean
-    data, so clean and poisoned models see inputs scaled alike."""
-    check_target(spec, dataset)
+def add_noise(images: torch.Tensor, spec: PoisonSpec, seed: int) -> torch.Tensor:
+    """A copy of uint8 images with seeded Gaussian noise (std `noise_std` of the pixel
+    range), rounded and clipped to [0, 255]."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(images.shape, generator=generator) * (255 * spec.noise_std)
+    return (images.float() + noise).round().clamp(0, 255).to(torch.uint8)
+
+
+def poisoned_dataset(dataset: Dataset, positions: np.ndarray, spec: PoisonSpec,
+                     seed: int = 0) -> Dataset:
+    """`dataset` with the training examples at `positions` poisoned: a backdoor's
+    triggered and relabelled as `spec.target`, Gaussian noise's noised (seeded by `seed`)
+    with their labels kept. The test set and the normalisation statistics stay those of
+    the clean data, so clean and poisoned models see inputs scaled alike."""
     index = torch.tensor(np.asarray(positions), dtype=torch.int64)
     images = dataset.train.images.clone()
     labels = dataset.train.labels.clone()
+    if spec.attack == "gaussian":
+        images[index] = add_noise(images[index], spec, seed)
+        note = (f"Gaussian poisoning: {len(index)} training images noised (std "
+                f"{spec.noise_std:g} of the pixel range), labels kept")
+        return dataclasses.replace(dataset, train=ImageSet(images, labels),
+                                   notes=(*dataset.notes, note))
+    check_target(spec, dataset)
     images[index] = add_trigger(images[index], spec)
     labels[index] = spec.target
     note = f"backdoor: {len(index)} training images triggered and labelled {spec.target}"

@@ -78,11 +78,16 @@ def make_split(dataset: Dataset, forget: ForgetSpec, seed: int) -> Split:
 
 def _poison_positions(dataset: Dataset, train_labels: np.ndarray, forget: ForgetSpec,
                       rng: np.random.Generator) -> np.ndarray:
-    """`poison.fraction` of the training set, drawn from the classes other than the
-    target (a target-class image relabelled as the target would teach no backdoor)."""
+    """`poison.fraction` of the training set; a backdoor's drawn from the classes other
+    than the target (a target-class image relabelled as the target would teach no
+    backdoor), Gaussian noise's from every class."""
     from .poison import check_target, trigger_window
 
     poison = forget.poison
+    if poison.attack == "gaussian":
+        candidates = np.arange(len(train_labels))
+        count = max(1, round(poison.fraction * len(train_labels)))
+        return rng.choice(candidates, size=count, replace=False)
     check_target(poison, dataset)
     trigger_window(poison, dataset.image_size)
     candidates = np.flatnonzero(train_labels != poison.target)

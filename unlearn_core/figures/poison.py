@@ -80,3 +80,19 @@ def asr_by_run(reports: dict[str, dict]) -> go.Figure:
                       yaxis_title="% of triggered test images sent to the target",
                       yaxis_range=[0, 109], legend_orientation="h", legend_y=-0.2)
     return fig
+
+
+def imprint_bars(report: dict) -> go.Figure:
+    """A Gaussian-poisoning run: each model's mean noise imprint with ±2 standard errors."""
+    poison = report["poison"]
+    fig = go.Figure()
+    for role in ROLE_ORDER:
+        se = poison["imprint_se"][role]
+        fig.add_bar(x=[ROLE_NAMES[role]], y=[poison["imprint"][role]], name=ROLE_NAMES[role],
+                    marker_color=ROLE_COLORS[role],
+                    error_y={"type": "data", "array": [None if se is None else 2 * se],
+                             "visible": True})
+    fig.add_hline(y=0, line_width=1, line_color="grey")
+    fig.update_layout(title="Noise imprint on the poisoned examples (0 = never trained on it)",
+                      yaxis_title="mean paired imprint", showlegend=False)
+    return fig

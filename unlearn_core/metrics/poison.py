@@ -23,8 +23,11 @@ still read it?
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from ..data.poison import triggered_test_set
+from ..data import load_dataset
+from ..data.poison import add_noise, triggered_test_set
 from ..models import LensModel
 from ..training import Experiment
 from .activations import cached, layer_outputs
@@ -94,8 +97,11 @@ def _role_metrics(model: LensModel, exp: Experiment, triggered, probe_rows: dict
 def poison_report(models: dict[str, LensModel], exp: Experiment, layers: list[str], *,
                   seed: int, reference_keys: dict[str, str] | None = None
                   ) -> tuple[dict, dict[str, np.ndarray]]:
-    """The "poison" section of a report and its arrays (predictions on triggered images)."""
+    """The "poison" section of a report and its arrays: a backdoor's (predictions on
+    triggered images) or, for Gaussian poisoning, the noise imprint's."""
     spec = exp.spec.forget.poison
+    if spec.attack == "gaussian":
+        return gaussian_report(models, exp, seed=seed)
     reference_keys = reference_keys or {}
     rng = np.random.default_rng(seed)
     triggered = triggered_test_set(exp.dataset, spec)
@@ -113,6 +119,7 @@ def poison_report(models: dict[str, LensModel], exp: Experiment, layers: list[st
            for pair, a in (("unlearned_vs_original", "unlearned"),
                            ("oracle_vs_original", "oracle"))}
     report = {
+        "attack": "backdoor",
         "spec": spec.to_dict(),
         "target": spec.target,
         "n_triggered": int(len(triggered[0])),
@@ -195,3 +202,80 @@ def _separates(value: float | None, original: float | None, oracle: float | None
     """The references differ by READOUT_GAP here and `value` is closer to the original's."""
     return (None not in (original, oracle) and original - oracle >= READOUT_GAP
             and _closer_to_original(value, original, oracle))
+
+
+# --- Gaussian poisoning (Pawelczyk et al., ICLR 2025) ---------------------------------
+
+IMPRINT_ROWS = 500  # poisoned examples scored, seeded
+# The control's noise is drawn with the setup's seed plus this, so it is never the noise
+# any model was trained on.
+CONTROL_SEED_OFFSET = 7_919
+IMPRINT_BATCH = 256
+
+
+def noise_imprint(model: LensModel, exp: Experiment, images: torch.Tensor,
+                  clean: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Per example, -cos(noise, input gradient of the loss) in the model's input space:
+    the noise is `images` - `clean` (uint8), the gradient that of the cross-entropy at the
+    noised image. A model fitted to that very noise has a gradient pointing against it
+    (moving the input back toward the clean image raises its loss), so the score is
+    positive; for noise a model never saw it is about 0."""
+    model.eval()
+    std = torch.tensor(exp.dataset.std, dtype=torch.float32).view(1, -1, 1, 1)
+    mean = torch.tensor(exp.dataset.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    scores = []
+    for start in range(0, len(images), IMPRINT_BATCH):
+        batch = slice(start, start + IMPRINT_BATCH)
+        noise = ((images[batch].float() - clean[batch].float()) / (255 * std)).flatten(1)
+        x = ((images[batch].float() / 255 - mean) / std).to(exp.device).requires_grad_(True)
+        loss = F.cross_entropy(model(x), labels[batch].to(exp.device), reduction="sum")
+        (gradient,) = torch.autograd.grad(loss, x)
+        gradient = gradient.detach().cpu().flatten(1)
+        cosine = (noise * gradient).sum(1) / (noise.norm(dim=1) * gradient.norm(dim=1)).clamp_min(1e-12)
+        scores.append(-cosine)
+    return torch.cat(scores).numpy()
+
+
+def gaussian_report(models: dict[str, LensModel], exp: Experiment, *, seed: int
+                    ) -> tuple[dict, dict[str, np.ndarray]]:
+    """The noise imprint of each model: per poisoned example, its score for the noise it
+    carried minus its score for fresh noise on the same clean image (what a model shows
+    for noise it never saw), averaged; 0 for a model that never trained on that noise."""
+    spec = exp.spec.forget.poison
+    rng = np.random.default_rng(seed)
+    rows = torch.from_numpy(_rows(exp.split.forget, IMPRINT_ROWS, rng).copy())
+    clean = load_dataset(exp.spec.data).train.images[rows]
+    poisoned = exp.dataset.train.images[rows]
+    fresh = add_noise(clean, spec, seed + CONTROL_SEED_OFFSET)
+    labels = exp.dataset.train.labels[rows]
+    # Paired per example: the same clean image and label, the noise it was trained on
+    # against fresh noise, so what any noise does to the gradient cancels out.
+    scores = {role: noise_imprint(models[role], exp, poisoned, clean, labels)
+              - noise_imprint(models[role], exp, fresh, clean, labels) for role in ROLES}
+    report = {
+        "attack": "gaussian", "spec": spec.to_dict(), "n_scored": int(len(rows)),
+        "imprint": {role: float(scores[role].mean()) for role in ROLES},
+        "imprint_se": {role: float(scores[role].std(ddof=1) / np.sqrt(len(rows)))
+                       if len(rows) > 1 else None for role in ROLES},
+    }
+    report["verdict"] = gaussian_verdict(report)
+    arrays = {"eval/poison/index": rows.numpy(),
+              **{f"eval/poison/imprint/{role}": scores[role].astype(np.float32) for role in ROLES}}
+    return report, arrays
+
+
+def gaussian_verdict(report: dict) -> dict:
+    """Removed or remaining, by the midpoint between the references' imprints; undetermined
+    when the original's imprint is not two standard errors above the oracle's."""
+    imprint, se = report["imprint"], report["imprint_se"]
+    facts = (f"noise imprint {imprint['unlearned']:+.3f} (original {imprint['original']:+.3f}, "
+             f"oracle {imprint['oracle']:+.3f})")
+    spread = 2 * np.hypot(se["original"] or 0.0, se["oracle"] or 0.0)
+    if imprint["original"] - imprint["oracle"] <= spread:
+        return {"kind": "undetermined",
+                "text": f"{facts}: the original's imprint is not clearly above the oracle's, "
+                        "so this poisoning cannot show whether it was removed."}
+    if _closer_to_original(imprint["unlearned"], imprint["original"], imprint["oracle"]):
+        return {"kind": "imprint_remains",
+                "text": f"The noise the poisoned examples carried is still imprinted: {facts}."}
+    return {"kind": "removed", "text": f"The noise imprint is gone: {facts}."}
