@@ -305,6 +305,26 @@ def _dkvb_bench(args) -> dict:
                      log=None if args.quiet else bench.stderr_log)
 
 
+def _readouts_bench(args) -> dict:
+    """The readouts suite: the embedded default's original and oracle, seeds 0..N-1."""
+    import shlex
+    from . import bench
+    from .bench_readouts import readouts_suite
+    from .runs import RunStore
+    seeds = 3 if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
+    store = RunStore(getattr(args, "store", None) or bench.default_bench_store())
+    device = args.device or "auto"
+    parts = ["python", "-m", "unlearn_core", "bench", "--suite", "readouts", "--seeds",
+             str(seeds), "--device", device, "--store", str(store.root)]
+    if args.out is not None:
+        parts += ["--out", str(args.out)]
+    return readouts_suite(store, seeds=range(seeds), base=SetupSpec(device=device),
+                          command=shlex.join(parts),
+                          log=None if args.quiet else bench.stderr_log)
+
+
 def cmd_bench(args) -> int:
     from . import bench, sweeps
     from .runs import RunStore
@@ -314,7 +334,7 @@ def cmd_bench(args) -> int:
     misplaced = [flag for flag, value, needs in (
         ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
         ("--methods", args.methods, ("baselines", "ec")),
-        ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb")),
+        ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb", "readouts")),
         ("--scenarios", args.scenarios, ("baselines", "sweep", "ec")),
         ("--setup-json", args.setup_json, ("baselines", "sweep", "ec")))
         if value not in (None, []) and suite not in needs]
@@ -325,6 +345,9 @@ def cmd_bench(args) -> int:
         table = result["table"]
     elif suite == "dkvb":
         result = _dkvb_bench(args)
+        table = result["table"]
+    elif suite == "readouts":
+        result = _readouts_bench(args)
         table = result["table"]
     else:
         if suite == "sweep" and not args.method:
@@ -454,11 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "baselines and sweep keep their runs in a persistent store and reuse "
                     "finished ones, so an interrupted bench continues where it stopped. "
                     "See docs/benchmarks/README.md.")
-    p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb"),
+    p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb",
+                                       "readouts"),
                    default=None, help="default: timing (or quick with --quick); ec: EC alone, "
                    "each base method and base + EC, with per-layer tables; dkvb: the two key-"
                    "masking methods and linear-head baselines on the same frozen encoder, "
-                   "forget classes 0, 3, 7")
+                   "forget classes 0, 3, 7; readouts: how far each readout separates the "
+                   "original from the oracle")
     p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
                    "the oracle and each method once (timing also adds digits and a random "
                    "forget set)")
