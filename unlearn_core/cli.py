@@ -244,6 +244,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_relearn(args) -> int:
+    from .pipeline import relearn_of_run
+    report = relearn_of_run(_store(args), args.run_id, Progress(_ConsoleProgress(args.quiet)))
+    table = "\n".join([f"step      " + " ".join(f"{s:>5}" for s in range(
+        report["params"]["steps"] + 1))] + [f"{role:9} " + " ".join(
+            f"{100 * v:5.1f}" for v in curve["scores"]) for role, curve in report["curves"].items()]
+        + [report["sentence"]])
+    _print(report, args.json, table)
+    return 0
+
+
 def cmd_list(args) -> int:
     if args.what == "datasets":
         from .data import list_datasets
@@ -464,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, metavar="FILE.html",
                    help="where to write it (default: report-RUN_ID.html here)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("relearn", help="the relearning test of a run (held-out forget accuracy "
+                       "per fine-tuning step, unlearned vs oracle vs original); kept with the run")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_relearn)
 
     p = sub.add_parser("list", help="list datasets, models or methods")
     p.add_argument("what", choices=("datasets", "models", "methods"))

@@ -220,11 +220,11 @@ def relearn_sentence(report: dict) -> str:
 
     def when(role):
         n = reached.get(role)
-        return f"never within {steps} steps" if n is None else \
-            ("already before any step" if n == 0 else f"after {n} step{'s' if n != 1 else ''}")
+        return f"not within {steps} steps" if n is None else \
+            ("from the start" if n == 0 else f"after {n} step{'s' if n != 1 else ''}")
 
-    facts = (f"The forget score reaches {target} {when('unlearned')} for the unlearned model "
-             f"and {when('oracle')} for the oracle")
+    facts = (f"Held-out forget score back at {target}: unlearned model {when('unlearned')}, "
+             f"oracle {when('oracle')}")
     faster = report["faster_by"]
     if faster is None:
         return f"{facts}: neither relearns it within {steps} steps."
@@ -232,4 +232,5 @@ def relearn_sentence(report: dict) -> str:
         bound = " at least" if reached["oracle"] is None else ""
         return (f"{facts}: it comes back{bound} {faster} step{'s' if faster != 1 else ''} "
                 "faster than to the oracle: hidden, not removed.")
-    return f"{facts}: it comes back no faster than to the oracle."
+    slower = "" if faster == 0 else " (it comes back more slowly)"
+    return f"{facts}: it comes back no faster than to the oracle{slower}."
