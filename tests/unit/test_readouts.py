@@ -115,3 +115,37 @@ def test_bad_arguments_are_named():
         few_shot_ncm(features, subset, 1, draws=0)
     with pytest.raises(ValueError, match="readouts: unknown"):
         layer_readouts(features, subset, readouts=["svm"])
+
+
+def synthetic_seed(seed: int, original: float, oracle: float) -> dict:
+    """A `bench_readouts.measure_seed` result with one layer: every readout of the
+    original scores `original`, of the oracle `oracle`, except the k-NN (equal)."""
+    def role(value):
+        return {"layers": ["block1"], "readouts": {
+            name: {"forget": [0.9 if name == "knn" else value], "retain": [0.95]}
+            for name in READOUTS}}
+    curve = {"scores": [original, original, original], "steps": 2}
+    return {"seed": seed, "layers": ["block1"],
+            "readouts": {"original": role(original), "oracle": role(oracle)},
+            "relearn": {"original": curve, "oracle": {**curve, "scores": [0.0, 0.2, 0.6]}}}
+
+
+def test_the_bench_names_the_readout_that_separates_the_references_by_its_rule():
+    from unlearn_core.bench_readouts import (best_readout, conclusion, layer_rows,
+                                             relearn_rows)
+    rows = layer_rows([synthetic_seed(0, 0.9, 0.6), synthetic_seed(1, 0.95, 0.7)])
+    knn = next(r for r in rows if r["readout"] == "knn")
+    assert knn["difference"]["mean"] == 0 and knn["original_higher"] == 0
+    probe = next(r for r in rows if r["readout"] == "linear_probe")
+    assert probe["difference"]["mean"] == pytest.approx(0.275)
+    assert probe["original_higher"] == 2
+    assert best_readout(rows)["difference"]["mean"] == pytest.approx(0.275)
+    # 2 points apart on average: below the rule's 5, so nothing separates.
+    close = layer_rows([synthetic_seed(0, 0.9, 0.88), synthetic_seed(1, 0.9, 0.88)])
+    assert best_readout(close) is None
+    assert conclusion(close).startswith("No feature readout separates")
+    # Higher on one seed only: not a separation either, however large on average.
+    mixed = layer_rows([synthetic_seed(0, 0.9, 0.1), synthetic_seed(1, 0.5, 0.6)])
+    assert best_readout(mixed) is None
+    relearn = relearn_rows([synthetic_seed(0, 0.9, 0.6)])
+    assert relearn[-1]["reach"] == {"original": [0], "oracle": [2]}

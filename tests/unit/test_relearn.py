@@ -144,3 +144,8 @@ def test_relearn_and_readouts_of_a_run_are_kept_and_leave_the_stored_models_unto
     assert readouts["layers"] == list(tiny_refs.original.model.feature_layers)
     assert set(readouts["roles"]) == {"unlearned", "original", "oracle"}
     assert stored_readouts(shared_store, run_id) == readouts
+
+    # The CLI verb reads the kept result back (the run and store of this test).
+    from unlearn_core.cli import main
+    assert main(["--store", str(shared_store.root), "--quiet", "relearn", run_id]) == 0
+    assert main(["--store", str(shared_store.root), "relearn", "no-such-run"]) == 2
