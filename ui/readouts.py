@@ -31,7 +31,8 @@ def _headline_note() -> str:
                 "tell superficial from core forgetting there.")
     return (f"Headline: {READOUT_LABELS[HEADLINE].lower()}, the readout that separated the "
             "original from the retrain oracle most on the embedded default (mnist5k, forget "
-            f"class 0, 3 seeds; {BENCHMARK}). Where the oracle's curve lies well below the "
+            f"class 0, 3 seeds, at the last feature layer; {BENCHMARK}); the linear probe "
+            "and k-NN did not separate them. Where the oracle's curve lies well below the "
             "original's, an unlearned model's curve near the original's means its features "
             "still hold the forget data.")
 
