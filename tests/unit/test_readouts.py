@@ -149,3 +149,22 @@ def test_the_bench_names_the_readout_that_separates_the_references_by_its_rule()
     assert best_readout(mixed) is None
     relearn = relearn_rows([synthetic_seed(0, 0.9, 0.6)])
     assert relearn[-1]["reach"] == {"original": [0], "oracle": [2]}
+
+
+def test_the_readouts_suite_runs_from_the_cli_on_the_given_store(monkeypatch, tmp_path, capsys):
+    from unlearn_core import bench_readouts
+    from unlearn_core.cli import main
+    calls = []
+    monkeypatch.setattr(bench_readouts, "readouts_suite", lambda store, **kw: calls.append(
+        (store.root, kw)) or {"table": "the readouts table"})
+    assert main(["--store", str(tmp_path / "s"), "bench", "--suite", "readouts", "--seeds",
+                 "2", "--device", "cpu"]) == 0
+    (root, kw), = calls
+    assert root == (tmp_path / "s").resolve() and list(kw["seeds"]) == [0, 1]
+    assert kw["base"].device == "cpu" and kw["base"].data.name == "mnist5k"
+    assert "--suite readouts --seeds 2 --device cpu" in kw["command"]
+    assert "the readouts table" in capsys.readouterr().out
+    assert main(["bench", "--suite", "readouts", "--seeds", "0"]) == 2
+    assert "--seeds: expected an integer >= 1" in capsys.readouterr().err
+    assert main(["bench", "--suite", "readouts", "--methods", "finetune"]) == 2
+    assert "--methods: not an option of --suite readouts" in capsys.readouterr().err
