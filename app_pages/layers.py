@@ -3,7 +3,7 @@ and the head refit, with the verdict they add up to."""
 
 import streamlit as st
 
-from ui import explainers, state, widgets
+from ui import explainers, readouts, state, widgets
 from ui.poison import backdoor_section
 from unlearn_core import figures
 from unlearn_core.figures import ec as ec_figures
@@ -69,13 +69,9 @@ if ec_losses is not None:
                "falls where forget features leave their class; the cross-entropy shows "
                "each layer staying useful on retain data.")
 
-probes = figures.probe_accuracy_per_layer(report)
+readouts.probe_view(record)
 refit = layers["head_refit"]
-if probes is None or refit is None:
-    st.caption("No linear probes or head refit for this run: its probe subset has no "
-               "held-out forget examples.")
-else:
-    st.plotly_chart(probes, width="stretch")
+if refit is not None:
     st.markdown("**Head refit:** retrain only the classifier, forget data included")
     before_column, after_column, returned_column = st.columns(3)
     before_column.metric("Forget accuracy before the refit",
@@ -88,6 +84,7 @@ else:
                            help="Forget accuracy the refitted head gains over the unlearned "
                                 "model's own (after − before): high means the trunk still "
                                 "knows the forget data, i.e. superficial forgetting.")
+readouts.relearning_section(record)
 
 # The unlearned model first: JSON storage does not keep the report's key order. A matrix
 # is null when a layer is constant on the forget data (CKA undefined).

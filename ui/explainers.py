@@ -59,6 +59,18 @@ forget labels where the oracle's probe does not, the information is still there.
 **Head refit**: only the classifier is retrained, with forget data included, on top of
 the unlearned trunk; the forget accuracy that comes back is what the trunk still knows.
 
+**Other readouts** (computed on request, kept with the run): a few-shot nearest class
+mean (the mean of k = 1, 5 or 20 forget examples against the retain classes' means) and
+5-nearest neighbours on each layer's frozen features, scored on held-out forget examples,
+with their accuracy on held-out retain examples as a dotted baseline. A linear probe fit
+on hundreds of forget examples finds the class even in a model that never saw it; a
+mean of one or five examples only finds it where the features already gather it.
+
+**Relearning test**: copies of the unlearned model, the oracle and the original are
+fine-tuned for a few steps on a few forget examples (mixed with as many retain ones); if
+held-out forget accuracy comes back to the unlearned model faster than to the oracle, the
+knowledge was hidden, not removed.
+
 **What good looks like:** on forget data the solid curve follows the dashed one, depth
 near 1, no red bar, probes and head refit no better than the oracle's; on retain data
 every curve stays near 1.

@@ -283,6 +283,17 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_relearn(args) -> int:
+    from .pipeline import relearn_of_run
+    report = relearn_of_run(_store(args), args.run_id, Progress(_ConsoleProgress(args.quiet)))
+    table = "\n".join([f"step      " + " ".join(f"{s:>5}" for s in range(
+        report["params"]["steps"] + 1))] + [f"{role:9} " + " ".join(
+            f"{100 * v:5.1f}" for v in curve["scores"]) for role, curve in report["curves"].items()]
+        + [report["sentence"]])
+    _print(report, args.json, table)
+    return 0
+
+
 def cmd_list(args) -> int:
     if args.what == "datasets":
         from .data import list_datasets
@@ -347,6 +358,26 @@ def _dkvb_bench(args) -> dict:
                      log=None if args.quiet else bench.stderr_log)
 
 
+def _readouts_bench(args) -> dict:
+    """The readouts suite: the embedded default's original and oracle, seeds 0..N-1."""
+    import shlex
+    from . import bench
+    from .bench_readouts import readouts_suite
+    from .runs import RunStore
+    seeds = 3 if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
+    store = RunStore(getattr(args, "store", None) or bench.default_bench_store())
+    device = args.device or "auto"
+    parts = ["python", "-m", "unlearn_core", "bench", "--suite", "readouts", "--seeds",
+             str(seeds), "--device", device, "--store", str(store.root)]
+    if args.out is not None:
+        parts += ["--out", str(args.out)]
+    return readouts_suite(store, seeds=range(seeds), base=SetupSpec(device=device),
+                          command=shlex.join(parts),
+                          log=None if args.quiet else bench.stderr_log)
+
+
 def cmd_bench(args) -> int:
     from . import bench, sweeps
     from .bench_poison import POISON_METHODS, poison_suite
@@ -357,7 +388,7 @@ def cmd_bench(args) -> int:
     misplaced = [flag for flag, value, needs in (
         ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
         ("--methods", args.methods, ("baselines", "ec", "poison")),
-        ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb", "poison")),
+        ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb", "poison", "readouts")),
         ("--scenarios", args.scenarios, ("baselines", "sweep", "ec")),
         ("--setup-json", args.setup_json, ("baselines", "sweep", "ec", "poison")))
         if value not in (None, []) and suite not in needs]
@@ -368,6 +399,9 @@ def cmd_bench(args) -> int:
         table = result["table"]
     elif suite == "dkvb":
         result = _dkvb_bench(args)
+        table = result["table"]
+    elif suite == "readouts":
+        result = _readouts_bench(args)
         table = result["table"]
     else:
         if suite == "sweep" and not args.method:
@@ -490,6 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write it (default: report-RUN_ID.html here)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("relearn", help="the relearning test of a run (held-out forget accuracy "
+                       "per fine-tuning step, unlearned vs oracle vs original); kept with the run")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_relearn)
+
     p = sub.add_parser("list", help="list datasets, models or methods")
     p.add_argument("what", choices=("datasets", "models", "methods"))
     p.set_defaults(func=cmd_list)
@@ -503,12 +542,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "finished ones, so an interrupted bench continues where it stopped. "
                     "See docs/benchmarks/README.md.")
     p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb",
-                                       "poison"),
+                                       "poison", "readouts"),
                    default=None, help="default: timing (or quick with --quick); ec: EC alone, "
                    "each base method and base + EC, with per-layer tables; dkvb: the two key-"
                    "masking methods and linear-head baselines on the same frozen encoder, "
                    "forget classes 0, 3, 7; poison: every method that applies on the backdoor "
-                   "scenario, with ASR, head refit, trigger readout and verdict tables")
+                   "scenario, with ASR, head refit, trigger readout and verdict tables; "
+                   "readouts: how far each readout separates the original from the oracle")
     p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
                    "the oracle and each method once (timing also adds digits and a random "
                    "forget set)")

@@ -6,6 +6,7 @@ The CLI and the app's job runner both call these functions; nothing here knows w
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -19,6 +20,8 @@ from .methods import UnlearnContext, get_method
 from .errors import UserError
 from .metrics.activations import ProbeSubset, activations, probe_subset
 from .metrics.embeddings import joint_umap
+from .metrics.readouts import model_readouts
+from .metrics.relearn import relearn_report, relearn_sentence
 from .metrics.report import evaluate
 from .progress import Progress
 from .models import LensModel
@@ -271,4 +274,65 @@ def umap_of_run(store: RunStore, run_id: str, layer: str,
     result = {f"eval/umap/{layer}/{role}": coords[role].astype(np.float32) for role in features}
     store.put_derived(run_id, name, result)
     progress.update(1.0, "UMAP ready")
+    return result
+
+
+RELEARN_DERIVED = "relearn"
+READOUTS_DERIVED = "readouts"
+
+
+def _json_derived(store: RunStore, run_id: str, name: str) -> dict | None:
+    stored = store.get_derived(run_id, name)
+    return None if stored is None else json.loads(str(stored["report_json"]))
+
+
+def stored_relearn(store: RunStore, run_id: str) -> dict | None:
+    """The run's relearning test if it was computed (`relearn_of_run`), else None."""
+    return _json_derived(store, run_id, RELEARN_DERIVED)
+
+
+def stored_readouts(store: RunStore, run_id: str) -> dict | None:
+    """The run's feature readouts if they were computed (`readouts_of_run`), else None."""
+    return _json_derived(store, run_id, READOUTS_DERIVED)
+
+
+def relearn_of_run(store: RunStore, run_id: str, progress: Progress | None = None) -> dict:
+    """The relearning test (metrics/relearn.py, default k, steps and learning rate, the
+    setup's seed) on the run's unlearned model, its oracle and its original; kept with
+    the run (derived result "relearn"), so it is computed once. The stored models are
+    never changed: each is fine-tuned as a copy."""
+    progress = progress or Progress()
+    stored = stored_relearn(store, run_id)
+    if stored is not None:
+        return stored
+    run = rebuild_run(store, run_id, "test relearning", progress.stage(0.0, 0.4))
+    progress.update(0.4, "relearning the unlearned model, the oracle and the original")
+    report = relearn_report(run.models, run.experiment, seed=run.spec.setup.seed)
+    progress.check()
+    for curve in report["curves"].values():
+        curve.pop("forget_indices", None)
+    report["sentence"] = relearn_sentence(report)
+    store.put_derived(run_id, RELEARN_DERIVED, {"report_json": np.array(json.dumps(report))})
+    progress.update(1.0, "relearning test ready")
+    return report
+
+
+def readouts_of_run(store: RunStore, run_id: str, progress: Progress | None = None) -> dict:
+    """Every feature readout (metrics/readouts.py) of the run's three models at each
+    feature layer, on the run's probe subset: {"layers", "roles": {role:
+    model_readouts(...)}}; kept with the run (derived result "readouts")."""
+    progress = progress or Progress()
+    stored = stored_readouts(store, run_id)
+    if stored is not None:
+        return stored
+    run = rebuild_run(store, run_id, "read its layers out", progress.stage(0.0, 0.5))
+    layers = list(run.models["unlearned"].feature_layers)
+    roles = {}
+    for step, role in enumerate(("unlearned", "original", "oracle")):
+        progress.update(0.5 + 0.15 * step, f"readouts of the {role} model")
+        roles[role] = model_readouts(run.activations[role], run.subset, layers,
+                                     seed=run.spec.setup.seed)
+    result = {"layers": layers, "roles": roles}
+    store.put_derived(run_id, READOUTS_DERIVED, {"report_json": np.array(json.dumps(result))})
+    progress.update(1.0, "readouts ready")
     return result
