@@ -29,32 +29,60 @@ def _cells(values: Sequence[float | None], scale: float = 100.0, digits: int = 1
     return format_stat(stat(values), scale=scale, digits=digits) or "n/a"
 
 
-def poison_rows(results) -> list[dict]:
+def relearn_results(store: RunStore, results, log: Log | None = None) -> dict[str, dict]:
+    """The relearning test (pipeline.relearn_of_run: the attack success rate after each
+    of a few steps on k poisoned examples) of every finished backdoor run, by run id;
+    kept with each run, so a second bench reads them."""
+    from .pipeline import relearn_of_run
+    out = {}
+    done = [r for r in results if r.report is not None and "asr" in r.report.get("poison", {})]
+    for i, r in enumerate(done, start=1):
+        out[r.run_id] = relearn_of_run(store, r.run_id)
+        if log is not None:
+            log(f"[{i}/{len(done)}] relearning test of {method_label(r.spec)} seed {r.seed}")
+    return out
+
+
+def poison_rows(results, relearn: dict[str, dict] | None = None) -> list[dict]:
     """Per method spec (in run order), mean ± std over seeds of the backdoor numbers; the
     original and the oracle first, from the first report of each seed."""
-    done = [r for r in results if r.report is not None and "poison" in r.report]
+    relearn = relearn or {}
+    done = [r for r in results if r.report is not None and "asr" in r.report.get("poison", {})]
     if not done:
         return []
     names = done[0].report["poison"]["cka_triggered"]["names"]
     readout_layers = done[0].report["poison"]["readout_layers"]
     per_seed = {}
     for r in done:
-        per_seed.setdefault(r.seed, r.report)
+        per_seed.setdefault(r.seed, r)
     rows = []
     for role in ("original", "oracle"):
-        reports = list(per_seed.values())
-        rows.append(_row(f"*{role}*", role, reports, readout_layers, names, None))
+        firsts = list(per_seed.values())
+        rows.append(_row(f"*{role}*", role, [r.report for r in firsts], readout_layers, names,
+                         None, [relearn.get(r.run_id) for r in firsts]))
     groups: dict = {}
     for r in done:
         groups.setdefault((r.spec.name, canonical_json(r.spec.params)), []).append(r)
     for group in groups.values():
         rows.append(_row(method_label(group[0].spec), "unlearned", [r.report for r in group],
-                         readout_layers, names, [r.report["cost"]["seconds"] for r in group]))
+                         readout_layers, names, [r.report["cost"]["seconds"] for r in group],
+                         [relearn.get(r.run_id) for r in group]))
     return rows
 
 
+def _relearned(tests: list[dict | None], role: str) -> tuple[str, str]:
+    """(ASR after the last relearning step, steps to reach the target) over seeds."""
+    known = [t for t in tests if t is not None]
+    if not known:
+        return "n/a", "n/a"
+    steps = known[0]["params"]["steps"]
+    reached = [t["steps_to_target"][role] for t in known]
+    return (_cells(t["curves"][role]["scores"][-1] for t in known),
+            ", ".join("never" if n is None else str(n) for n in reached) + f" (of {steps})")
+
+
 def _row(label: str, role: str, reports: list[dict], readout_layers: list[str],
-         names: list[str], seconds: list[float] | None) -> dict:
+         names: list[str], seconds: list[float] | None, relearn: list[dict | None]) -> dict:
     poison = [rep["poison"] for rep in reports]
     verdicts: dict[str, int] = {}
     if role == "unlearned":
@@ -72,9 +100,18 @@ def _row(label: str, role: str, reports: list[dict], readout_layers: list[str],
         "cka": None if role == "original" else [
             _cells((p["cka_triggered"][cka_pair][i] for p in poison), scale=1.0, digits=3)
             for i in range(len(names) - 1)],
+        "relearned": _relearned(relearn, role),
         "verdicts": ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())),
         "seconds": "" if seconds is None else _cells(seconds, scale=1.0, digits=1),
         "readout_layers": readout_layers, "names": names[:-1]}
+
+
+RELEARN_LEGEND = (
+    "Relearning: a copy of each model is fine-tuned for a few SGD steps on k poisoned "
+    "examples (each step mixed with k fresh retain examples; metrics/relearn.py defaults) "
+    "and the ASR measured after each; 'steps to relearn' is the first step at which the ASR "
+    "reaches the target (the original's ASR before any step, capped at 50%), per seed. "
+    "Knowledge that comes back much faster than to the oracle was hidden, not removed.")
 
 
 def poison_markdown(rows: list[dict]) -> str:
@@ -83,11 +120,13 @@ def poison_markdown(rows: list[dict]) -> str:
     layers, names = rows[0]["readout_layers"], rows[0]["names"]
     out = ["### The backdoor, method by method", "",
            "| method | seeds | forget (poisoned labels) % | clean test % | ASR % | "
-           "ASR after head refit % | verdicts | unlearn s |",
-           "|---|---:|---:|---:|---:|---:|---|---:|"]
+           "ASR after head refit % | ASR after relearning % | steps to relearn (per seed) | "
+           "verdicts | unlearn s |",
+           "|---|---:|---:|---:|---:|---:|---:|---|---|---:|"]
     for r in rows:
+        relearned, steps = r["relearned"]
         out.append(f"| {r['label']} | {r['n']} | {r['forget']} | {r['test']} | {r['asr']} | "
-                   f"{r['refit']} | {r['verdicts']} | {r['seconds']} |")
+                   f"{r['refit']} | {relearned} | {steps} | {r['verdicts']} | {r['seconds']} |")
     out += ["", "**Trigger readout per layer** (% of triggered held-out images a nearest-class-"
                 "mean readout on clean features sends to the target)", "",
             "| method | " + " | ".join(layers) + " |", "|---|" + "---:|" * len(layers)]
@@ -118,7 +157,8 @@ def poison_suite(base: SetupSpec, store: RunStore, *, methods: Sequence[str] = P
         f"This invocation: {summary['runs']} runs ({summary['reused']} reused from the store, "
         f"{summary['failed']} failed), {wall:.0f} s wall time"]
     rows = tabulate(results, references)
+    relearn = relearn_results(store, results, log)
     table = render("Unlearning a backdoor", header, rows) + "\n" + poison_markdown(
-        poison_rows(results)) + "\n"
+        poison_rows(results, relearn)) + "\n" + RELEARN_LEGEND + "\n"
     return {"suite": "poison", "header": header, "rows": rows, "summary": summary,
             "table": table}

@@ -22,6 +22,7 @@ from .metrics.activations import ProbeSubset, activations, probe_subset
 from .metrics.embeddings import joint_umap
 from .metrics.readouts import model_readouts
 from .metrics.relearn import relearn_report, relearn_sentence
+from .metrics.poison import attack_success_scorer
 from .metrics.report import evaluate
 from .progress import Progress
 from .models import LensModel
@@ -307,7 +308,15 @@ def relearn_of_run(store: RunStore, run_id: str, progress: Progress | None = Non
         return stored
     run = rebuild_run(store, run_id, "test relearning", progress.stage(0.0, 0.4))
     progress.update(0.4, "relearning the unlearned model, the oracle and the original")
-    report = relearn_report(run.models, run.experiment, seed=run.spec.setup.seed)
+    forget = run.spec.setup.forget
+    if forget.kind == "poison" and forget.poison.attack == "backdoor":
+        # Relearning a backdoor from k poisoned examples: the attack success rate is what
+        # comes back, there are no held-out forget examples to score.
+        scorer = {"score": attack_success_scorer(run.experiment, run.spec.setup.seed),
+                  "score_name": "attack success rate"}
+    else:
+        scorer = {}
+    report = relearn_report(run.models, run.experiment, seed=run.spec.setup.seed, **scorer)
     progress.check()
     for curve in report["curves"].values():
         curve.pop("forget_indices", None)

@@ -140,6 +140,19 @@ def poison_report(models: dict[str, LensModel], exp: Experiment, layers: list[st
     return report, arrays
 
 
+def attack_success_scorer(exp: Experiment, seed: int, rows: int = PROBE_TRIGGERED):
+    """score(model) -> ASR on a seeded subset of the triggered test images: what the
+    relearning test measures on a backdoor run."""
+    from ..data import TensorLoader
+    from ..training import predict
+    images, _ = triggered_test_set(exp.dataset, exp.spec.forget.poison)
+    chosen = _rows(np.arange(len(images)), rows, np.random.default_rng(seed))
+    loader = TensorLoader(images, chosen, mean=exp.dataset.mean, std=exp.dataset.std,
+                          batch_size=512, device=exp.device)
+    target = exp.spec.forget.poison.target
+    return lambda model: attack_success(predict(model, loader)[0].argmax(1), target)
+
+
 def _cka(x: np.ndarray, y: np.ndarray) -> float | None:
     try:
         return float(linear_cka(x, y))

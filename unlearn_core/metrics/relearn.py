@@ -117,7 +117,7 @@ def _accuracy(model: torch.nn.Module, loader: TensorLoader) -> float:
 
 def relearn_curve(model: torch.nn.Module, exp: Experiment, *, k: int = DEFAULT_K,
                   steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR, seed: int = 0,
-                  score: Score | None = None) -> dict:
+                  score: Score | None = None, score_name: str = "caller's score") -> dict:
     """Fine-tune a deep copy of `model` for `steps` SGD steps on `k` forget-train
     examples (each step mixed with `k` fresh retain examples, see the module docstring)
     and return the score before and after each step:
@@ -143,7 +143,7 @@ def relearn_curve(model: torch.nn.Module, exp: Experiment, *, k: int = DEFAULT_K
             m.eval()
             with torch.no_grad():
                 return float(score(m))
-        score_name, n_scored = "caller's score", None
+        n_scored = None
     rng = np.random.default_rng([seed, 1])
     retain = np.asarray(exp.split.retain)
     optimizer = sgd(tuned.parameters(), lr=lr, momentum=0.9)
@@ -176,7 +176,7 @@ def steps_to_reach(scores: list[float], target: float) -> int | None:
 def relearn_report(models: Mapping[str, torch.nn.Module], exp: Experiment, *,
                    k: int = DEFAULT_K, steps: int = DEFAULT_STEPS, lr: float = DEFAULT_LR,
                    seed: int = 0, score: Score | None = None,
-                   target: float | None = None) -> dict:
+                   score_name: str = "caller's score", target: float | None = None) -> dict:
     """The relearning test on "unlearned" and "oracle" (required) and "original"
     (optional), same examples, steps and seed for each:
 
@@ -194,7 +194,8 @@ def relearn_report(models: Mapping[str, torch.nn.Module], exp: Experiment, *,
         raise ValueError(f"models: expected roles unlearned, oracle and optionally original; "
                          f"missing {missing}, unknown {unknown}")
     curves = {role: relearn_curve(models[role], exp, k=k, steps=steps, lr=lr, seed=seed,
-                                  score=score) for role in ROLES if role in models}
+                                  score=score, score_name=score_name)
+              for role in ROLES if role in models}
     if target is not None:
         target_from = "given"
     elif "original" in curves:
@@ -223,7 +224,8 @@ def relearn_sentence(report: dict) -> str:
         return f"not within {steps} steps" if n is None else \
             ("from the start" if n == 0 else f"after {n} step{'s' if n != 1 else ''}")
 
-    facts = (f"Held-out forget score back at {target}: unlearned model {when('unlearned')}, "
+    name = next(iter(report["curves"].values()))["score_name"]
+    facts = (f"{name[0].upper()}{name[1:]} back at {target}: unlearned model {when('unlearned')}, "
              f"oracle {when('oracle')}")
     faster = report["faster_by"]
     if faster is None:
