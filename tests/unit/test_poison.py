@@ -211,3 +211,17 @@ def test_a_gaussian_run_reports_the_imprint_and_no_attack_success(shared_store):
                                                                         "oracle"}
     assert poison["verdict"]["kind"] in {"removed", "imprint_remains", "undetermined"}
     assert compare.run_table([shared_store.get(run_id)]).iloc[0][["asr", "backdoor"]].isna().all()
+
+
+def test_relearning_a_backdoor_scores_the_attack_and_leaves_the_stored_model_alone(poison_run):
+    from unlearn_core.pipeline import relearn_of_run
+    store, run_id = poison_run
+    before = {k: v.clone() for k, v in store.load_weights(run_id).items()}
+    report = relearn_of_run(store, run_id)
+    curves = report["curves"]
+    assert curves["unlearned"]["score_name"] == "attack success rate"
+    poison = store.get(run_id).report["poison"]
+    # Step 0 is the model before any step: the stored ASR, up to the scorer's subset.
+    assert curves["original"]["scores"][0] == pytest.approx(poison["asr"]["original"], abs=0.05)
+    assert all(torch.equal(before[k], v) for k, v in store.load_weights(run_id).items())
+    assert relearn_of_run(store, run_id) == report  # kept with the run
