@@ -7,22 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from tests.app.test_inside_pages import (LAYERS, chart, open_page, store_run,
-                                         synthetic_arrays, synthetic_report, texts, trace)
+from tests.app.test_inside_pages import LAYERS, chart, open_page, stored, texts, trace  # noqa: F401
 from unlearn_core.metrics.readouts import HEADLINE, READOUT_LABELS, READOUTS
 from unlearn_core.metrics.relearn import relearn_sentence
 from unlearn_core.pipeline import READOUTS_DERIVED, RELEARN_DERIVED
-from unlearn_core.runs import RunStore
 
 FEATURE_LAYERS = LAYERS[:-1]
-
-
-@pytest.fixture
-def stored(tmp_path, monkeypatch):
-    monkeypatch.setenv("LENS_STORE", str(tmp_path / "store"))
-    store = RunStore(tmp_path / "store")
-    rng = np.random.default_rng(0)
-    return store, store_run(store, synthetic_report(rng), synthetic_arrays(rng))
 
 
 def put_json(store, run_id, name, value):
