@@ -223,10 +223,11 @@ class RebuiltRun:
 
 
 def rebuild_run(store: RunStore, run_id: str, purpose: str,
-                progress: Progress | None = None) -> RebuiltRun:
+                progress: Progress | None = None, with_activations: bool = True) -> RebuiltRun:
     """The original and oracle from the checkpoint cache (trained again if the cache was
-    cleared), the unlearned model from the run's weights, and their activations on the
-    probe subset the run was evaluated on. `purpose` ends the error messages ("embed it")."""
+    cleared), the unlearned model from the run's weights, and (unless `with_activations`
+    is False) their activations on the probe subset the run was evaluated on. `purpose`
+    ends the error messages ("embed it")."""
     progress = progress or Progress()
     record = store.get(run_id)
     if record.status != "done" or "layers" not in (record.report or {}):
@@ -243,6 +244,8 @@ def rebuild_run(store: RunStore, run_id: str, purpose: str,
               "oracle": refs.oracle.model}
     acts = {}
     for step, (role, model) in enumerate(models.items()):
+        if not with_activations:
+            break
         progress.update(0.25 + 0.25 * step, f"activations of the {role} model")
         key = reference_key(spec.setup, role) if role != "unlearned" else None
         acts[role] = activations(model, exp, subset, key)
@@ -306,7 +309,8 @@ def relearn_of_run(store: RunStore, run_id: str, progress: Progress | None = Non
     stored = stored_relearn(store, run_id)
     if stored is not None:
         return stored
-    run = rebuild_run(store, run_id, "test relearning", progress.stage(0.0, 0.4))
+    run = rebuild_run(store, run_id, "test relearning", progress.stage(0.0, 0.4),
+                      with_activations=False)  # relearning needs the models only
     progress.update(0.4, "relearning the unlearned model, the oracle and the original")
     forget = run.spec.setup.forget
     if forget.kind == "poison" and forget.poison.attack == "backdoor":
