@@ -257,12 +257,15 @@ class ErasureLoss(nn.Module):
             both = model.forward_features(torch.cat([xf, xr]), layers)
             return ({k: h[:len(xf)] for k, h in both.items()},
                     {k: h[len(xf):] for k, h in both.items()})
+        return self.forget_features(model, xf, layers), model.forward_features(xr, layers)
+
+    def forget_features(self, model: LensModel, xf: torch.Tensor,
+                        layers: list[str]) -> dict[str, torch.Tensor]:
+        """The forget batch's pass on its own ("frozen_forget" and "train" modes)."""
         if self.bn_mode == "frozen_forget":
             with frozen_batch_norm(model):
-                out_f = model.forward_features(xf, layers)
-        else:
-            out_f = model.forward_features(xf, layers)
-        return out_f, model.forward_features(xr, layers)
+                return model.forward_features(xf, layers)
+        return model.forward_features(xf, layers)
 
     def warm_up(self, ctx: UnlearnContext, epochs: int, lr: float, progress: Progress) -> None:
         """Train the auxiliary heads on the retain set with the network frozen (eval
