@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--store", default="/tmp/ec-compare-store")
     parser.add_argument("--params", default="{}", help="JSON: EC params for every variant")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per variant, each with "
+                        "its own data order and head initialisation (seed + r)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     forget = ForgetSpec() if args.scenario == "class" else ForgetSpec("random", fraction=0.1)
@@ -79,21 +81,34 @@ def main() -> None:
     for name in args.variants.split(","):
         params = method.resolve_params({**VARIANTS[name], **json.loads(args.params)})
         method.accept(params, refs.original.model)
-        ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
-                             original=_frozen(copy.deepcopy(refs.original.model)),
-                             experiment=exp, params=params, progress=Progress(), seed=args.seed)
-        torch.manual_seed(args.seed)
-        started = time.perf_counter()
-        outcome = method.unlearn(ctx)
-        seconds = time.perf_counter() - started
-        results[name] = {**summary(outcome.model), "seconds": round(seconds, 1),
-                         "steps": outcome.info["steps"],
-                         "steps_per_epoch": outcome.info["steps_per_epoch"],
-                         "stop_reason": outcome.info["stop_reason"],
-                         "supervision_points": outcome.info["supervision_points"],
-                         "cka_forget": cka_to_original(compute_activations(outcome.model, exp,
-                                                                           subset))}
-        print(name, json.dumps(results[name]), flush=True)
+        runs = []
+        for r in range(args.repeats):
+            ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
+                                 original=_frozen(copy.deepcopy(refs.original.model)),
+                                 experiment=exp, params=params, progress=Progress(),
+                                 seed=args.seed + r)
+            torch.manual_seed(args.seed + r)
+            started = time.perf_counter()
+            outcome = method.unlearn(ctx)
+            seconds = time.perf_counter() - started
+            run = {**summary(outcome.model), "seconds": round(seconds, 1),
+                   "steps": outcome.info["steps"],
+                   "steps_per_epoch": outcome.info["steps_per_epoch"],
+                   "stop_reason": outcome.info["stop_reason"],
+                   "supervision_points": outcome.info["supervision_points"],
+                   "cka_forget": cka_to_original(compute_activations(outcome.model, exp,
+                                                                     subset))}
+            print(name, r, json.dumps(run), flush=True)
+            runs.append(run)
+        mean = {k: float(np.mean([run[k] for run in runs]))
+                for k in ("forget_train", "retain_train", "test_forget", "test_retain",
+                          "steps", "seconds")}
+        mean["cka_forget"] = [round(float(v), 4) for v in
+                              np.mean([run["cka_forget"] for run in runs], axis=0)]
+        spread = {k: float(np.std([run[k] for run in runs], ddof=1)) if len(runs) > 1 else None
+                  for k in ("forget_train", "retain_train", "test_retain")}
+        results[name] = {"mean": mean, "std": spread, "runs": runs}
+        print(name, "MEAN", json.dumps(mean), "STD", json.dumps(spread), flush=True)
     print("RESULTS " + json.dumps(results, default=lambda v: float(v) if isinstance(
         v, np.floating) else str(v)))
 
