@@ -241,22 +241,51 @@ def erasure_on_copy(refs, bn_mode):
     return model, loss
 
 
-def test_the_default_bn_mode_leaves_running_statistics_to_the_retain_batch(tiny_refs):
-    default = get_method("ec").resolve_params({})["bn_mode"]
-    assert default == "frozen_forget"
+def train_mode_batch_norm_batches(model, run) -> list[int]:
+    """Batch sizes that batch-norm modules saw in train mode (updating their running
+    statistics) while `run()` ran."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(len(args[0]))
+                                         if m.training else None)
+             for m in model.modules() if isinstance(m, _BatchNorm)]
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["default", "frozen_forget", "mixed", "train"])
+def test_no_forget_only_batch_reaches_batch_norm_in_train_mode(tiny_refs, mode):
+    if mode == "default":
+        mode = get_method("ec").resolve_params({})["bn_mode"]
     forget, retain = forget_and_retain_batches(tiny_refs)
-    model, loss = erasure_on_copy(tiny_refs, default)
+    forget = (forget[0][:8], forget[1][:8])  # 8 forget and 16 retain examples
+    model, loss = erasure_on_copy(tiny_refs, mode)
+    sizes = train_mode_batch_norm_batches(model, lambda: loss(forget, retain))
+    assert sizes
+    if mode == "train":  # before issue 19: the forget batch alone, in train mode
+        assert 8 in sizes
+    else:
+        assert 8 not in sizes and set(sizes) == {16 if mode == "frozen_forget" else 24}
+    assert all(m.training for m in model.modules())  # batch norm back in train mode
+
+
+def test_a_forget_only_pass_leaves_running_statistics_under_frozen_forget(tiny_refs):
+    forget, retain = forget_and_retain_batches(tiny_refs)
+    model, loss = erasure_on_copy(tiny_refs, "frozen_forget")
     assert any("running_mean" in k for k in batch_norm_state(model))
     before = batch_norm_state(model)
-    # A forget-only pass: running statistics exactly as they were.
     with torch.no_grad():
         loss.forget_features(model, forget[0], list(loss.layers))
     after_forget = batch_norm_state(model)
     assert all(torch.equal(before[k], after_forget[k]) for k in before)
-    assert all(m.training for m in model.modules())  # batch norm back in train mode
+    assert all(m.training for m in model.modules())
     # The whole loss: the statistics move as a retain-only forward moves them.
     loss(forget, retain)
-    reference, _ = erasure_on_copy(tiny_refs, default)
+    reference, _ = erasure_on_copy(tiny_refs, "frozen_forget")
     with torch.no_grad():
         reference(retain[0])
     expected = batch_norm_state(reference)
