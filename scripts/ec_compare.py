@@ -100,9 +100,9 @@ def main() -> None:
                                                                      subset))}
             print(name, r, json.dumps(run), flush=True)
             runs.append(run)
-        mean = {k: float(np.mean([run[k] for run in runs]))
-                for k in ("forget_train", "retain_train", "test_forget", "test_retain",
-                          "steps", "seconds")}
+        mean = {k: float(np.mean([run[k] for run in runs])) if runs[0][k] is not None
+                else None for k in ("forget_train", "retain_train", "test_forget",
+                                    "test_retain", "steps", "seconds")}
         mean["cka_forget"] = [round(float(v), 4) for v in
                               np.mean([run["cka_forget"] for run in runs], axis=0)]
         spread = {k: float(np.std([run[k] for run in runs], ddof=1)) if len(runs) > 1 else None
