@@ -365,3 +365,16 @@ def test_fit_checks_stop_every_k_steps_and_trains_in_train_mode_after_a_check():
     with pytest.raises(ValueError, match="stop_every"):
         fit(model, lambda: batches, loss_fn, sgd(model.parameters(), lr=0.01), epochs=1,
             progress=Progress(), stop=stop, stop_every=0)
+
+
+def test_a_plugin_refuses_stop_checks_inside_an_epoch(tiny_refs):
+    # The plug-in's per-epoch curves ride on the stop check: fit(stop_every=...) would
+    # split them wrongly, so ctx.fit refuses the combination instead.
+    from unlearn_core.methods.ec import ErasurePlugin
+    ctx = tiny_context(tiny_refs, "finetune+ec", ec_warmup_epochs=0)
+    ctx.plugin = ErasurePlugin(ctx, erasure_loss(ctx, "ec_"), beta=0.1, lr=0.01)
+    model = ctx.model
+    with pytest.raises(ValueError, match="stop_every is not supported with a plug-in"):
+        ctx.fit(model, lambda: [], lambda b: model(b[0]).sum(),
+                sgd(model.parameters(), lr=0.01), epochs=1, progress=Progress(),
+                stop=lambda: False, stop_every=2)
