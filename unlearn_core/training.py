@@ -125,6 +125,9 @@ class FitLog:
     epoch_losses: list[float] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    # Steps taken by the end of each epoch (the last one partial when `stop` fired
+    # mid-epoch): where per-step curves split into epochs.
+    epoch_ends: list[int] = field(default_factory=list)
 
 
 def sgd(params: Iterable[torch.nn.Parameter], *, lr: float, momentum: float = 0.9,
@@ -137,19 +140,27 @@ def fit(model: torch.nn.Module, batches: Callable[[], Iterable[Any]],
         epochs: int, progress: Progress, label: str = "training",
         steps_per_epoch: int | None = None,
         after_step: Callable[[], None] | None = None,
-        stop: Callable[[], bool] | None = None) -> FitLog:
+        stop: Callable[[], bool] | None = None,
+        stop_every: int | None = None) -> FitLog:
     """The one training loop: `batches()` yields an epoch's batches, `loss_fn(batch)`
     returns the loss to minimise. A cosine schedule runs over all steps; a non-finite
     loss raises DivergedError instead of producing a NaN model; `stop()` is checked
-    after each epoch (early stopping rules of the methods)."""
+    after each epoch (early stopping rules of the methods) and, with `stop_every` = k,
+    also after every k-th step within an epoch (a rule that must not wait for the end of
+    the epoch). `model` is put back in train mode after a check inside an epoch, since a
+    check usually evaluates it."""
+    if stop_every is not None and stop_every < 1:
+        raise ValueError(f"stop_every: expected a positive number of steps, got {stop_every}")
     per_epoch = steps_per_epoch if steps_per_epoch is not None else len(batches())
     total = max(1, epochs * per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     log = FitLog()
     started = time.perf_counter()
+    stopped = False
     for epoch in range(epochs):
         model.train()
         running, count = 0.0, 0
+        checked_at = -1  # the step count of the last check inside this epoch
         for batch in batches():
             loss = loss_fn(batch)
             if not torch.isfinite(loss):
@@ -166,8 +177,17 @@ def fit(model: torch.nn.Module, batches: Callable[[], Iterable[Any]],
             count += 1
             progress.update(log.steps / total,
                             f"{label}: epoch {epoch + 1}/{epochs}, loss {running / count:.3f}")
+            if stop is not None and stop_every is not None and log.steps % stop_every == 0:
+                checked_at = log.steps
+                if stop():
+                    stopped = True
+                    break
+                model.train()
         log.epoch_losses.append(running / max(count, 1))
-        if stop is not None and stop():
+        log.epoch_ends.append(log.steps)
+        if stopped:
+            break
+        if stop is not None and checked_at != log.steps and stop():
             break
     log.seconds = time.perf_counter() - started
     return log

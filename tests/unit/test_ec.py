@@ -12,9 +12,11 @@ from conftest import tiny_context, unlearn_tiny
 from unlearn_core.errors import UserError
 from unlearn_core.methods import get_method
 from unlearn_core.methods.base import Method, Outcome, UnlearnContext
-from unlearn_core.methods.ec import (WithErasure, contrastive_unlearning_loss,
-                                     default_layer_weights, erasure_loss)
-from unlearn_core.training import sgd
+from unlearn_core.methods.ec import (ErasureLoss, WithErasure, contrastive_unlearning_loss,
+                                     default_layer_weights, erasure_loss, layer_weights,
+                                     supervision_points)
+from unlearn_core.progress import Progress
+from unlearn_core.training import fit, sgd
 
 # Short runs: the tests check behaviour, not how well EC forgets (docs/benchmarks/ does).
 SHORT = {"epochs": 1}
@@ -167,3 +169,212 @@ def test_cli_plugin_option_names_the_plugged_method(capsys, tmp_path):
     assert main(["--json", "list", "methods"]) == 0
     listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
     assert listed["finetune"]["plugins"] == ["ec"] and listed["ssd"]["plugins"] == []
+
+
+# --- issue 19: supervision points, batch norm, the stop rule within an epoch -----------
+
+BUILT_IN = {  # model -> its supervision points, written out by hand
+    "small_cnn": ["block1", "block2", "block3", "embedding", "logits"],
+    "resnet18": ["layer1", "layer2", "layer3", "layer4", "logits"],
+    "vit_tiny": ["block1", "block2", "block3", "block4", "embedding", "logits"],
+}
+
+
+def built_in(name: str):
+    from unlearn_core.config import ModelSpec
+    from unlearn_core.models import build_model
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build_model(ModelSpec(name, width=0.25 if name == "resnet18" else 1.0),
+                           in_channels=1, num_classes=10, image_size=8)
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_IN))
+def test_supervision_points_are_each_feature_stage_once_plus_the_head(name):
+    model = built_in(name)
+    points = supervision_points(model)
+    assert points == BUILT_IN[name]
+    assert len(set(points)) == len(points) and points[-1] == "logits"
+    # Each point trains a stage of its own: no two points are the same stage seen twice
+    # (resnet18's "embedding", a parameter-free pool of layer4, is not a point).
+    for layer in model.feature_layers:
+        own = list(model.stages[layer].parameters())
+        assert (layer in points) == bool(own), layer
+    # EC builds a head per feature point and weighs each point once.
+    loss = ErasureLoss(model, default_layer_weights(len(points)), (1, 8, 8),
+                       lambda_ul=3.0, lambda_ce=1.0, temperature=0.7)
+    assert list(loss.heads) == points[:-1] and list(loss.weights) == points
+    x, y = torch.randn(6, 1, 8, 8), torch.tensor([0, 0, 0, 1, 2, 3])
+    value = loss((x[:3], y[:3]), (x[3:], y[3:]))
+    assert torch.isfinite(value)
+    assert set(name.split("/")[1] for name, v in loss.log.items() if v) == set(points)
+
+
+def test_resnet18_layer_weights_count_one_per_supervision_point():
+    model = built_in("resnet18")
+    with pytest.raises(UserError, match=r"expected 5 weights.*'layer4', 'logits'\]"):
+        layer_weights(model, [1, 1, 1, 1, 1, 1], "layer_weights")
+    weights = layer_weights(model, [], "layer_weights")
+    # layers 1-3 get 6/15 of the total (with "embedding" as a sixth point: 6/21).
+    assert sum(weights[:3]) == pytest.approx(6 / 15)
+
+
+def batch_norm_state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()
+            if "running" in k or "num_batches_tracked" in k}
+
+
+def forget_and_retain_batches(refs, n=16):
+    exp = refs.experiment
+    forget = next(iter(exp.loader("forget", batch_size=n)))
+    retain = next(iter(exp.loader("retain", batch_size=n)))
+    return forget, retain
+
+
+def erasure_on_copy(refs, bn_mode):
+    import copy
+    model = copy.deepcopy(refs.original.model)
+    model.train()
+    weights = default_layer_weights(len(supervision_points(model)))
+    loss = ErasureLoss(model, weights, (1, 8, 8), lambda_ul=3.0, lambda_ce=1.0,
+                       temperature=0.7, bn_mode=bn_mode)
+    return model, loss
+
+
+def train_mode_batch_norm_batches(model, run) -> list[int]:
+    """Batch sizes that batch-norm modules saw in train mode (updating their running
+    statistics) while `run()` ran."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    seen = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.append(len(args[0]))
+                                         if m.training else None)
+             for m in model.modules() if isinstance(m, _BatchNorm)]
+    try:
+        run()
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("mode", ["default", "frozen_forget", "mixed", "train"])
+def test_no_forget_only_batch_reaches_batch_norm_in_train_mode(tiny_refs, mode):
+    if mode == "default":
+        mode = get_method("ec").resolve_params({})["bn_mode"]
+    forget, retain = forget_and_retain_batches(tiny_refs)
+    forget = (forget[0][:8], forget[1][:8])  # 8 forget and 16 retain examples
+    model, loss = erasure_on_copy(tiny_refs, mode)
+    sizes = train_mode_batch_norm_batches(model, lambda: loss(forget, retain))
+    assert sizes
+    if mode == "train":  # before issue 19: the forget batch alone, in train mode
+        assert 8 in sizes
+    else:
+        assert 8 not in sizes and set(sizes) == {16 if mode == "frozen_forget" else 24}
+    assert all(m.training for m in model.modules())  # batch norm back in train mode
+
+
+def test_a_forget_only_pass_leaves_running_statistics_under_frozen_forget(tiny_refs):
+    forget, retain = forget_and_retain_batches(tiny_refs)
+    model, loss = erasure_on_copy(tiny_refs, "frozen_forget")
+    assert any("running_mean" in k for k in batch_norm_state(model))
+    before = batch_norm_state(model)
+    with torch.no_grad():
+        loss.forget_features(model, forget[0], list(loss.layers))
+    after_forget = batch_norm_state(model)
+    assert all(torch.equal(before[k], after_forget[k]) for k in before)
+    assert all(m.training for m in model.modules())
+    # The whole loss: the statistics move as a retain-only forward moves them.
+    loss(forget, retain)
+    reference, _ = erasure_on_copy(tiny_refs, "frozen_forget")
+    with torch.no_grad():
+        reference(retain[0])
+    expected = batch_norm_state(reference)
+    assert all(torch.allclose(expected[k], v) for k, v in batch_norm_state(model).items())
+
+
+def test_two_train_mode_passes_let_the_forget_batch_shift_the_statistics(tiny_refs):
+    # The behaviour bn_mode guards against (kept as "train"): the test above can fail.
+    forget, _ = forget_and_retain_batches(tiny_refs)
+    model, loss = erasure_on_copy(tiny_refs, "train")
+    before = batch_norm_state(model)
+    with torch.no_grad():
+        loss.forget_features(model, forget[0], list(loss.layers))
+    moved = batch_norm_state(model)
+    means = [k for k in before if k.endswith("running_mean")]
+    assert means and not any(torch.allclose(before[k], moved[k]) for k in means)
+
+
+def test_mixed_bn_mode_runs_one_batch_of_forget_and_retain(tiny_refs):
+    forget, retain = forget_and_retain_batches(tiny_refs)
+    model, loss = erasure_on_copy(tiny_refs, "mixed")
+    with torch.no_grad():
+        out_f, out_r = loss.features(model, forget[0], retain[0], list(loss.layers))
+    reference, _ = erasure_on_copy(tiny_refs, "mixed")
+    with torch.no_grad():
+        both = reference(torch.cat([forget[0], retain[0]]))
+    assert torch.allclose(torch.cat([out_f["logits"], out_r["logits"]]), both, atol=1e-5)
+    expected = batch_norm_state(reference)
+    assert all(torch.allclose(expected[k], v) for k, v in batch_norm_state(model).items())
+
+
+def test_stop_rule_fires_within_the_first_epoch(tiny_refs):
+    # stop_accuracy 1.0: the first check stops the run, so the run is exactly one
+    # check_every long, less than an epoch (before issue 19: a whole epoch).
+    outcome, _ = unlearn_tiny(tiny_refs, "ec", epochs=3, batch_size=8, warmup_epochs=0,
+                              stop_rule="target", stop_accuracy=1.0, check_every=3)
+    info = outcome.info
+    assert info["steps_per_epoch"] > 3
+    assert info["steps"] == 3 and info["epochs_run"] == 1
+    assert [c["step"] for c in info["stop_checks"]] == [3]
+    assert "after step 3" in info["stop_reason"]
+    assert len(outcome.curves["loss"]) == 1 and len(outcome.curves["ec/ce/logits"]) == 1
+
+
+def test_stop_rule_checks_every_few_steps_until_the_target(tiny_refs):
+    outcome, _ = unlearn_tiny(tiny_refs, "ec", epochs=2, batch_size=8, warmup_epochs=0,
+                              stop_rule="none", check_every=2)
+    info = outcome.info
+    per_epoch = info["steps_per_epoch"]
+    assert info["steps"] == 2 * per_epoch
+    steps = [c["step"] for c in info["stop_checks"]]
+    # every 2nd step, and the end of each epoch (once where they coincide)
+    expected = sorted(set(range(2, 2 * per_epoch + 1, 2)) | {per_epoch, 2 * per_epoch})
+    assert steps == expected
+
+
+def test_fit_checks_stop_every_k_steps_and_trains_in_train_mode_after_a_check():
+    model = torch.nn.Linear(2, 1)
+    batches = [(torch.randn(4, 2), torch.randn(4, 1)) for _ in range(5)]
+    checks, modes = [], []
+
+    def loss_fn(batch):
+        modes.append(model.training)
+        return torch.nn.functional.mse_loss(model(batch[0]), batch[1])
+
+    def stop():
+        checks.append(len(modes))
+        model.eval()  # as an evaluation does
+        return len(modes) >= 7
+
+    log = fit(model, lambda: batches, loss_fn, sgd(model.parameters(), lr=0.01), epochs=3,
+              progress=Progress(), stop=stop, stop_every=2)
+    # every 2nd step and at each epoch's end (not twice at one step); stops at step 8
+    assert checks == [2, 4, 5, 6, 8]
+    assert log.steps == 8 and log.epoch_ends == [5, 8] and len(log.epoch_losses) == 2
+    assert all(modes)
+    with pytest.raises(ValueError, match="stop_every"):
+        fit(model, lambda: batches, loss_fn, sgd(model.parameters(), lr=0.01), epochs=1,
+            progress=Progress(), stop=stop, stop_every=0)
+
+
+def test_a_plugin_refuses_stop_checks_inside_an_epoch(tiny_refs):
+    # The plug-in's per-epoch curves ride on the stop check: fit(stop_every=...) would
+    # split them wrongly, so ctx.fit refuses the combination instead.
+    from unlearn_core.methods.ec import ErasurePlugin
+    ctx = tiny_context(tiny_refs, "finetune+ec", ec_warmup_epochs=0)
+    ctx.plugin = ErasurePlugin(ctx, erasure_loss(ctx, "ec_"), beta=0.1, lr=0.01)
+    model = ctx.model
+    with pytest.raises(ValueError, match="stop_every is not supported with a plug-in"):
+        ctx.fit(model, lambda: [], lambda b: model(b[0]).sum(),
+                sgd(model.parameters(), lr=0.01), epochs=1, progress=Progress(),
+                stop=lambda: False, stop_every=2)

@@ -157,6 +157,10 @@ class UnlearnContext:
             return fit(model, batches, loss_fn, optimizer, after_step=after_step, stop=stop,
                        **kwargs)
 
+        if kwargs.get("stop_every") is not None:
+            # The plug-in's end_epoch rides on the stop check, which stop_every also
+            # runs inside an epoch: its per-epoch curves would be split wrongly.
+            raise ValueError("ctx.fit: stop_every is not supported with a plug-in")
         plugin.start(optimizer)
 
         def plugged_after_step() -> None:

@@ -106,12 +106,12 @@ NEGGRAD_LOSS_CAP = 25.0
 STOP_RULES = ("unseen", "target", "none")
 
 
-def stop_params() -> tuple[Param, ...]:
+def stop_params(when: str = "after each epoch") -> tuple[Param, ...]:
     """The early-stopping rule of methods that stop by forget accuracy (see
-    `forget_accuracy_target`)."""
+    `forget_accuracy_target`); `when` says when the method checks it."""
     return (
         Param("stop_rule", "choice", "unseen",
-              "when to stop early, checked after each epoch: 'unseen' once forget accuracy "
+              f"when to stop early, checked {when}: 'unseen' once forget accuracy "
               "is at or below what a model that never saw the forget set would score (0 "
               "when whole classes are forgotten; otherwise the original's accuracy on "
               "held-out test examples of the same classes); 'target' once it "
