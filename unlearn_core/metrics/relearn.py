@@ -224,7 +224,8 @@ def relearn_sentence(report: dict) -> str:
         return f"not within {steps} steps" if n is None else \
             ("from the start" if n == 0 else f"after {n} step{'s' if n != 1 else ''}")
 
-    name = next(iter(report["curves"].values()))["score_name"]
+    name = next(iter(report.get("curves", {}).values()), {}).get("score_name",
+                                                                 "held-out forget score")
     facts = (f"{name[0].upper()}{name[1:]} back at {target}: unlearned model {when('unlearned')}, "
              f"oracle {when('oracle')}")
     faster = report["faster_by"]
