@@ -8,11 +8,12 @@ from unlearn_core import figures
 from unlearn_core.figures import lau as lau_figures
 
 st.title("Results")
-failed = [r for r in state.store().list(kind="unlearn") if r.status in ("failed", "cancelled")]
+failed = [r for r in state.store().list(kind="unlearn")
+          if r.status in ("failed", "cancelled", "damaged")]
 if failed:
-    with st.expander(f"{len(failed)} failed or cancelled run(s)"):
+    with st.expander(f"{len(failed)} failed, cancelled or damaged run(s)"):
         for r in failed:
-            st.write(f"**{r.label}** ({r.id}): {r.status} — {r.error}")
+            st.write(f"**{r.label}** ({r.id}): {r.status} — {r.damage or r.error}")
 
 record = widgets.run_picker()
 explainers.explain("results")

@@ -204,19 +204,34 @@ def cmd_unlearn(args) -> int:
 
 def _record_dict(r) -> dict:
     return {"id": r.id, "kind": r.kind, "status": r.status, "label": r.label,
-            "created": r.created, "finished": r.finished, "error": r.error}
+            "created": r.created, "finished": r.finished, "error": r.error,
+            "damage": r.damage}
 
 
 def cmd_runs(args) -> int:
+    if args.action == "repair":
+        from .runs import repair
+        result = repair(args.store)
+        lines = [f"index of {result['root']} rebuilt from its run folders: "
+                 f"{len(result['added'])} run(s) added"]
+        if result["set_aside"]:
+            lines.append(f"the damaged index was set aside as {result['set_aside']}")
+        if result["damaged"]:
+            lines.append(f"{len(result['damaged'])} run(s) are damaged (see `runs list`): "
+                         + ", ".join(result["damaged"]))
+        _print(result, args.json, "\n".join(lines))
+        return 0
     store = _store(args)
     if args.action == "list":
         records = store.list(status=args.status)
         lines = [f"{r.id:28} {r.status:9} {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.created))}  "
-                 f"{r.label}" for r in records] or ["no runs"]
+                 f"{r.label}" + (f"  [damaged: {r.damage}]" if r.damage else "")
+                 for r in records] or ["no runs"]
         _print([_record_dict(r) for r in records], args.json, "\n".join(lines))
     elif args.action == "show":
         r = store.get(args.run_id)
-        body = accuracy_table(r.report) if r.report else f"error: {r.error}"
+        body = (accuracy_table(r.report) if r.report else
+                f"damaged: {r.damage}" if r.damage else f"error: {r.error}")
         _print({**_record_dict(r), "spec": r.spec, "report": r.report}, args.json,
                f"run {r.id} ({r.status}): {r.label}\n{body}")
     else:
@@ -427,13 +442,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setup_args(p)
     p.set_defaults(func=cmd_unlearn)
 
-    p = sub.add_parser("runs", help="list, show or delete stored runs")
+    p = sub.add_parser("runs", help="list, show, delete stored runs, or repair the index")
     runs = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     q = runs.add_parser("list", help="every stored run, newest first")
-    q.add_argument("--status", choices=("running", "done", "failed", "cancelled"))
+    q.add_argument("--status", choices=("running", "done", "failed", "cancelled", "damaged"))
     for action in ("show", "delete"):
         q = runs.add_parser(action, help=f"{action} one run")
         q.add_argument("run_id")
+    runs.add_parser("repair", help="rebuild the store's index from its run folders (after "
+                    "the index was damaged); a damaged index is set aside, not deleted")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a run")
