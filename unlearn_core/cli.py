@@ -151,6 +151,41 @@ def _store(args):
     return RunStore(args.store)
 
 
+def _out_path(value, store_root: Path | None, name: str = "--out") -> Path:
+    """An output file of a command: a valid path, not a folder, and never inside the
+    run store (only the store writes there: a report written over index.sqlite or a
+    run's report.json would destroy runs)."""
+    from .runs import default_store_root
+    from .validate import user_path
+    path = user_path(value, name)
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise UserError(f"{name}: cannot resolve {str(path)!r} ({exc})") from None
+    roots = [store_root] if store_root is not None else []
+    try:
+        roots.append(default_store_root().resolve())
+    except UserError:
+        pass
+    for root in roots:
+        if resolved == root or root in resolved.parents:
+            raise UserError(f"{name}: {resolved} is inside the run store {root}; only the "
+                            "store writes there; choose a path outside it")
+    if resolved.is_dir():
+        raise UserError(f"{name}: {resolved} is a folder; expected a file name")
+    return resolved
+
+
+def _write_out(path: Path, text: str, name: str = "--out") -> None:
+    """Atomic: a temporary file in the same folder, then os.replace; on a full disk the
+    old file is left whole."""
+    from . import io
+    try:
+        io.atomic_write_text(path, text)
+    except OSError as exc:
+        raise UserError(f"{name}: cannot write {path} ({exc.strerror or exc})") from None
+
+
 def _print(obj: Any, as_json: bool, table: str) -> None:
     print(json.dumps(obj, indent=2, default=str) if as_json else table)
 
@@ -248,12 +283,10 @@ def cmd_report(args) -> int:
     if record.status != "done" or record.report is None:
         raise UserError(f"run_id: run {record.id} is {record.status}; only a finished run "
                         "has a report")
+    out = _out_path(args.out if args.out is not None else f"report-{record.id}.html",
+                    store.root)
     text = run_report_html(record, store.load_arrays(record.id))
-    out = args.out if args.out is not None else Path(f"report-{record.id}.html")
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"--out: cannot write {out} ({exc.strerror})") from None
+    _write_out(out, text)
     _print({"id": record.id, "out": str(out), "bytes": len(text.encode())}, args.json,
            f"wrote {out} ({len(text.encode()) / 1e6:.1f} MB): opens offline in any browser")
     return 0
@@ -310,7 +343,7 @@ def _dkvb_bench(args) -> dict:
     seeds = 3 if args.seeds is None else args.seeds
     if seeds < 1:
         raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
-    store = RunStore(getattr(args, "store", None) or bench.default_bench_store())
+    store = RunStore(_bench_store_root(args))
     device = args.device or "auto"
     parts = ["python", "-m", "unlearn_core", "bench", "--suite", "dkvb", "--seeds", str(seeds),
              "--device", device, "--store", str(store.root)]
@@ -318,6 +351,15 @@ def _dkvb_bench(args) -> dict:
         parts += ["--out", str(args.out)]
     return benchmark(store, seeds=seeds, device=device, command=shlex.join(parts),
                      log=None if args.quiet else bench.stderr_log)
+
+
+def _bench_store_root(args) -> Path:
+    from . import bench
+    from .runs import checked_store_path
+    given = getattr(args, "store", None)
+    if given is not None:
+        return checked_store_path(given, "--store").resolve()
+    return Path(bench.default_bench_store()).resolve()
 
 
 def cmd_bench(args) -> int:
@@ -335,6 +377,10 @@ def cmd_bench(args) -> int:
         if value not in (None, []) and suite not in needs]
     if misplaced:
         raise UserError(f"{misplaced[0]}: not an option of --suite {suite}")
+    bench_root = None
+    if suite not in ("quick", "timing"):
+        bench_root = _bench_store_root(args)
+    out = _out_path(args.out, bench_root) if args.out is not None else None
     if suite in ("quick", "timing"):
         result = bench.run_bench(quick=suite == "quick", device=args.device or "auto")
         table = result["table"]
@@ -359,7 +405,7 @@ def cmd_bench(args) -> int:
             if args.setup_json is not None else SetupSpec()
         if args.device is not None:
             base = SetupSpec.from_dict({**base.to_dict(), "device": args.device})
-        store = RunStore(getattr(args, "store", None) or bench.default_bench_store())
+        store = RunStore(bench_root)
         command = _bench_command(args, suite, store, args.setup_json is not None, methods,
                                  seeds, scenarios)
         log = None if args.quiet else bench.stderr_log
@@ -382,11 +428,7 @@ def cmd_bench(args) -> int:
             raise
         table = result["table"]
     if args.out is not None:
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(table if table.endswith("\n") else table + "\n")
-        except OSError as exc:
-            raise UserError(f"--out: cannot write {args.out} ({exc.strerror})") from None
+        _write_out(out, table if table.endswith("\n") else table + "\n")
     print(json.dumps(result, indent=2, default=str) if args.json else table)
     return 0
 
@@ -397,7 +439,9 @@ def cmd_sweep(args) -> int:
     config = sweeps.load_config(args.config)
     if args.ray is not None:
         sweeps.import_ray()  # before anything runs: without Ray, say what to install
-    store = RunStore(args.store or config.store)  # --store, then the TOML's, then default
+    # --store, then the TOML's, then the default; an empty --store is refused, not skipped
+    store = RunStore(args.store if args.store is not None else config.store)
+    out = _out_path(args.out, store.root) if args.out is not None else None
     try:
         result = sweeps.run_sweep(config, store, log=None if args.quiet else bench.stderr_log,
                                   ray_address=args.ray, retry_failed=args.retry_failed)
@@ -406,11 +450,7 @@ def cmd_sweep(args) -> int:
               "command again to continue", file=sys.stderr)
         raise
     if args.out is not None:
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(result["table"])
-        except OSError as exc:
-            raise UserError(f"--out: cannot write {args.out} ({exc.strerror})") from None
+        _write_out(out, result["table"])
     _print(result, args.json, result["table"])
     return 0
 
