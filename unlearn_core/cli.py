@@ -29,10 +29,23 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+def _path_type(flag: str):
+    """argparse type for a path flag: the shared validator (empty, NUL, `~` without
+    HOME, characters the file system refuses) with its message, not argparse's."""
+    def parse(text: str) -> Path:
+        from .validate import user_path
+        try:
+            return user_path(text, flag)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+    parse.__name__ = "path"
+    return parse
+
+
 def _add_setup_args(p: argparse.ArgumentParser) -> None:
     d, t, m = DataSpec(), TrainSpec(), ModelSpec()
     g = p.add_argument_group("setup")
-    g.add_argument("--setup-json", type=Path, help="read the whole setup from a JSON file "
+    g.add_argument("--setup-json", type=_path_type("--setup-json"), help="read the whole setup from a JSON file "
                    "(as `runs show` prints it); the options below are then ignored")
     g.add_argument("--dataset", default=d.name, help="dataset name (see `list datasets`)")
     g.add_argument("--root", default=None, help="folder of a torchvision dataset or ImageFolder")
@@ -53,12 +66,12 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--paper-scale", action="store_true",
                    help="model dkvb: the paper's bottleneck, " + " x ".join(
                        f"{k} {v}" for k, v in PAPER_SCALE.items()))
-    g.add_argument("--forget-kind", default="classes",
-                   choices=("classes", "random", "non_iid", "indices"))
+    g.add_argument("--forget-kind", default=None,
+                   choices=("classes", "random", "non_iid", "indices"), help="default: classes")
     g.add_argument("--forget-classes", default="0", help="comma-separated class ids")
-    g.add_argument("--forget-fraction", type=float, default=0.1,
-                   help="fraction for kinds random and non_iid")
-    g.add_argument("--forget-indices", type=Path, help="CSV of training-set indices (kind indices)")
+    g.add_argument("--forget-fraction", type=float, default=None,
+                   help="fraction for kinds random and non_iid (default 0.1)")
+    g.add_argument("--forget-indices", type=_path_type("--forget-indices"), help="CSV of training-set indices (kind indices)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     g.add_argument("--epochs", type=int, default=t.epochs, help="training epochs of the original")
@@ -88,6 +101,35 @@ def _model_from_args(args: argparse.Namespace) -> ModelSpec:
                      bottleneck=BottleneckSpec(**bottleneck))
 
 
+# Forget kinds that read --forget-fraction and --forget-indices; any other kind ignores
+# them, so giving one there is an error rather than a silent surprise.
+FRACTION_KINDS = ("random", "non_iid")
+INDICES_KINDS = ("indices",)
+
+
+def _check_forget_flags(args: argparse.Namespace) -> None:
+    """--forget-fraction / --forget-indices only with a kind that uses them; --root only
+    for a dataset read from a folder. Fills in the default kind."""
+    given_kind = args.forget_kind
+    kind = given_kind or "classes"
+    for flag, value, kinds in (("--forget-indices", args.forget_indices, INDICES_KINDS),
+                               ("--forget-fraction", args.forget_fraction, FRACTION_KINDS)):
+        if value is not None and kind not in kinds:
+            told = (f"--forget-kind {kind}" if given_kind else
+                    f"no --forget-kind (the default is {kind})")
+            raise UserError(f"{flag}: only used with --forget-kind {' or '.join(kinds)}, but "
+                            f"{told} ignores it; add --forget-kind {kinds[0]} or drop {flag}")
+    args.forget_kind = kind
+    if args.root is not None or args.download:
+        from .data import list_datasets
+        embedded = {d.name for d in list_datasets() if d.embedded}
+        if args.dataset in embedded:
+            flag = "--root" if args.root is not None else "--download"
+            raise UserError(f"{flag}: dataset {args.dataset!r} is built in (embedded) and "
+                            f"reads no folder; drop {flag} or choose a folder dataset "
+                            "(see `list datasets`)")
+
+
 def setup_from_args(args: argparse.Namespace) -> SetupSpec:
     if args.setup_json is not None:
         try:
@@ -95,6 +137,7 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
         except OSError as exc:
             raise UserError(f"--setup-json: cannot read {args.setup_json} ({exc.strerror})") from None
         return SetupSpec.from_json(text)
+    _check_forget_flags(args)
     indices: tuple[int, ...] = ()
     if args.forget_kind == "indices":
         from .data import read_index_csv
@@ -108,7 +151,7 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
     return SetupSpec(
         data=DataSpec(args.dataset, args.root, args.download, args.image_size),
         forget=ForgetSpec(args.forget_kind, _int_list(args.forget_classes, "forget.classes"),
-                          args.forget_fraction, indices),
+                          0.1 if args.forget_fraction is None else args.forget_fraction, indices),
         model=_model_from_args(args),
         train=TrainSpec(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         augment=args.augment),
@@ -117,15 +160,17 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
 
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     """`key=value` pairs; values are read as JSON (numbers, true/false) or else text."""
+    from .validate import parse_value
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise UserError(f"--param: expected key=value, got {pair!r}")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
+            raise UserError(f"--param: expected key=value, got {pair[:60]!r}")
+        if key in params:
+            raise UserError(f"--param {key}: given twice ({key}={params[key]!r} and "
+                            f"{pair[:60]!r}); give each hyperparameter once")
+        params[key] = parse_value(raw, f"--param {key[:40]}")
     return params
 
 
@@ -227,6 +272,10 @@ def cmd_train(args) -> int:
 
 def cmd_unlearn(args) -> int:
     from .pipeline import run_unlearning
+    if args.plugin is not None and not args.plugin.strip():
+        from .methods import list_plugins
+        raise UserError(f"--plugin: expected a plug-in name ({', '.join(list_plugins())}), "
+                        "got an empty string; drop --plugin to run the method alone")
     store = _store(args)
     name = f"{args.method}+{args.plugin}" if args.plugin else args.method
     spec = RunSpec(setup_from_args(args), MethodSpec(name, parse_params(args.param)))
@@ -405,6 +454,12 @@ def cmd_bench(args) -> int:
             if args.setup_json is not None else SetupSpec()
         if args.device is not None:
             base = SetupSpec.from_dict({**base.to_dict(), "device": args.device})
+        if suite == "sweep":
+            from .sweeps import grid_specs
+            settings = len(grid_specs(args.method, grid))
+            runs = settings * seeds * len(scenarios)
+            _confirm(args, runs, f"{runs:,} runs ({settings:,} settings x {seeds} seeds x "
+                     f"{len(scenarios)} scenarios)")
         store = RunStore(bench_root)
         command = _bench_command(args, suite, store, args.setup_json is not None, methods,
                                  seeds, scenarios)
@@ -433,6 +488,27 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def _confirm(args, runs: int, what: str) -> None:
+    """Above sweeps.CONFIRM_ABOVE_RUNS runs: ask on a terminal, refuse elsewhere, unless
+    --yes. The size is printed before anything starts."""
+    from .sweeps import CONFIRM_ABOVE_RUNS
+    if not args.quiet:
+        print(f"this sweep: {what}", file=sys.stderr)
+    if runs <= CONFIRM_ABOVE_RUNS or args.yes:
+        return
+    if sys.stdin is not None and sys.stdin.isatty():
+        answer = input(f"start {runs:,} runs (more than {CONFIRM_ABOVE_RUNS})? [y/N] ")
+        if answer.strip().lower() in ("y", "yes"):
+            return
+        raise Cancelled("not started")
+    raise UserError(f"--yes: this sweep has {runs:,} runs, more than {CONFIRM_ABOVE_RUNS}; "
+                    "pass --yes to start it, or shrink the grid or the seeds")
+
+
 def cmd_sweep(args) -> int:
     from . import bench, sweeps
     from .runs import RunStore
@@ -442,6 +518,12 @@ def cmd_sweep(args) -> int:
     # --store, then the TOML's, then the default; an empty --store is refused, not skipped
     store = RunStore(args.store if args.store is not None else config.store)
     out = _out_path(args.out, store.root) if args.out is not None else None
+    size = sweeps.estimate(config, store)
+    when = ("" if size["seconds"] is None else
+            f", about {_duration(size['seconds'])} at the store's median of "
+            f"{size['seconds_per_run']:.0f} s per {config.method} run")
+    _confirm(args, size["runs"], f"{size['runs']:,} runs ({len(config.specs):,} settings x "
+             f"{len(config.seeds)} seeds; {size['reused']:,} already in the store{when})")
     try:
         result = sweeps.run_sweep(config, store, log=None if args.quiet else bench.stderr_log,
                                   ray_address=args.ray, retry_failed=args.retry_failed)
@@ -465,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train (or load) the original and the retrain oracle")
-    p.add_argument("--original-checkpoint", type=Path, metavar="PATH",
+    p.add_argument("--original-checkpoint", type=_path_type("--original-checkpoint"), metavar="PATH",
                    help="use these weights (.safetensors, or .pt saved weights-only) as the "
                         "original instead of training it")
     _add_setup_args(p)
@@ -495,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a run")
     p.add_argument("run_id")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE.html",
+    p.add_argument("--out", type=_path_type("--out"), default=None, metavar="FILE.html",
                    help="where to write it (default: report-RUN_ID.html here)")
     p.set_defaults(func=cmd_report)
 
@@ -534,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forget scenarios: class (class 0 or the setup's classes), random "
                         "(10%% IID), non_iid (half of classes 2 and 5, as the DEL paper); "
                         "default: class,random for baselines and ec, class for sweep")
-    p.add_argument("--setup-json", type=Path, default=None,
+    p.add_argument("--setup-json", type=_path_type("--setup-json"), default=None,
                    help="base setup as JSON (default: the embedded default, mnist5k / "
                         "small_cnn); its forget set and seed are set per scenario and seed")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: auto)")
@@ -543,10 +625,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "the store root being $LENS_STORE or ~/.unlearning-lens/store)")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun failed runs found in the store instead of reusing the failure")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE.md",
+    p.add_argument("--out", type=_path_type("--out"), default=None, metavar="FILE.md",
                    help="also write the markdown table to this file")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                    help="print the rows as JSON (same as the global --json)")
+    p.add_argument("--yes", action="store_true",
+                   help="sweep: start more than 200 runs without asking")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
@@ -555,15 +639,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "store are reused), then groups them by setting: mean ± std over seeds, "
                     "a 95%% t-interval of the avg gap, the best setting marked. See "
                     "examples/sweep-finetune-lr.toml and README (Sweeps).")
-    p.add_argument("config", type=Path, help="sweep TOML: method, [grid], seeds, [setup], store")
+    p.add_argument("config", type=_path_type("config"), help="sweep TOML: method, [grid], seeds, [setup], store")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run each (setting, seed) as a Ray task on the cluster at ADDRESS "
                         "('auto': the one `ray start` began on this machine); needs "
                         "requirements-ray.txt")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun failed runs found in the store instead of reusing the failure")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE.md",
+    p.add_argument("--out", type=_path_type("--out"), default=None, metavar="FILE.md",
                    help="also write the markdown table to this file")
+    p.add_argument("--yes", action="store_true",
+                   help="start a sweep of more than 200 runs without asking")
     p.set_defaults(func=cmd_sweep)
     return parser
 
