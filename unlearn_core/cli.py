@@ -132,11 +132,13 @@ def _check_forget_flags(args: argparse.Namespace) -> None:
 
 def setup_from_args(args: argparse.Namespace) -> SetupSpec:
     if args.setup_json is not None:
+        from .validate import load_json_text, setup_from_raw
         try:
-            text = args.setup_json.read_text()
+            data = args.setup_json.read_bytes()
         except OSError as exc:
-            raise UserError(f"--setup-json: cannot read {args.setup_json} ({exc.strerror})") from None
-        return SetupSpec.from_json(text)
+            raise UserError(f"--setup-json: cannot read {args.setup_json} "
+                            f"({exc.strerror or exc})") from None
+        return setup_from_raw(load_json_text(data, "--setup-json"), "--setup-json")
     _check_forget_flags(args)
     indices: tuple[int, ...] = ()
     if args.forget_kind == "indices":
@@ -496,17 +498,15 @@ def _confirm(args, runs: int, what: str) -> None:
     """Above sweeps.CONFIRM_ABOVE_RUNS runs: ask on a terminal, refuse elsewhere, unless
     --yes. The size is printed before anything starts."""
     from .sweeps import CONFIRM_ABOVE_RUNS
-    if not args.quiet:
+    if runs > CONFIRM_ABOVE_RUNS and not args.yes:
+        if not (sys.stdin is not None and sys.stdin.isatty()):
+            raise UserError(f"--yes: this sweep has {what}, more than {CONFIRM_ABOVE_RUNS} "
+                            "runs; pass --yes to start it, or shrink the grid or the seeds")
+        answer = input(f"this sweep: {what}; start more than {CONFIRM_ABOVE_RUNS} runs? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Cancelled("not started")
+    elif not args.quiet:
         print(f"this sweep: {what}", file=sys.stderr)
-    if runs <= CONFIRM_ABOVE_RUNS or args.yes:
-        return
-    if sys.stdin is not None and sys.stdin.isatty():
-        answer = input(f"start {runs:,} runs (more than {CONFIRM_ABOVE_RUNS})? [y/N] ")
-        if answer.strip().lower() in ("y", "yes"):
-            return
-        raise Cancelled("not started")
-    raise UserError(f"--yes: this sweep has {runs:,} runs, more than {CONFIRM_ABOVE_RUNS}; "
-                    "pass --yes to start it, or shrink the grid or the seeds")
 
 
 def cmd_sweep(args) -> int:
@@ -658,6 +658,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        for name, value in vars(args).items():
+            # argparse turns a value of "--" (as in --setup-json=--) into a list
+            if isinstance(value, list) and name not in ("param", "grid"):
+                raise UserError(f"--{name.replace('_', '-')}: expected a value, got "
+                                f"{' '.join(map(str, value)) or '--'!r}")
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

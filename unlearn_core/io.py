@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import re
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -173,7 +174,13 @@ def _load_torch_checkpoint(path: Path) -> Any:
             ) from None
         raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint ({detail})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, SafetensorError) as error:
-        raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint ({error})") from None
+        raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint "
+                        f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
+    except (OSError, IndexError, KeyError, TypeError, AttributeError, OverflowError,
+            MemoryError, RecursionError, struct.error) as error:
+        # A truncated or garbled file trips the unpickler or the zip reader in many ways.
+        raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint (damaged or "
+                        f"truncated: {type(error).__name__})") from None
 
 
 def _as_state_dict(loaded: Any, path: Path) -> dict[str, torch.Tensor]:

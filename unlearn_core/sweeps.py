@@ -696,7 +696,7 @@ class SweepConfig:
             raise UserError(f"store: expected a folder path, got {store!r}")
         return cls(method=raw["method"], grid=grid,
                    seeds=seeds, setup=setup,
-                   store=Path(store).expanduser() if store is not None else None)
+                   store=_store_path(store) if store is not None else None)
 
     @property
     def specs(self) -> list[MethodSpec]:
@@ -709,6 +709,11 @@ class SweepConfig:
     def cells(self) -> list[Cell]:
         return [Cell(self.scenario, seed, dataclasses.replace(self.setup, seed=seed))
                 for seed in self.seeds]
+
+
+def _store_path(value: str) -> Path:
+    from .runs import checked_store_path
+    return checked_store_path(value, "store")
 
 
 def load_config(path: str | Path) -> SweepConfig:

@@ -201,3 +201,22 @@ def finite_float(value: Any, name: str) -> float:
     if not math.isfinite(number):
         raise UserError(f"{name}: expected a finite number, got {number}")
     return number
+
+
+def setup_from_raw(raw: Any, name: str = "setup"):
+    """A SetupSpec from parsed JSON/TOML, with every failure one UserError naming
+    `name` and the field: wrong types (a number where a list was expected), numbers
+    too large for a float, nesting too deep."""
+    from .config import SetupSpec
+    check_nesting(raw, name)
+    if not isinstance(raw, dict):
+        raise UserError(f"{name}: expected a JSON object with the setup's fields, got "
+                        f"{type(raw).__name__}")
+    try:
+        return SetupSpec.from_dict(raw)
+    except UserError:
+        raise
+    except (TypeError, ValueError, OverflowError, AttributeError, KeyError,
+            RecursionError) as error:
+        raise UserError(f"{name}: a field has the wrong type or size ({type(error).__name__}: "
+                        f"{str(error)[:120]})") from None

@@ -75,8 +75,9 @@ def test_a_big_sweep_says_its_size_and_needs_yes(tmp_path, capsys):
     store = RunStore(tmp_path / "store")
     code, _, err = _cli(capsys, "--store", str(store.root), "sweep", str(toml))
     assert code == 2
-    assert "this sweep: 202 runs (101 settings x 2 seeds; 0 already in the store)" in err
-    assert "error: --yes: this sweep has 202 runs, more than 200; pass --yes" in err
+    assert err == ("error: --yes: this sweep has 202 runs (101 settings x 2 seeds; 0 already "
+                   "in the store), more than 200 runs; pass --yes to start it, or shrink the "
+                   "grid or the seeds\n")
     assert store.list() == []
     code, _, err = _cli(capsys, "bench", "--suite", "sweep", "--method", "finetune",
                         "--grid", "lr=" + values.replace(" ", ""), "--seeds", "2",
