@@ -19,6 +19,7 @@ verdict = layers["verdict"]
 (st.warning if verdict["kind"] in WARNING_VERDICTS else st.info)(verdict["text"])
 
 explainers.explain("layers")
+widgets.show_not_estimable(report, "layers")
 
 present = layers["parts"]
 default_part = "forget_train" if "forget_train" in present else present[0]

@@ -47,6 +47,9 @@ if curves is not None:
     st.plotly_chart(curves, width="stretch")
 
 arrays = widgets.run_arrays(record)
+widgets.small_forget_view(record, arrays)  # a deletion of one or a few examples
+widgets.show_not_estimable(report, "layers")
+widgets.show_not_estimable(report, "mia")
 if lau_figures.has_lau_arrays(arrays):  # LAU alone or with a plug-in
     st.subheader("LAU: where the forget samples went")
     st.write(lau_figures.summary(report["method"]["info"], arrays))
