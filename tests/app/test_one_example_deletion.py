@@ -76,7 +76,7 @@ def test_every_page_renders_for_a_one_example_run(one_example_runs, monkeypatch,
     assert "This run forgot 1 example" in results
     assert "Training example 7" in results
     example = next(f for f in frames if "Membership score" in f.columns)
-    assert list(example.index) == ["Original", "Unlearned", "Oracle"]
+    assert list(example.index) == ["Original", "Unlearned", "Retrain oracle"]
     assert list(example.columns) == ["Predicted", "Confidence in its label", "Membership score"]
     assert all(v != "n/a" for v in example.to_numpy().ravel())
     assert "not estimable from 1 example" in seen["layers"]
