@@ -146,7 +146,7 @@ def load_toml_text(data: str | bytes, name: str) -> dict:
     except UserError:
         raise
     except (tomllib.TOMLDecodeError, ValueError, RecursionError) as error:
-        raise UserError(f"{name}: not valid TOML ({str(error)[:120]})") from None
+        raise UserError(f"{name} is not valid TOML ({str(error)[:120]})") from None
     check_nesting(parsed, name)
     _check_ints(parsed, name)
     return parsed
