@@ -372,11 +372,11 @@ class RunStore:
         except (ValueError, RecursionError):
             spec, damage = {}, "its spec in the index is unreadable"
         if row["status"] == "done":
-            found = self._damage(path, row["kind"])
+            found, content = self._damage(path, row["kind"])
             if found is not None:
                 damage = found
             elif damage is None:
-                report = _read_json_file(path / REPORT_FILE)[0]
+                report = content
         status = DAMAGED if damage is not None and row["status"] == "done" else row["status"]
         return RunRecord(id=row["id"], kind=row["kind"], status=status,
                          label=row["label"], created=row["created"], finished=row["finished"],
@@ -384,18 +384,18 @@ class RunStore:
                          damage=damage)
 
     @staticmethod
-    def _damage(path: Path, kind: str) -> str | None:
-        """Why a finished run's folder cannot be used, or None. Cheap: reads the small
-        JSON files and checks that the stored files are there (a corrupt weights file is
-        reported when it is loaded)."""
+    def _damage(path: Path, kind: str) -> tuple[str | None, dict | None]:
+        """(why a finished run's folder cannot be used or None, its report). Cheap: reads
+        the small JSON files and checks that the stored files are there (a corrupt
+        weights file is reported when it is loaded)."""
         if not path.is_dir():
-            return "its run folder is missing"
+            return "its run folder is missing", None
         for name in (SPEC_FILE, REPORT_FILE):
             content, reason = _read_json_file(path / name)
             if reason is None and not isinstance(content, dict):
                 reason = f"{name} does not hold a JSON object"
             if reason is not None:
-                return reason
+                return reason, None
         manifest, _ = _read_json_file(path / RUN_FILE)
         files = manifest.get("files") if isinstance(manifest, dict) else None
         if not isinstance(files, list):  # stored before run.json: unlearning runs had both
@@ -403,8 +403,8 @@ class RunStore:
         missing = [name for name in files if isinstance(name, str)
                    and _FOLDER_NAME.fullmatch(name) and not (path / name).is_file()]
         if missing:
-            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
-        return None
+            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing", None
+        return None, content  # content: report.json, the last file read above
 
     def get(self, run_id: str) -> RunRecord:
         return self._record(self._row(run_id))
