@@ -38,6 +38,8 @@ with st.form(f"sweep-{name}"):
     seeds = st.number_input("Seeds", min_value=1, max_value=sweeps.MAX_SEEDS, value=3,
                             step=1, key="sweep_seeds",
                             help="setup seeds 0..n-1; statistics are over these")
+    go_big = st.checkbox(f"Start even if it has more than {sweeps.CONFIRM_ABOVE_RUNS} runs",
+                         key="sweep_go_big")
     submitted = st.form_submit_button("Run sweep", type="primary", disabled=state.busy())
 
 if submitted:
@@ -47,7 +49,14 @@ if submitted:
             grid=sweeps.grid_from_values(name, {k: v for k, v in fields.items() if v.strip()}))
     except UserError as exc:
         st.error(str(exc))
-    else:
+        config = None
+    size = sweeps.estimate(config, state.store()) if config is not None else None
+    if size is not None and size["runs"] > sweeps.CONFIRM_ABOVE_RUNS and not go_big:
+        st.warning(f"This sweep has {size['runs']:,} runs ({len(config.specs):,} settings x "
+                   f"{len(config.seeds)} seeds; {size['reused']:,} already in the store), more "
+                   f"than {sweeps.CONFIRM_ABOVE_RUNS}: tick the box above to start it, or "
+                   "shrink the grid or the seeds.")
+    elif size is not None:
         store = state.store()
         job = state.submit(f"Sweep: {sweeps.describe_config(config)}",
                            lambda progress: sweeps.run_sweep(config, store, progress=progress))

@@ -83,3 +83,16 @@ def test_sweep_runs_in_the_background_and_shows_the_grouped_table_and_plot(page,
     at.radio(key="sweep_x").set_value("forget_gap").run()
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert chart["layout"]["xaxis"]["title"]["text"].startswith("forget-accuracy gap")
+
+
+def test_a_sweep_of_more_than_200_runs_waits_for_the_box(page, tmp_path):
+    at = page
+    at.text_input(key="sweep-finetune-lr").input(
+        ", ".join(str(round(0.001 * (i + 1), 4)) for i in range(101)))
+    at.number_input(key="sweep_seeds").set_value(2)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "This sweep has 202 runs (101 settings x 2 seeds; 0 already in the store)" in \
+        texts(at.warning)
+    assert "sweep_job" not in at.session_state  # nothing was submitted
+    assert RunStore(tmp_path / "store").list() == []
