@@ -92,7 +92,7 @@ def _grid_value(param, raw: Any, where: str) -> Any:
                 matches = [c for c in param.choices if str(c) == text]
                 value = matches[0] if matches else text
         return param.validate(value)
-    except (ValueError, KeyError, UserError):
+    except (ValueError, KeyError, OverflowError, UserError):
         raise bad from None
 
 

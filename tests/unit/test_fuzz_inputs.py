@@ -129,6 +129,7 @@ def _param_keys():
 @example(method="finetune", pairs=[("lr", "[" * 5000 + "]" * 5000)])
 @example(method="finetune", pairs=[("lr", "0.1"), ("lr", "0.2")])
 @example(method="lau", pairs=[("layer_weights", "1e400")])
+@example(method="finetune", pairs=[("epochs", "-Infinity")])  # int(-inf): OverflowError
 def test_cli_param_values(world, method, pairs):
     TRIED["--param"] += 1
     argv = ["unlearn", "--method", method, *TINY_CLI_ARGS]
