@@ -41,4 +41,7 @@ with st.sidebar:
     st.caption(f"Run store: `{store.root}`")
     widgets.job_panel()
 
-navigation.run()
+try:
+    navigation.run()
+except UserError as exc:  # e.g. the store's index damaged while the app was open
+    st.error(str(exc))

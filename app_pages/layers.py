@@ -21,6 +21,7 @@ verdict = layers["verdict"]
 
 explainers.explain("layers")
 backdoor_section(report)
+widgets.show_not_estimable(report, "layers")
 
 present = layers["parts"]
 default_part = "forget_train" if "forget_train" in present else present[0]

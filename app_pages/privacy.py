@@ -38,6 +38,10 @@ table_column.caption("MIA efficacy (%) per attack feature.")
 
 st.subheader("Unlearned model vs oracle, example by example")
 arrays = widgets.run_arrays(record)
+if widgets.show_not_estimable(report, "mia").get("distinguishability"):
+    st.subheader("Drill-down: one forget example")
+    instance_drilldown(record, arrays, key="privacy", by_membership=True)
+    st.stop()
 scored_features = [f for f in figures.SCORE_ARRAY_NAMES if f in mia["distinguishability"]]
 feature = st.radio("Score", scored_features, horizontal=True,
                    format_func=figures.MIA_FEATURE_LABELS.get, key="privacy-feature")

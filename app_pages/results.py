@@ -9,11 +9,12 @@ from unlearn_core import figures
 from unlearn_core.figures import lau as lau_figures
 
 st.title("Results")
-failed = [r for r in state.store().list(kind="unlearn") if r.status in ("failed", "cancelled")]
+failed = [r for r in state.store().list(kind="unlearn")
+          if r.status in ("failed", "cancelled", "damaged")]
 if failed:
-    with st.expander(f"{len(failed)} failed or cancelled run(s)"):
+    with st.expander(f"{len(failed)} failed, cancelled or damaged run(s)"):
         for r in failed:
-            st.write(f"**{r.label}** ({r.id}): {r.status} — {r.error}")
+            st.write(f"**{r.label}** ({r.id}): {r.status} — {r.damage or r.error}")
 
 record = widgets.run_picker()
 explainers.explain("results")
@@ -49,6 +50,9 @@ if curves is not None:
 backdoor_section(report, charts=False)
 
 arrays = widgets.run_arrays(record)
+widgets.small_forget_view(record, arrays)  # a deletion of one or a few examples
+widgets.show_not_estimable(report, "layers")
+widgets.show_not_estimable(report, "mia")
 if lau_figures.has_lau_arrays(arrays):  # LAU alone or with a plug-in
     st.subheader("LAU: where the forget samples went")
     st.write(lau_figures.summary(report["method"]["info"], arrays))

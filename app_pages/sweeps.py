@@ -44,6 +44,8 @@ with st.form(f"sweep-{name}"):
         help="HOST:PORT of a Ray cluster's head (or auto: the one `ray start` joined on "
              "this machine). Runs become Ray tasks; this app stores them. README: Sweeps "
              "on a Ray cluster").strip()
+    go_big = st.checkbox(f"Start even if it has more than {sweeps.CONFIRM_ABOVE_RUNS} runs",
+                         key="sweep_go_big")
     submitted = st.form_submit_button("Run sweep", type="primary", disabled=state.busy())
 
 if submitted:
@@ -55,7 +57,14 @@ if submitted:
             sweeps_ray.import_ray()  # without Ray: say what to install, before submitting
     except UserError as exc:
         st.error(str(exc))
-    else:
+        config = None
+    size = sweeps.estimate(config, state.store()) if config is not None else None
+    if size is not None and size["runs"] > sweeps.CONFIRM_ABOVE_RUNS and not go_big:
+        st.warning(f"This sweep has {size['runs']:,} runs ({len(config.specs):,} settings x "
+                   f"{len(config.seeds)} seeds; {size['reused']:,} already in the store), more "
+                   f"than {sweeps.CONFIRM_ABOVE_RUNS}: tick the box above to start it, or "
+                   "shrink the grid or the seeds.")
+    elif size is not None:
         store = state.store()
         where = f" on Ray ({ray_address})" if ray_address else ""
         job = state.submit(f"Sweep{where}: {sweeps.describe_config(config)}",

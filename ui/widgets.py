@@ -110,3 +110,81 @@ def _stored_arrays(store_root: str, run_id: str) -> dict[str, np.ndarray]:
 def run_arrays(record: RunRecord) -> dict[str, np.ndarray]:
     """A finished run's artifacts.npz, read once per run: a stored run never changes."""
     return _stored_arrays(str(state.store().root), record.id)
+
+
+def _examples(n: int) -> str:
+    return f"{n} example" if n == 1 else f"{n} examples"
+
+
+def not_estimable_text(reason: str) -> str:
+    """"needs at least 4 examples, has 1" -> "not estimable from 1 example (needs at
+    least 4)"."""
+    import re
+    match = re.fullmatch(r"needs at least (\d+) examples, has (\d+)", reason or "")
+    if not match:
+        return f"not estimable ({reason})"
+    return f"not estimable from {_examples(int(match.group(2)))} (needs at least {match.group(1)})"
+
+
+NOT_ESTIMABLE_LABELS = {"cka": "CKA", "cka_excess": "CKA difference to the oracle",
+                        "cka_matrix": "Layer × layer CKA",
+                        "distinguishability": "Distinguishability from the oracle (ε)"}
+
+
+def show_not_estimable(report: dict, section: str) -> dict[str, str]:
+    """One info line per value of `section` ("layers", "mia") the report marks as not
+    estimable for too few examples; returns those entries (key without the section)."""
+    from unlearn_core import figures
+    notes = {key[len(section) + 1:]: reason
+             for key, reason in (report.get("not_estimable") or {}).items()
+             if key.startswith(section + ".")}
+    for key, reason in notes.items():
+        name, _, part = key.partition(".")
+        label = NOT_ESTIMABLE_LABELS.get(name, name)
+        where = f" on {figures.PART_LABELS.get(part, part).lower()}" if part else ""
+        st.info(f"{label}{where}: {not_estimable_text(reason)}.")
+    return notes
+
+
+SMALL_FORGET_SET = 5  # up to this many forget examples, Results shows each one
+
+
+def small_forget_view(record: RunRecord, arrays: dict[str, np.ndarray]) -> None:
+    """A deletion of a few examples, example by example: its prediction, its confidence
+    in its own label and its membership score under the original, the unlearned model
+    and the oracle."""
+    import pandas as pd
+    from unlearn_core import figures
+    report = record.report
+    n = int(report["split"]["forget"])
+    if n > SMALL_FORGET_SET or "eval/forget_index" not in arrays:
+        return
+    classes = report.get("classes") or []
+    st.subheader(f"This run forgot {_examples(n)}")
+    st.caption("Each forgotten example under the three models: the class it is predicted "
+               "as, the model's confidence in its true label, and the membership score of "
+               "the attack (high: looks like a training member). The oracle never saw it.")
+    try:
+        from unlearn_core.instance import forget_examples
+        dataset, _ = forget_examples(record.spec)
+        labels = dataset.train.labels.numpy()
+    except Exception:  # the dataset may be gone; the table still shows the scores
+        labels = None
+    roles = ("original", "unlearned", "oracle")
+    for position, index in enumerate(arrays["eval/forget_index"]):
+        label = None if labels is None else int(labels[int(index)])
+        name = (classes[label] if label is not None and label < len(classes) else label)
+        st.markdown(f"**Training example {int(index)}**" +
+                    (f" (label {name})" if label is not None else ""))
+        rows = {}
+        for role in roles:
+            pred = arrays.get(f"eval/forget_pred/{role}")
+            conf = arrays.get(f"eval/conf/{role}/forget")
+            score = arrays.get(f"eval/mia_score/{role}")
+            predicted = None if pred is None else int(pred[position])
+            rows[figures.ROLE_NAMES[role]] = {
+                "Predicted": "n/a" if predicted is None else str(
+                    classes[predicted] if predicted < len(classes) else predicted),
+                "Confidence in its label": "n/a" if conf is None else f"{100 * float(conf[position]):.1f}%",
+                "Membership score": "n/a" if score is None else f"{float(score[position]):.3f}"}
+        st.dataframe(pd.DataFrame(rows).T, width="stretch")

@@ -30,10 +30,23 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+def _path_type(flag: str):
+    """argparse type for a path flag: the shared validator (empty, NUL, `~` without
+    HOME, characters the file system refuses) with its message, not argparse's."""
+    def parse(text: str) -> Path:
+        from .validate import user_path
+        try:
+            return user_path(text, flag)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
+    parse.__name__ = "path"
+    return parse
+
+
 def _add_setup_args(p: argparse.ArgumentParser) -> None:
     d, t, m = DataSpec(), TrainSpec(), ModelSpec()
     g = p.add_argument_group("setup")
-    g.add_argument("--setup-json", type=Path, help="read the whole setup from a JSON file "
+    g.add_argument("--setup-json", type=_path_type("--setup-json"), help="read the whole setup from a JSON file "
                    "(as `runs show` prints it); the options below are then ignored")
     g.add_argument("--dataset", default=d.name, help="dataset name (see `list datasets`)")
     g.add_argument("--root", default=None, help="folder of a torchvision dataset or ImageFolder")
@@ -54,11 +67,11 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--paper-scale", action="store_true",
                    help="model dkvb: the paper's bottleneck, " + " x ".join(
                        f"{k} {v}" for k, v in PAPER_SCALE.items()))
-    g.add_argument("--forget-kind", default="classes", choices=FORGET_KINDS)
+    g.add_argument("--forget-kind", default=None, choices=FORGET_KINDS, help="default: classes")
     g.add_argument("--forget-classes", default="0", help="comma-separated class ids")
-    g.add_argument("--forget-fraction", type=float, default=0.1,
-                   help="fraction for kinds random and non_iid")
-    g.add_argument("--forget-indices", type=Path, help="CSV of training-set indices (kind indices)")
+    g.add_argument("--forget-fraction", type=float, default=None,
+                   help="fraction for kinds random and non_iid (default 0.1)")
+    g.add_argument("--forget-indices", type=_path_type("--forget-indices"), help="CSV of training-set indices (kind indices)")
     poison = PoisonSpec()
     g.add_argument("--poison-fraction", type=float, default=None,
                    help=f"kind poison: share of the training set that gets the trigger and the "
@@ -127,13 +140,45 @@ def _poison_from_args(args: argparse.Namespace) -> PoisonSpec | None:
     return PoisonSpec(**given)
 
 
+# Forget kinds that read --forget-fraction and --forget-indices; any other kind ignores
+# them, so giving one there is an error rather than a silent surprise.
+FRACTION_KINDS = ("random", "non_iid")
+INDICES_KINDS = ("indices",)
+
+
+def _check_forget_flags(args: argparse.Namespace) -> None:
+    """--forget-fraction / --forget-indices only with a kind that uses them; --root only
+    for a dataset read from a folder. Fills in the default kind."""
+    given_kind = args.forget_kind
+    kind = given_kind or "classes"
+    for flag, value, kinds in (("--forget-indices", args.forget_indices, INDICES_KINDS),
+                               ("--forget-fraction", args.forget_fraction, FRACTION_KINDS)):
+        if value is not None and kind not in kinds:
+            told = (f"--forget-kind {kind}" if given_kind else
+                    f"no --forget-kind (the default is {kind})")
+            raise UserError(f"{flag}: only used with --forget-kind {' or '.join(kinds)}, but "
+                            f"{told} ignores it; add --forget-kind {kinds[0]} or drop {flag}")
+    args.forget_kind = kind
+    if args.root is not None or args.download:
+        from .data import list_datasets
+        embedded = {d.name for d in list_datasets() if d.embedded}
+        if args.dataset in embedded:
+            flag = "--root" if args.root is not None else "--download"
+            raise UserError(f"{flag}: dataset {args.dataset!r} is built in (embedded) and "
+                            f"reads no folder; drop {flag} or choose a folder dataset "
+                            "(see `list datasets`)")
+
+
 def setup_from_args(args: argparse.Namespace) -> SetupSpec:
     if args.setup_json is not None:
+        from .validate import load_json_text, setup_from_raw
         try:
-            text = args.setup_json.read_text()
+            data = args.setup_json.read_bytes()
         except OSError as exc:
-            raise UserError(f"--setup-json: cannot read {args.setup_json} ({exc.strerror})") from None
-        return SetupSpec.from_json(text)
+            raise UserError(f"--setup-json: cannot read {args.setup_json} "
+                            f"({exc.strerror or exc})") from None
+        return setup_from_raw(load_json_text(data, "--setup-json"), "--setup-json")
+    _check_forget_flags(args)
     indices: tuple[int, ...] = ()
     if args.forget_kind == "indices":
         from .data import read_index_csv
@@ -147,7 +192,8 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
     return SetupSpec(
         data=DataSpec(args.dataset, args.root, args.download, args.image_size),
         forget=ForgetSpec(args.forget_kind, _int_list(args.forget_classes, "forget.classes"),
-                          args.forget_fraction, indices, poison=_poison_from_args(args)),
+                          0.1 if args.forget_fraction is None else args.forget_fraction, indices,
+                          poison=_poison_from_args(args)),
         model=_model_from_args(args),
         train=TrainSpec(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         augment=args.augment),
@@ -156,15 +202,17 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
 
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     """`key=value` pairs; values are read as JSON (numbers, true/false) or else text."""
+    from .validate import parse_value
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise UserError(f"--param: expected key=value, got {pair!r}")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
+            raise UserError(f"--param: expected key=value, got {pair[:60]!r}")
+        if key in params:
+            raise UserError(f"--param {key}: given twice ({key}={params[key]!r} and "
+                            f"{pair[:60]!r}); give each hyperparameter once")
+        params[key] = parse_value(raw, f"--param {key[:40]}")
     return params
 
 
@@ -188,6 +236,41 @@ class _ConsoleProgress:
 def _store(args):
     from .runs import RunStore
     return RunStore(args.store)
+
+
+def _out_path(value, store_root: Path | None, name: str = "--out") -> Path:
+    """An output file of a command: a valid path, not a folder, and never inside the
+    run store (only the store writes there: a report written over index.sqlite or a
+    run's report.json would destroy runs)."""
+    from .runs import default_store_root
+    from .validate import user_path
+    path = user_path(value, name)
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise UserError(f"{name}: cannot resolve {str(path)!r} ({exc})") from None
+    roots = [store_root] if store_root is not None else []
+    try:
+        roots.append(default_store_root().resolve())
+    except UserError:
+        pass
+    for root in roots:
+        if resolved == root or root in resolved.parents:
+            raise UserError(f"{name}: {resolved} is inside the run store {root}; only the "
+                            "store writes there; choose a path outside it")
+    if resolved.is_dir():
+        raise UserError(f"{name}: {resolved} is a folder; expected a file name")
+    return resolved
+
+
+def _write_out(path: Path, text: str, name: str = "--out") -> None:
+    """Atomic: a temporary file in the same folder, then os.replace; on a full disk the
+    old file is left whole."""
+    from . import io
+    try:
+        io.atomic_write_text(path, text)
+    except OSError as exc:
+        raise UserError(f"{name}: cannot write {path} ({exc.strerror or exc})") from None
 
 
 def _print(obj: Any, as_json: bool, table: str) -> None:
@@ -231,6 +314,10 @@ def cmd_train(args) -> int:
 
 def cmd_unlearn(args) -> int:
     from .pipeline import run_unlearning
+    if args.plugin is not None and not args.plugin.strip():
+        from .methods import list_plugins
+        raise UserError(f"--plugin: expected a plug-in name ({', '.join(list_plugins())}), "
+                        "got an empty string; drop --plugin to run the method alone")
     store = _store(args)
     name = f"{args.method}+{args.plugin}" if args.plugin else args.method
     spec = RunSpec(setup_from_args(args), MethodSpec(name, parse_params(args.param)))
@@ -243,19 +330,34 @@ def cmd_unlearn(args) -> int:
 
 def _record_dict(r) -> dict:
     return {"id": r.id, "kind": r.kind, "status": r.status, "label": r.label,
-            "created": r.created, "finished": r.finished, "error": r.error}
+            "created": r.created, "finished": r.finished, "error": r.error,
+            "damage": r.damage}
 
 
 def cmd_runs(args) -> int:
+    if args.action == "repair":
+        from .runs import repair
+        result = repair(args.store)
+        lines = [f"index of {result['root']} rebuilt from its run folders: "
+                 f"{len(result['added'])} run(s) added"]
+        if result["set_aside"]:
+            lines.append(f"the damaged index was set aside as {result['set_aside']}")
+        if result["damaged"]:
+            lines.append(f"{len(result['damaged'])} run(s) are damaged (see `runs list`): "
+                         + ", ".join(result["damaged"]))
+        _print(result, args.json, "\n".join(lines))
+        return 0
     store = _store(args)
     if args.action == "list":
         records = store.list(status=args.status)
         lines = [f"{r.id:28} {r.status:9} {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.created))}  "
-                 f"{r.label}" for r in records] or ["no runs"]
+                 f"{r.label}" + (f"  [damaged: {r.damage}]" if r.damage else "")
+                 for r in records] or ["no runs"]
         _print([_record_dict(r) for r in records], args.json, "\n".join(lines))
     elif args.action == "show":
         r = store.get(args.run_id)
-        body = accuracy_table(r.report) if r.report else f"error: {r.error}"
+        body = (accuracy_table(r.report) if r.report else
+                f"damaged: {r.damage}" if r.damage else f"error: {r.error}")
         _print({**_record_dict(r), "spec": r.spec, "report": r.report}, args.json,
                f"run {r.id} ({r.status}): {r.label}\n{body}")
     else:
@@ -272,12 +374,10 @@ def cmd_report(args) -> int:
     if record.status != "done" or record.report is None:
         raise UserError(f"run_id: run {record.id} is {record.status}; only a finished run "
                         "has a report")
+    out = _out_path(args.out if args.out is not None else f"report-{record.id}.html",
+                    store.root)
     text = run_report_html(record, store.load_arrays(record.id))
-    out = args.out if args.out is not None else Path(f"report-{record.id}.html")
-    try:
-        out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"--out: cannot write {out} ({exc.strerror})") from None
+    _write_out(out, text)
     _print({"id": record.id, "out": str(out), "bytes": len(text.encode())}, args.json,
            f"wrote {out} ({len(text.encode()) / 1e6:.1f} MB): opens offline in any browser")
     return 0
@@ -348,7 +448,7 @@ def _dkvb_bench(args) -> dict:
     seeds = 3 if args.seeds is None else args.seeds
     if seeds < 1:
         raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
-    store = RunStore(getattr(args, "store", None) or bench.default_bench_store())
+    store = RunStore(_bench_store_root(args))
     device = args.device or "auto"
     parts = ["python", "-m", "unlearn_core", "bench", "--suite", "dkvb", "--seeds", str(seeds),
              "--device", device, "--store", str(store.root)]
@@ -367,7 +467,7 @@ def _readouts_bench(args) -> dict:
     seeds = 3 if args.seeds is None else args.seeds
     if seeds < 1:
         raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
-    store = RunStore(getattr(args, "store", None) or bench.default_bench_store())
+    store = RunStore(_bench_store_root(args))
     device = args.device or "auto"
     parts = ["python", "-m", "unlearn_core", "bench", "--suite", "readouts", "--seeds",
              str(seeds), "--device", device, "--store", str(store.root)]
@@ -376,6 +476,15 @@ def _readouts_bench(args) -> dict:
     return readouts_suite(store, seeds=range(seeds), base=SetupSpec(device=device),
                           command=shlex.join(parts),
                           log=None if args.quiet else bench.stderr_log)
+
+
+def _bench_store_root(args) -> Path:
+    from . import bench
+    from .runs import checked_store_path
+    given = getattr(args, "store", None)
+    if given is not None:
+        return checked_store_path(given, "--store").resolve()
+    return Path(bench.default_bench_store()).resolve()
 
 
 def cmd_bench(args) -> int:
@@ -394,6 +503,10 @@ def cmd_bench(args) -> int:
         if value not in (None, []) and suite not in needs]
     if misplaced:
         raise UserError(f"{misplaced[0]}: not an option of --suite {suite}")
+    bench_root = None
+    if suite not in ("quick", "timing"):
+        bench_root = _bench_store_root(args)
+    out = _out_path(args.out, bench_root) if args.out is not None else None
     if suite in ("quick", "timing"):
         result = bench.run_bench(quick=suite == "quick", device=args.device or "auto")
         table = result["table"]
@@ -423,7 +536,13 @@ def cmd_bench(args) -> int:
             if args.setup_json is not None else SetupSpec()
         if args.device is not None:
             base = SetupSpec.from_dict({**base.to_dict(), "device": args.device})
-        store = RunStore(getattr(args, "store", None) or bench.default_bench_store())
+        if suite == "sweep":
+            from .sweeps import grid_specs
+            settings = len(grid_specs(args.method, grid))
+            runs = settings * seeds * len(scenarios)
+            _confirm(args, runs, f"{runs:,} runs ({settings:,} settings x {seeds} seeds x "
+                     f"{len(scenarios)} scenarios)")
+        store = RunStore(bench_root)
         command = _bench_command(args, suite, store, args.setup_json is not None, methods,
                                  seeds, scenarios)
         log = None if args.quiet else bench.stderr_log
@@ -449,13 +568,28 @@ def cmd_bench(args) -> int:
             raise
         table = result["table"]
     if args.out is not None:
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(table if table.endswith("\n") else table + "\n")
-        except OSError as exc:
-            raise UserError(f"--out: cannot write {args.out} ({exc.strerror})") from None
+        _write_out(out, table if table.endswith("\n") else table + "\n")
     print(json.dumps(result, indent=2, default=str) if args.json else table)
     return 0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def _confirm(args, runs: int, what: str) -> None:
+    """Above sweeps.CONFIRM_ABOVE_RUNS runs: ask on a terminal, refuse elsewhere, unless
+    --yes. The size is printed before anything starts."""
+    from .sweeps import CONFIRM_ABOVE_RUNS
+    if runs > CONFIRM_ABOVE_RUNS and not args.yes:
+        if not (sys.stdin is not None and sys.stdin.isatty()):
+            raise UserError(f"--yes: this sweep has {what}, more than {CONFIRM_ABOVE_RUNS} "
+                            "runs; pass --yes to start it, or shrink the grid or the seeds")
+        answer = input(f"this sweep: {what}; start more than {CONFIRM_ABOVE_RUNS} runs? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Cancelled("not started")
+    elif not args.quiet:
+        print(f"this sweep: {what}", file=sys.stderr)
 
 
 def cmd_sweep(args) -> int:
@@ -464,7 +598,15 @@ def cmd_sweep(args) -> int:
     config = sweeps.load_config(args.config)
     if args.ray is not None:
         sweeps_ray.import_ray()  # before anything runs: without Ray, say what to install
-    store = RunStore(args.store or config.store)  # --store, then the TOML's, then default
+    # --store, then the TOML's, then the default; an empty --store is refused, not skipped
+    store = RunStore(args.store if args.store is not None else config.store)
+    out = _out_path(args.out, store.root) if args.out is not None else None
+    size = sweeps.estimate(config, store)
+    when = ("" if size["seconds"] is None else
+            f", about {_duration(size['seconds'])} at the store's median of "
+            f"{size['seconds_per_run']:.0f} s per {config.method} run")
+    _confirm(args, size["runs"], f"{size['runs']:,} runs ({len(config.specs):,} settings x "
+             f"{len(config.seeds)} seeds; {size['reused']:,} already in the store{when})")
     try:
         result = sweeps.run_sweep(config, store, log=None if args.quiet else bench.stderr_log,
                                   ray_address=args.ray, retry_failed=args.retry_failed)
@@ -473,11 +615,7 @@ def cmd_sweep(args) -> int:
               "command again to continue", file=sys.stderr)
         raise
     if args.out is not None:
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(result["table"])
-        except OSError as exc:
-            raise UserError(f"--out: cannot write {args.out} ({exc.strerror})") from None
+        _write_out(out, result["table"])
     _print(result, args.json, result["table"])
     return 0
 
@@ -492,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train (or load) the original and the retrain oracle")
-    p.add_argument("--original-checkpoint", type=Path, metavar="PATH",
+    p.add_argument("--original-checkpoint", type=_path_type("--original-checkpoint"), metavar="PATH",
                    help="use these weights (.safetensors, or .pt saved weights-only) as the "
                         "original instead of training it")
     _add_setup_args(p)
@@ -509,18 +647,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setup_args(p)
     p.set_defaults(func=cmd_unlearn)
 
-    p = sub.add_parser("runs", help="list, show or delete stored runs")
+    p = sub.add_parser("runs", help="list, show, delete stored runs, or repair the index")
     runs = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     q = runs.add_parser("list", help="every stored run, newest first")
-    q.add_argument("--status", choices=("running", "done", "failed", "cancelled"))
+    q.add_argument("--status", choices=("running", "done", "failed", "cancelled", "damaged"))
     for action in ("show", "delete"):
         q = runs.add_parser(action, help=f"{action} one run")
         q.add_argument("run_id")
+    runs.add_parser("repair", help="rebuild the store's index from its run folders (after "
+                    "the index was damaged); a damaged index is set aside, not deleted")
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a run")
     p.add_argument("run_id")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE.html",
+    p.add_argument("--out", type=_path_type("--out"), default=None, metavar="FILE.html",
                    help="where to write it (default: report-RUN_ID.html here)")
     p.set_defaults(func=cmd_report)
 
@@ -567,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forget scenarios: class (class 0 or the setup's classes), random "
                         "(10%% IID), non_iid (half of classes 2 and 5, as the DEL paper); "
                         "default: class,random for baselines and ec, class for sweep")
-    p.add_argument("--setup-json", type=Path, default=None,
+    p.add_argument("--setup-json", type=_path_type("--setup-json"), default=None,
                    help="base setup as JSON (default: the embedded default, mnist5k / "
                         "small_cnn); its forget set and seed are set per scenario and seed")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or mps (default: auto)")
@@ -576,10 +716,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "the store root being $LENS_STORE or ~/.unlearning-lens/store)")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun failed runs found in the store instead of reusing the failure")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE.md",
+    p.add_argument("--out", type=_path_type("--out"), default=None, metavar="FILE.md",
                    help="also write the markdown table to this file")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                    help="print the rows as JSON (same as the global --json)")
+    p.add_argument("--yes", action="store_true",
+                   help="sweep: start more than 200 runs without asking")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
@@ -588,7 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "store are reused), then groups them by setting: mean ± std over seeds, "
                     "a 95%% t-interval of the avg gap, the best setting marked. See "
                     "examples/sweep-finetune-lr.toml and README (Sweeps).")
-    p.add_argument("config", type=Path, help="sweep TOML: method, [grid], seeds, [setup], store")
+    p.add_argument("config", type=_path_type("config"), help="sweep TOML: method, [grid], seeds, [setup], store")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run each (setting, seed) as a Ray task on the cluster at ADDRESS "
                         "(HOST:PORT of its head, or 'auto': the one `ray start` joined on "
@@ -596,8 +738,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "requirements-ray.txt")
     p.add_argument("--retry-failed", action="store_true",
                    help="rerun failed runs found in the store instead of reusing the failure")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE.md",
+    p.add_argument("--out", type=_path_type("--out"), default=None, metavar="FILE.md",
                    help="also write the markdown table to this file")
+    p.add_argument("--yes", action="store_true",
+                   help="start a sweep of more than 200 runs without asking")
     p.set_defaults(func=cmd_sweep)
     return parser
 
@@ -606,6 +750,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = build_parser().parse_args(argv)
+        for name, value in vars(args).items():
+            # argparse turns a value of "--" (as in --setup-json=--) into a list
+            if isinstance(value, list) and name not in ("param", "grid"):
+                raise UserError(f"--{name.replace('_', '-')}: expected a value, got "
+                                f"{' '.join(map(str, value)) or '--'!r}")
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -127,6 +127,9 @@ class DataSpec(_Spec):
         _require(self.root is None or isinstance(self.root, str),
                  f"data.root: expected a folder path, got {self.root!r}")
         if self.root is not None and self.root.strip():
+            from .validate import user_path
+            user_path(self.root, "data.root")  # NUL, `~` without HOME, unencodable
+        if self.root is not None and self.root.strip():
             # "~/data" or "data" would mean another folder from another working
             # directory under the same spec hash, and so reuse models trained on other
             # data; the resolved folder is what is hashed, stored and shown.

@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import re
+import struct
 import tempfile
 import zipfile
 from pathlib import Path
@@ -173,7 +174,13 @@ def _load_torch_checkpoint(path: Path) -> Any:
             ) from None
         raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint ({detail})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, SafetensorError) as error:
-        raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint ({error})") from None
+        raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint "
+                        f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
+    except (OSError, IndexError, KeyError, TypeError, AttributeError, OverflowError,
+            MemoryError, RecursionError, struct.error) as error:
+        # A truncated or garbled file trips the unpickler or the zip reader in many ways.
+        raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint (damaged or "
+                        f"truncated: {type(error).__name__})") from None
 
 
 def _as_state_dict(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -244,7 +251,30 @@ def load_into_model(model: torch.nn.Module, state_dict: Mapping[str, torch.Tenso
                         f"vs model {_shape(expected[key])}")
     if problems:
         raise UserError(f"checkpoint {source} does not fit this model: " + ", ".join(problems))
+    check_tensor_values(state_dict, expected, source)
     model.load_state_dict(state_dict, strict=True)
+
+
+def check_tensor_values(state_dict: Mapping[str, torch.Tensor],
+                        expected: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse, naming the tensor, a checkpoint whose weights would be cast silently
+    (bool, integer or complex values where the model holds floats) or that holds NaN or
+    infinity (which would fail much later, blamed on the learning rate)."""
+    for key, want in expected.items():
+        got = state_dict[key]
+        if want.is_floating_point():
+            if got.is_complex() or not got.is_floating_point():
+                raise UserError(f"checkpoint {source}: tensor {key} has dtype "
+                                f"{str(got.dtype).removeprefix('torch.')}; the model expects "
+                                f"floating-point weights ({str(want.dtype).removeprefix('torch.')})")
+            if got.numel() and not bool(torch.isfinite(got).all()):
+                bad = int((~torch.isfinite(got)).sum())
+                raise UserError(f"checkpoint {source}: tensor {key} holds {bad:,} NaN or "
+                                "infinite value(s); only finite weights can be imported")
+        elif got.is_complex() or got.is_floating_point() or got.dtype == torch.bool:
+            raise UserError(f"checkpoint {source}: tensor {key} has dtype "
+                            f"{str(got.dtype).removeprefix('torch.')}; the model expects "
+                            f"{str(want.dtype).removeprefix('torch.')}")
 
 
 # --- arrays -------------------------------------------------------------------------

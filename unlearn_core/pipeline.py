@@ -198,6 +198,9 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
     except Cancelled:
         store.fail(run_id, "cancelled by the user", cancelled=True)
         raise
+    except KeyboardInterrupt:  # Ctrl-C: the user stopped it, the run did not fail
+        store.fail(run_id, "cancelled (interrupted with Ctrl-C)", cancelled=True)
+        raise
     except BaseException as exc:
         store.fail(run_id, f"{type(exc).__name__}: {exc}")
         raise

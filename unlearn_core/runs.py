@@ -3,7 +3,7 @@
 Layout under the root folder:
 
     index.sqlite          one row per run: id, kind, status, label, times, spec, error
-    runs/<run_id>/        spec.json, report.json, weights.safetensors, artifacts.npz
+    runs/<run_id>/        spec.json, report.json, run.json, weights.safetensors, artifacts.npz
     cache/<key>/          weights.safetensors, meta.json (originals, oracles by content hash)
 
 A run folder appears only complete: it is written as `runs/.tmp-<id>/` and renamed into
@@ -14,6 +14,13 @@ cancelled runs keep their row and error but no folder.
 SQLite runs in WAL mode with a busy timeout and a fresh connection per call, because the
 store is used from the Streamlit script thread and the job thread at once, and two
 processes may open the same root.
+
+The run folders are the source of truth; the index can be rebuilt from them with
+`RunStore.repair` (`python -m unlearn_core runs repair`): run.json holds the row's kind,
+label and times and the list of files the run was stored with. A run whose folder is
+incomplete or unreadable is listed with status "damaged" and the reason, never an error
+that hides the other runs. A damaged cache entry is set aside (`cache/.damaged-*`) and
+the model trained again.
 
 JSON: spec and report go through `io.to_json_safe`; non-finite floats are stored as null
 (an undefined metric should not fail a finished run), numpy scalars become numbers.
@@ -28,10 +35,11 @@ import re
 import secrets
 import shutil
 import sqlite3
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -48,6 +56,10 @@ REPORT_FILE = "report.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS_FILE = "artifacts.npz"
 META_FILE = "meta.json"
+RUN_FILE = "run.json"  # kind, label, times and stored files: what `repair` rebuilds from
+DAMAGED = "damaged"  # a pseudo-status: "done" in the index, but its folder is unusable
+DAMAGED_PREFIX = ".damaged-"
+REPAIR_COMMAND = "python -m unlearn_core runs repair"
 DERIVED_DIR = "derived"  # results computed later from a finished run (e.g. a UMAP)
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
@@ -78,10 +90,33 @@ CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created);
 
 
 def default_store_root() -> Path:
+    """$LENS_STORE, else ~/.unlearning-lens/store. Never the file-system root or the
+    working directory by accident: an empty or relative HOME is refused by name."""
     configured = os.environ.get(STORE_ENV_VAR, "").strip()
     if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".unlearning-lens" / "store"
+        return checked_store_path(configured, STORE_ENV_VAR)
+    home = os.environ.get("HOME", "").strip()
+    if not home:
+        try:
+            home = str(Path.home())
+        except (RuntimeError, KeyError):
+            home = ""
+    if not home or not os.path.isabs(home) or Path(home).resolve() == Path("/"):
+        raise UserError(f"HOME: the default run store lives under the home directory, but "
+                        f"HOME is {home or 'empty'!r}; set HOME or choose the store with "
+                        f"{STORE_ENV_VAR} or --store")
+    return Path(home) / ".unlearning-lens" / "store"
+
+
+def checked_store_path(value, name: str = "--store") -> Path:
+    """A store location from the user: not empty, not the file-system root, with `~`
+    only when a home directory is known."""
+    from .validate import user_path
+    path = user_path(value, name)
+    if path.resolve() == Path(path.resolve().anchor):
+        raise UserError(f"{name}: the run store cannot be the file-system root "
+                        f"{str(path)!r}; choose a folder of its own")
+    return path
 
 
 @dataclass(frozen=True)
@@ -96,6 +131,7 @@ class RunRecord:
     report: dict | None
     error: str | None
     path: Path
+    damage: str | None = None  # why a stored run cannot be used (status "damaged")
 
 
 def _process_start_time(pid: int) -> str | None:
@@ -143,11 +179,27 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def _damaged_index_message(db_path: Path, error: Exception) -> str:
+    return (f"run store {db_path}: the index is damaged ({error}); the runs are still in "
+            f"their folders: `{REPAIR_COMMAND}` (with the same --store) rebuilds the index "
+            "from them")
+
+
+def _read_json_file(path: Path) -> tuple[object, str | None]:
+    """(content, None), or (None, reason) for a missing, unreadable or invalid file."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8")), None
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        return None, f"{path.name} is unreadable ({type(error).__name__}: {str(error)[:80]})"
+
+
 class RunStore:
     def __init__(self, root: str | os.PathLike | None = None):
         # Resolved, so the app and the messages show the folder really written to.
-        root = Path(root) if root is not None else default_store_root()
-        self.root = root.expanduser().resolve()
+        root = checked_store_path(root) if root is not None else default_store_root()
+        self.root = root.resolve()
         self.runs_dir = self.root / "runs"
         self.cache_dir = self.root / "cache"
         self.db_path = self.root / "index.sqlite"
@@ -182,8 +234,7 @@ class RunStore:
                                     f"({error})") from None
                 time.sleep(0.05)
             except sqlite3.DatabaseError as error:
-                raise UserError(f"run store {self.db_path}: cannot open the index "
-                                f"({error})") from None
+                raise UserError(_damaged_index_message(self.db_path, error)) from None
 
     # --- SQLite ---------------------------------------------------------------------
 
@@ -194,6 +245,13 @@ class RunStore:
         connection.row_factory = sqlite3.Row
         try:
             yield connection
+        except sqlite3.DatabaseError as error:
+            # "file is not a database", "database disk image is malformed": the runs
+            # are still in their folders; say how to get them back. A lock timeout
+            # (an OperationalError) is not damage.
+            if isinstance(error, sqlite3.OperationalError) and "malformed" not in str(error):
+                raise
+            raise UserError(_damaged_index_message(self.db_path, error)) from None
         finally:
             connection.close()
 
@@ -266,10 +324,16 @@ class RunStore:
             temp.mkdir()
             io.write_json(temp / SPEC_FILE, json.loads(row["spec"]))
             io.write_json(temp / REPORT_FILE, report)
+            files = [SPEC_FILE, REPORT_FILE]
             if weights is not None:
                 io.save_state_dict(temp / WEIGHTS_FILE, weights)
+                files.append(WEIGHTS_FILE)
             if arrays:
                 io.save_arrays(temp / ARRAYS_FILE, arrays)
+                files.append(ARRAYS_FILE)
+            io.write_json(temp / RUN_FILE, {
+                "id": run_id, "kind": row["kind"], "label": row["label"],
+                "created": row["created"], "finished": time.time(), "files": files})
             io.fsync_dir(temp)
             os.replace(temp, final)
             io.fsync_dir(self.runs_dir)
@@ -302,33 +366,71 @@ class RunStore:
 
     def _record(self, row: sqlite3.Row) -> RunRecord:
         path = self.run_dir(row["id"])
-        report = None
-        if row["status"] == "done" and (path / REPORT_FILE).is_file():
-            report = io.read_json(path / REPORT_FILE)
-        return RunRecord(id=row["id"], kind=row["kind"], status=row["status"],
+        report, damage = None, None
+        try:
+            spec = json.loads(row["spec"])
+        except (ValueError, RecursionError):
+            spec, damage = {}, "its spec in the index is unreadable"
+        if row["status"] == "done":
+            found, content = self._damage(path, row["kind"])
+            if found is not None:
+                damage = found
+            elif damage is None:
+                report = content
+        status = DAMAGED if damage is not None and row["status"] == "done" else row["status"]
+        return RunRecord(id=row["id"], kind=row["kind"], status=status,
                          label=row["label"], created=row["created"], finished=row["finished"],
-                         spec=json.loads(row["spec"]), report=report, error=row["error"],
-                         path=path)
+                         spec=spec, report=report, error=row["error"], path=path,
+                         damage=damage)
+
+    @staticmethod
+    def _damage(path: Path, kind: str) -> tuple[str | None, dict | None]:
+        """(why a finished run's folder cannot be used or None, its report). Cheap: reads
+        the small JSON files and checks that the stored files are there (a corrupt
+        weights file is reported when it is loaded)."""
+        if not path.is_dir():
+            return "its run folder is missing", None
+        for name in (SPEC_FILE, REPORT_FILE):
+            content, reason = _read_json_file(path / name)
+            if reason is None and not isinstance(content, dict):
+                reason = f"{name} does not hold a JSON object"
+            if reason is not None:
+                return reason, None
+        manifest, _ = _read_json_file(path / RUN_FILE)
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if not isinstance(files, list):  # stored before run.json: unlearning runs had both
+            files = [WEIGHTS_FILE, ARRAYS_FILE] if kind == "unlearn" else []
+        missing = [name for name in files if isinstance(name, str)
+                   and _FOLDER_NAME.fullmatch(name) and not (path / name).is_file()]
+        if missing:
+            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing", None
+        return None, content  # content: report.json, the last file read above
 
     def get(self, run_id: str) -> RunRecord:
         return self._record(self._row(run_id))
 
     def list(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
-        """Newest first. Done runs carry their report, read from report.json."""
-        if status is not None and status not in STATUSES:
-            raise UserError(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
+        """Newest first. Done runs carry their report, read from report.json. A finished
+        run whose folder is unusable has status "damaged" and its reason in `damage`:
+        `status="done"` leaves it out, `status="damaged"` lists only those."""
+        if status is not None and status not in STATUSES + (DAMAGED,):
+            raise UserError(f"status: expected one of {', '.join(STATUSES + (DAMAGED,))}, "
+                            f"got {status!r}")
         clauses, values = [], []
         if kind is not None:
             clauses.append("kind = ?")
             values.append(kind)
         if status is not None:
             clauses.append("status = ?")
-            values.append(status)
+            values.append("done" if status == DAMAGED else status)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._connect() as connection:
             rows = connection.execute(
                 f"SELECT * FROM runs {where} ORDER BY created DESC, id DESC", values).fetchall()
-        return [self._record(row) for row in rows]
+        records = [self._record(row) for row in rows]
+        if status is not None:
+            records = [r for r in records if r.status == status]
+        return records
 
     def delete(self, run_id: str) -> None:
         row = self._row(run_id)
@@ -349,7 +451,8 @@ class RunStore:
         record = self.get(run_id)
         weights = record.path / WEIGHTS_FILE
         if record.status != "done" or not weights.is_file():
-            raise UserError(f"run {run_id} ({record.status}) has no stored weights")
+            why = f": {record.damage}" if record.damage else ""
+            raise UserError(f"run {run_id} ({record.status}{why}) has no stored weights")
         return io.load_state_dict(weights)
 
     def load_arrays(self, run_id: str) -> dict[str, np.ndarray]:
@@ -446,13 +549,35 @@ class RunStore:
     def cache_has(self, key: str) -> bool:
         return self._cache_entry(key).is_dir()
 
-    def cache_get(self, key: str) -> tuple[dict[str, torch.Tensor], dict] | None:
-        """(state_dict, meta), or None if absent. A damaged entry raises UserError
-        naming its folder, to be deleted by hand."""
+    def cache_get(self, key: str, on_damage: Callable[[str], None] | None = None
+                  ) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """(state_dict, meta), or None if absent. A damaged entry (weights truncated or
+        missing, meta missing or unreadable) is moved aside to `cache/.damaged-<key>-*`
+        (kept for a look, never read again), `on_damage` is told why, and None is
+        returned, so the caller trains (or imports) the model again."""
         entry = self._cache_entry(key)
         if not entry.is_dir():
             return None
-        return io.load_state_dict(entry / WEIGHTS_FILE), io.read_json(entry / META_FILE)
+        meta, reason = _read_json_file(entry / META_FILE)
+        if reason is None and not isinstance(meta, dict):
+            reason = f"{META_FILE} does not hold a JSON object"
+        state = None
+        if reason is None:
+            try:
+                state = io.load_state_dict(entry / WEIGHTS_FILE)
+            except UserError as error:
+                reason = f"{WEIGHTS_FILE}: {str(error).split(': ', 1)[-1]}"
+        if reason is None:
+            return state, meta
+        aside = self.cache_dir / f"{DAMAGED_PREFIX}{key}-{secrets.token_hex(3)}"
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(entry, aside)
+        note = (f"cached model {key} was damaged ({reason}); set aside as {aside.name} "
+                "and made again")
+        logging.getLogger(__name__).warning(note)
+        if on_damage is not None:
+            on_damage(note)
+        return None
 
     def cache_put(self, key: str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:
         """Written like a run folder: complete or absent. Keys are content hashes, so
@@ -473,3 +598,84 @@ class RunStore:
                 raise
         finally:
             _remove_tree(temp)
+
+
+def _created_from_id(run_id: str) -> float | None:
+    match = re.match(r"(\d{8}-\d{6})-(\d{3})-", run_id)
+    if not match:
+        return None
+    import calendar
+    stamp = calendar.timegm(time.strptime(match.group(1), "%Y%m%d-%H%M%S"))
+    return stamp + int(match.group(2)) / 1000
+
+
+def repair(root: str | os.PathLike | None = None) -> dict:
+    """Rebuild the index from the run folders, which are the source of truth.
+
+    A damaged index (and its -wal/-shm files) is moved aside to
+    `index.sqlite.damaged-<time>` and a new one is built with a "done" row per run
+    folder (kind, label and times from run.json; for runs stored before run.json, kind
+    "unlearn" when the spec names a method and the times from the id). A healthy index
+    is kept and only gains rows for folders it lacks. Failed and cancelled runs have no
+    folder, so a rebuilt index no longer lists them. Returns what was done."""
+    root_path = (checked_store_path(root) if root is not None else default_store_root()).resolve()
+    db_path = root_path / "index.sqlite"
+    runs_dir = root_path / "runs"
+    if not runs_dir.is_dir():
+        raise UserError(f"run store {root_path}: has no runs/ folder; nothing to repair")
+    set_aside = None
+    if db_path.exists():
+        healthy = False
+        try:
+            with contextlib.closing(sqlite3.connect(db_path, timeout=_BUSY_TIMEOUT_S)) as c:
+                healthy = c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                c.execute("SELECT id FROM runs LIMIT 1").fetchall()
+        except sqlite3.DatabaseError:
+            healthy = False
+        if not healthy:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            set_aside = db_path.with_name(f"{db_path.name}.damaged-{stamp}")
+            os.replace(db_path, set_aside)
+            for suffix in ("-wal", "-shm"):
+                side = db_path.with_name(db_path.name + suffix)
+                if side.exists():
+                    os.replace(side, set_aside.with_name(set_aside.name + suffix))
+    store = RunStore(root_path)
+    added, skipped = [], []
+    with store._connect() as connection:
+        known = {row["id"] for row in connection.execute("SELECT id FROM runs")}
+    for folder in sorted(store.runs_dir.iterdir()):
+        run_id = folder.name
+        if not folder.is_dir() or run_id.startswith(".") or run_id in known:
+            continue
+        if not _FOLDER_NAME.fullmatch(run_id):
+            skipped.append(run_id)
+            continue
+        manifest, _ = _read_json_file(folder / RUN_FILE)
+        manifest = manifest if isinstance(manifest, dict) else {}
+        spec, _ = _read_json_file(folder / SPEC_FILE)
+        spec = spec if isinstance(spec, dict) else {}
+        report, _ = _read_json_file(folder / REPORT_FILE)
+        method = (report.get("method") or {}) if isinstance(report, dict) else {}
+        kind = manifest.get("kind") if isinstance(manifest.get("kind"), str) else (
+            "unlearn" if "method" in spec else "run")
+        label = manifest.get("label") if isinstance(manifest.get("label"), str) else (
+            f"{method.get('title', kind)} (recovered)" if isinstance(method, dict) else kind)
+        mtime = folder.stat().st_mtime
+        created = manifest.get("created")
+        if not isinstance(created, (int, float)):
+            created = _created_from_id(run_id) or mtime
+        finished = manifest.get("finished")
+        if not isinstance(finished, (int, float)):
+            finished = mtime
+        with store._transaction() as connection:
+            connection.execute(
+                "INSERT OR IGNORE INTO runs (id, kind, status, label, created, finished, spec,"
+                " error, pid, pid_started, owner) VALUES (?, ?, 'done', ?, ?, ?, ?, NULL, ?,"
+                " NULL, 'repair')",
+                (run_id, kind, label, float(created), float(finished),
+                 json.dumps(io.to_json_safe(spec, where="spec"), sort_keys=True), os.getpid()))
+        added.append(run_id)
+    damaged = [r.id for r in store.list(status=DAMAGED)]
+    return {"root": str(root_path), "set_aside": str(set_aside) if set_aside else None,
+            "added": added, "skipped": skipped, "damaged": damaged}

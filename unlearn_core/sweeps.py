@@ -87,7 +87,7 @@ def _grid_value(param, raw: Any, where: str) -> Any:
                 matches = [c for c in param.choices if str(c) == text]
                 value = matches[0] if matches else text
         return param.validate(value)
-    except (ValueError, KeyError, UserError):
+    except (ValueError, KeyError, OverflowError, UserError):
         raise bad from None
 
 
@@ -562,6 +562,10 @@ class SweepConfig:
                 f"{k} ({v})" for k, v in CONFIG_KEYS.items()))
         if not isinstance(raw.get("method"), str):
             raise UserError("method: expected a method name, e.g. method = \"finetune\"")
+        if "grid" in raw and isinstance(raw["grid"], Mapping) and not raw["grid"]:
+            raise UserError("grid: the [grid] table is empty, so the sweep would run only "
+                            "the method's defaults; add parameter = [values] lines (e.g. "
+                            "lr = [0.01, 0.1]) or remove [grid] to run the defaults")
         grid = grid_from_values(raw["method"], raw.get("grid", {}))
         seeds = _seed_list(raw.get("seeds", 3))
         setup_raw = raw.get("setup", {})
@@ -579,7 +583,7 @@ class SweepConfig:
             raise UserError(f"store: expected a folder path, got {store!r}")
         return cls(method=raw["method"], grid=grid,
                    seeds=seeds, setup=setup,
-                   store=Path(store).expanduser() if store is not None else None)
+                   store=_store_path(store) if store is not None else None)
 
     @property
     def specs(self) -> list[MethodSpec]:
@@ -594,19 +598,50 @@ class SweepConfig:
                 for seed in self.seeds]
 
 
+def _store_path(value: str) -> Path:
+    from .runs import checked_store_path
+    return checked_store_path(value, "store")
+
+
 def load_config(path: str | Path) -> SweepConfig:
     """A sweep TOML file (examples/sweep-finetune-lr.toml)."""
-    path = Path(path)
+    from .validate import load_toml_text, user_path
+    path = user_path(path, "config")
     try:
-        raw = tomllib.loads(path.read_text())
+        data = path.read_bytes()
     except OSError as exc:
-        raise UserError(f"config: cannot read {path} ({exc.strerror})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config: {path} is not valid TOML ({exc})") from None
+        raise UserError(f"config: cannot read {path} ({exc.strerror or exc})") from None
+    raw = load_toml_text(data, f"config {path}")
     try:
         return SweepConfig.from_dict(raw)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
+
+
+# Above this many runs a sweep asks before it starts (the CLI's --yes goes ahead).
+CONFIRM_ABOVE_RUNS = 200
+
+
+def estimate(config: SweepConfig, store: RunStore | None = None) -> dict:
+    """How big a sweep is before it starts: runs (settings × seeds), how many the store
+    already has (reused), and a rough time from this method's earlier runs in the store."""
+    runs = len(config.specs) * len(config.seeds)
+    reused, seconds = 0, []
+    if store is not None:
+        previous = _previous_runs(store, retry_failed=False)
+        for cell in config.cells():
+            for spec in config.specs:
+                resolved = _resolved(cell.setup, spec)
+                if any(key[0] == resolved.hash for key in previous):
+                    reused += 1
+        for record in store.list(kind="unlearn", status="done"):
+            method = (record.report or {}).get("method") or {}
+            cost = (record.report or {}).get("cost") or {}
+            if method.get("name") == config.method and isinstance(cost.get("seconds"), (int, float)):
+                seconds.append(cost["seconds"] + (cost.get("evaluate_seconds") or 0.0))
+    per_run = sorted(seconds)[len(seconds) // 2] if seconds else None
+    return {"runs": runs, "reused": reused, "new": runs - reused, "seconds_per_run": per_run,
+            "seconds": None if per_run is None else per_run * (runs - reused)}
 
 
 def describe_config(config: SweepConfig) -> str:

@@ -236,7 +236,8 @@ def predict(model: torch.nn.Module, loader: TensorLoader) -> tuple[np.ndarray, n
 
 
 class CheckpointCache(Protocol):
-    def cache_get(self, key: str) -> tuple[dict[str, torch.Tensor], dict] | None: ...
+    def cache_get(self, key: str, on_damage: Callable[[str], None] | None = None
+                  ) -> tuple[dict[str, torch.Tensor], dict] | None: ...
     def cache_put(self, key: str, state_dict: dict[str, torch.Tensor], meta: dict) -> None: ...
 
 
@@ -248,7 +249,8 @@ class TrainedModel:
 
 def _from_cache(exp: Experiment, cache: CheckpointCache, key: str, role: str,
                 progress: Progress) -> TrainedModel | None:
-    cached = cache.cache_get(key)
+    # A damaged entry is set aside by the cache and made again: say so in the progress.
+    cached = cache.cache_get(key, on_damage=lambda note: progress.update(0.0, f"{role}: {note}"))
     if cached is None:
         return None
     state, meta = cached

@@ -102,4 +102,16 @@ def test_an_unreachable_ray_address_fails_the_sweep_in_one_line_naming_the_field
     assert texts(at.error).startswith(
         "The sweep failed: --ray (Ray cluster address) '127.0.0.1:1': no answer at "
         "127.0.0.1:1: "), texts(at.error)
+
+
+def test_a_sweep_of_more_than_200_runs_waits_for_the_box(page, tmp_path):
+    at = page
+    at.text_input(key="sweep-finetune-lr").input(
+        ", ".join(str(round(0.001 * (i + 1), 4)) for i in range(101)))
+    at.number_input(key="sweep_seeds").set_value(2)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "This sweep has 202 runs (101 settings x 2 seeds; 0 already in the store)" in \
+        texts(at.warning)
+    assert "sweep_job" not in at.session_state  # nothing was submitted
     assert RunStore(tmp_path / "store").list() == []

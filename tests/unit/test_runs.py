@@ -60,7 +60,7 @@ def test_create_finish_get_round_trip(store):
     assert record.report == {"forget_acc": 0.1, "mia_auc": None, "layers": {"conv1": 0.9}}
     assert record.path == store.runs_dir / run_id
     assert sorted(p.name for p in record.path.iterdir()) == [
-        "artifacts.npz", "report.json", "spec.json", "weights.safetensors"]
+        "artifacts.npz", "report.json", "run.json", "spec.json", "weights.safetensors"]
     assert io.read_json(record.path / "spec.json") == record.spec
     loaded = store.load_weights(run_id)
     assert all(torch.equal(loaded[k], weights[k]) for k in weights)

@@ -162,6 +162,9 @@ def read_index_csv(data: str | bytes) -> tuple[int, ...]:
 
 def _parse_index(token: str, line_number: int) -> int:
     if token.isdecimal() and token.isascii():
+        if len(token) > 18:  # past any training set, and past int()'s 4,300-digit limit
+            raise UserError(f"forget.indices: line {line_number}: a {len(token):,}-digit "
+                            "number is out of range; expected positions in the training set")
         return int(token)
     if re.fullmatch(r"-\d+", token):
         problem = f"{token} is negative"

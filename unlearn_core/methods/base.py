@@ -72,6 +72,8 @@ class Param:
             return self._validate_floats(value, bad)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad  # before int(): int(inf) is an OverflowError, not a message
         if self.kind == "int":
             if float(value) != int(value):
                 raise bad

@@ -61,6 +61,15 @@ class ConstantFeaturesError(ValueError):
     """A representation has zero variance across the examples, so CKA is 0/0."""
 
 
+class NotEstimableError(ValueError):
+    """Too few examples for an estimator; `needed` and `has` say how many. The report
+    marks such a value "not estimable" instead of failing (docs/report-schema.md)."""
+
+    def __init__(self, message: str, needed: int, has: int):
+        super().__init__(message)
+        self.needed, self.has = needed, has
+
+
 # ---------------------------------------------------------------------------------------
 # Input conversion (shared with mia, probes and embeddings)
 # ---------------------------------------------------------------------------------------
@@ -100,8 +109,8 @@ def as_example_matrix(value: Any, name: str, dtype: type = np.float64,
     n_features = int(np.prod(array.shape[1:]))
     array = array.reshape(array.shape[0], n_features).astype(dtype, copy=False)
     if array.shape[0] < min_examples:
-        raise ValueError(f"{name}: needs at least {min_examples} examples, got shape "
-                         f"{array.shape}")
+        raise NotEstimableError(f"{name}: needs at least {min_examples} examples, got shape "
+                                f"{array.shape}", min_examples, array.shape[0])
     if array.shape[1] == 0:
         raise ValueError(f"{name}: has no features (shape {array.shape})")
     if not np.all(np.isfinite(array)):
@@ -128,8 +137,8 @@ def _paired_features(X: Any, Y: Any, min_examples: int) -> tuple[np.ndarray, np.
                          f"X with shape {tuple(to_numpy(X, 'X').shape)} and Y with shape "
                          f"{tuple(to_numpy(Y, 'Y').shape)}")
     if x.shape[0] < min_examples:
-        raise ValueError(f"X and Y: need at least {min_examples} examples for this "
-                         f"estimator, got {x.shape[0]}")
+        raise NotEstimableError(f"X and Y: need at least {min_examples} examples for this "
+                                f"estimator, got {x.shape[0]}", min_examples, x.shape[0])
     return x, y
 
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from .activations import ProbeSubset
-from .cka import (ConstantFeaturesError, bootstrap_cka, bootstrap_cka_difference, cka_matrix,
+from .cka import (ConstantFeaturesError, NotEstimableError, bootstrap_cka, bootstrap_cka_difference, cka_matrix,
                   forgetting_depth, linear_cka)
 from .probes import fit_linear_probe
 
@@ -27,29 +27,45 @@ NOT_FORGOTTEN_MARGIN = 0.2  # forget accuracy this far above the oracle's is not
 DEPTH_FLOOR = 0.02
 
 
+def not_estimable(needed: int, has: int) -> str:
+    """The reason stored (report["not_estimable"]) for a value left out."""
+    return f"needs at least {needed} examples, has {has}"
+
+
 def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _cka_with_band(x: np.ndarray, y: np.ndarray, seed: int, band: bool):
+def _cka_with_band(x: np.ndarray, y: np.ndarray, seed: int, band: bool,
+                   notes: dict | None = None, where: str = "cka"):
     """(value, low, high); the bootstrap band only where asked (it costs most of the
-    report's time), else (value, None, None)."""
+    report's time), else (value, None, None). Too few examples: (None, None, None) and
+    the reason in `notes[where]`."""
     debiased = len(x) < DEBIASED_BELOW
     try:
         if band:
             return bootstrap_cka(x, y, n_boot=N_BOOT, seed=seed, debiased=debiased)
         return linear_cka(x, y, debiased=debiased), None, None
+    except NotEstimableError as error:
+        if notes is not None:
+            notes[where] = not_estimable(error.needed, error.has)
+        return None, None, None
     except ConstantFeaturesError:
         return None, None, None  # a dead layer: CKA is undefined, shown as a gap
 
 
-def _excess_similarity(acts: dict, layer: str, rows: np.ndarray, seed: int):
+def _excess_similarity(acts: dict, layer: str, rows: np.ndarray, seed: int,
+                       notes: dict | None = None, where: str = "cka_excess"):
     """CKA(unlearned, original) - CKA(oracle, original) with its paired 95% interval:
     above 0, the layer stayed closer to the original than the oracle's did."""
     try:
         return bootstrap_cka_difference(acts["unlearned"][layer][rows], acts["oracle"][layer][rows],
                                         acts["original"][layer][rows], n_boot=N_BOOT, seed=seed,
                                         debiased=int(rows.sum()) < DEBIASED_BELOW)
+    except NotEstimableError as error:
+        if notes is not None:
+            notes[where] = not_estimable(error.needed, error.has)
+        return None, None, None
     except ConstantFeaturesError:
         return None, None, None
 
@@ -58,11 +74,13 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
                layers: list[str], seed: int) -> dict:
     cka: dict = {pair: {} for pair in PAIRS}
     band: dict = {pair: {} for pair in PAIRS}
+    notes: dict[str, str] = {}  # "cka.<part>" etc. -> why it is not estimable
     for pair, (a, b) in PAIRS.items():
         for part in subset.parts:
             rows = subset.mask(part)
             values = [_cka_with_band(acts[a][layer][rows], acts[b][layer][rows], seed,
-                                     band=part.startswith("forget")) for layer in layers]
+                                     band=part.startswith("forget"), notes=notes,
+                                     where=f"cka.{part}") for layer in layers]
             cka[pair][part] = [v[0] for v in values]
             band[pair][part] = {"low": [v[1] for v in values], "high": [v[2] for v in values]}
     depth, excess = {}, {}
@@ -73,7 +91,8 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
                            else _finite_or_none(forgetting_depth(ui, ri, eps=DEPTH_FLOOR))
                            for ui, ri in zip(u, r)]
             rows = subset.mask(part)
-            values = [_excess_similarity(acts, layer, rows, seed) for layer in layers]
+            values = [_excess_similarity(acts, layer, rows, seed, notes, f"cka_excess.{part}")
+                      for layer in layers]
             excess[part] = {key: [v[i] for v in values]
                             for i, key in enumerate(("value", "low", "high"))}
     forget_part = next((p for p in subset.parts if p.startswith("forget")), subset.parts[0])
@@ -84,11 +103,14 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
         try:
             matrices[pair] = cka_matrix({l: acts[a][l][rows] for l in layers},
                                         {l: acts[b][l][rows] for l in layers}).tolist()
+        except NotEstimableError as error:
+            notes["cka_matrix"] = not_estimable(error.needed, error.has)
+            matrices[pair] = None
         except ConstantFeaturesError:
             matrices[pair] = None
     return {"cka": cka, "cka_band": band, "depth": depth, "depth_floor": DEPTH_FLOOR,
             "cka_excess": excess,
-            "cka_matrix": {"part": forget_part, **matrices}}
+            "cka_matrix": {"part": forget_part, **matrices}, "not_estimable": notes}
 
 
 def probe_rows(subset: ProbeSubset, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,10 @@ from .mia import FEATURES, attack_features, attack_scores, distinguishability, m
 
 HEADLINE = "confidence"
 DISTINGUISHABILITY_FEATURES = ("confidence", "entropy")
+# Distinguishability compares the forget set's score distribution under the unlearned
+# model with the oracle's; from fewer examples its epsilon is 0 or a step and reads as
+# "private" while saying nothing, so it is marked not estimable instead.
+MIN_DISTINGUISHABILITY_EXAMPLES = 10
 
 
 def balanced_members(labels: np.ndarray, retain: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -38,15 +42,26 @@ def privacy_report(preds: dict[str, Predictions], split: Split, seed: int) -> tu
         args = (p.train_probs[members], labels[members], p.test_probs, p.test_labels,
                 p.train_probs[split.forget], labels[split.forget])
         efficacy[role] = mia_all(*args, seed=seed)
-        if role == "unlearned":
-            arrays["eval/mia_score/unlearned"] = attack_scores(*args, feature=HEADLINE, seed=seed)
+        # Per-example membership scores of the forget set under each model (the
+        # one-example view shows all three).
+        arrays[f"eval/mia_score/{role}"] = attack_scores(*args, feature=HEADLINE, seed=seed)
+        arrays[f"eval/forget_pred/{role}"] = p.train_probs[split.forget].argmax(1) if len(
+            split.forget) else np.zeros(0, np.int64)
         for set_name, probs, set_labels in (
                 ("forget", p.train_probs[split.forget], labels[split.forget]),
                 ("test", p.test_probs, p.test_labels)):
             arrays[f"eval/conf/{role}/{set_name}"] = attack_features(probs, set_labels, "confidence")
             arrays[f"eval/entropy/{role}/{set_name}"] = attack_features(probs, set_labels, "entropy")
-    dist = {}
+    arrays["eval/forget_index"] = np.asarray(split.forget, dtype=np.int64)
+    dist, notes = {}, {}
+    n_forget = int(len(split.forget))
+    if n_forget < MIN_DISTINGUISHABILITY_EXAMPLES:
+        notes["distinguishability"] = (f"needs at least {MIN_DISTINGUISHABILITY_EXAMPLES} "
+                                       f"examples, has {n_forget}")
     for feature in DISTINGUISHABILITY_FEATURES:
+        if notes:
+            dist[feature] = {"epsilon": None, "privacy_score": None}
+            continue
         short = "conf" if feature == "confidence" else "entropy"
         curve = distinguishability(arrays[f"eval/{short}/unlearned/forget"],
                                    arrays[f"eval/{short}/oracle/forget"])
@@ -57,5 +72,5 @@ def privacy_report(preds: dict[str, Predictions], split: Split, seed: int) -> tu
     report = {"efficacy": efficacy, "headline": HEADLINE, "features": list(FEATURES),
               "distinguishability": dist, "n_members": int(len(members)),
               "n_nonmembers": int(len(preds["unlearned"].test_labels)),
-              "n_forget": int(len(split.forget))}
+              "n_forget": n_forget, "not_estimable": notes}
     return report, arrays

@@ -97,4 +97,9 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
     }
     if exp.spec.forget.kind == "poison":
         report["poison"] = poison
+    # Everything left out for too few examples, in one place: "section.key" -> reason
+    # ("needs at least N examples, has M"); the pages show "not estimable from M examples".
+    report["not_estimable"] = {
+        **{f"layers.{k}": v for k, v in layers.get("not_estimable", {}).items()},
+        **{f"mia.{k}": v for k, v in mia.get("not_estimable", {}).items()}}
     return report, arrays
