@@ -260,6 +260,9 @@ def _out_path(value, store_root: Path | None, name: str = "--out") -> Path:
                             "store writes there; choose a path outside it")
     if resolved.is_dir():
         raise UserError(f"{name}: {resolved} is a folder; expected a file name")
+    if not resolved.parent.is_dir():  # a mistyped folder is not created behind the user
+        raise UserError(f"{name}: cannot write {resolved}: the folder {resolved.parent} "
+                        "does not exist")
     return resolved
 
 

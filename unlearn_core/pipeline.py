@@ -76,7 +76,9 @@ class MemoryCache:
     def cache_has(self, key: str) -> bool:
         return key in self.entries
 
-    def cache_get(self, key: str) -> CacheEntry | None:
+    def cache_get(self, key: str, on_damage=None) -> CacheEntry | None:
+        """The entry, or None; entries in memory cannot be damaged, so `on_damage` (the
+        store's note for a damaged file) is never called."""
         return self.entries.get(key)
 
     def cache_put(self, key: str, state_dict: Mapping[str, torch.Tensor], meta: dict) -> None:

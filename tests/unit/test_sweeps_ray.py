@@ -295,10 +295,12 @@ def test_an_unreachable_address_is_one_line_naming_the_option(tmp_path, capsys, 
     started = time.monotonic()
     code = main(["--store", str(tmp_path / "store"), "sweep", str(toml),
                  "--ray", "127.0.0.1:1"])
-    err = capsys.readouterr().err.strip()
+    # The sweep's size comes first (issue 18), then the one error line.
+    size, error = capsys.readouterr().err.strip().split("\n")
     assert code == 2 and time.monotonic() - started < 10
-    assert err.count("\n") == 0 and err.startswith(
-        "error: --ray (Ray cluster address) '127.0.0.1:1': no answer at 127.0.0.1:1: "), err
+    assert size.startswith("this sweep: 1 runs"), size
+    assert error.startswith(
+        "error: --ray (Ray cluster address) '127.0.0.1:1': no answer at 127.0.0.1:1: "), error
 
 
 class FakeCluster:
