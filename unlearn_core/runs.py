@@ -36,6 +36,7 @@ import secrets
 import shutil
 import sqlite3
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,12 +168,21 @@ def _owner_alive(pid: int, pid_started: str | None, owner: str) -> bool:
     return pid_started is None or current_start is None or current_start == pid_started
 
 
+_last_id_ms = 0
+_id_lock = threading.Lock()
+
+
 def _new_run_id() -> str:
     """UTC time to the millisecond, then a random suffix: ids sort by creation time and
-    two runs started in the same millisecond still differ."""
-    now = time.time()
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(3)}"
+    two runs started in the same millisecond still differ. Within a process the
+    millisecond is made strictly increasing, so runs created one after the other sort in
+    that order even inside one millisecond (the suffix alone would order them at random)."""
+    global _last_id_ms
+    with _id_lock:
+        _last_id_ms = max(int(time.time() * 1000), _last_id_ms + 1)
+        ms = _last_id_ms
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(ms / 1000))
+    return f"{stamp}-{ms % 1000:03d}-{secrets.token_hex(3)}"
 
 
 def _remove_tree(path: Path) -> None:

@@ -203,8 +203,14 @@ def test_drill_down_agrees_with_the_stored_arrays_and_says_what_is_missing(tiny_
             arrays[f"eval/conf/{role}/forget"][right], abs=1e-6)
         assert derived[f"margin/{role}"].shape == (len(rows), len(
             record.report["layers"]["probe_layers"]))
-    # Half of the forget training rows of the subset trained the probes.
-    assert derived["probe/fit_on"].sum() == len(rows) // 2
+    # The forget rows the probes were fit on are exactly probe_rows' (class-balanced).
+    from unlearn_core.metrics.activations import ProbeSubset
+    from unlearn_core.metrics.layers import probe_rows
+    labels = arrays["eval/probe_label"]
+    subset = ProbeSubset(tuple(parts), arrays["eval/probe_part"], arrays["eval/probe_index"],
+                         labels, "key")
+    fit, _ = probe_rows(subset, record.spec["setup"]["seed"])
+    assert derived["probe/fit_on"].sum() == len(set(fit) & set(rows)) > 0
 
     in_subset = int(arrays["eval/probe_index"][rows[0]])
     after = describe_instance(record.report, arrays, forget, int(dataset.train.labels[in_subset]),
