@@ -47,3 +47,14 @@ def test_the_report_scores_forget_and_retain_held_out_rows():
     report = probe_report(acts, s, ["block"], s.labels, seed=0)
     assert report["probes"]["original"] == [1.0]
     assert report["probes_retain"]["oracle"] == [1.0]
+
+
+def test_the_probe_chart_draws_the_retain_baseline_where_stored():
+    from unlearn_core.figures import probe_accuracy_per_layer
+    roles = ("unlearned", "original", "oracle")
+    layers = {"probe_layers": ["block"], "probes": {r: [0.5] for r in roles}}
+    without = probe_accuracy_per_layer({"layers": layers})
+    assert [t.name for t in without.data] == ["Original", "Unlearned", "Retrain oracle"]
+    layers["probes_retain"] = {r: [0.9] for r in roles}
+    baseline = {t.name: list(t.y) for t in probe_accuracy_per_layer({"layers": layers}).data}
+    assert baseline["Retrain oracle, retain examples (baseline)"] == [90.0]

@@ -234,15 +234,21 @@ def probe_accuracy_per_layer(report: dict) -> go.Figure | None:
     """Held-out forget accuracy of a linear probe on each layer's frozen activations, for
     the unlearned model, the original and the oracle; None when the run has no probes
     (no held-out forget examples). A probe that still recovers the forget labels from
-    the unlearned model means the information is still there."""
+    the unlearned model means the information is still there. Where the run stores the
+    same probes' accuracy on held-out retain examples (the baseline), it is drawn dotted."""
     layers = report["layers"]
     if layers["probes"] is None:
         return None
     names = layers["probe_layers"]
+    retain = layers.get("probes_retain") or {}
     fig = go.Figure()
     for role in ("original", "unlearned", "oracle"):
         fig.add_scatter(x=names, y=_percent(layers["probes"][role]), mode="lines+markers",
                         name=ROLE_NAMES[role], line_color=ROLE_COLORS[role])
+        if any(v is not None for v in retain.get(role, [])):
+            fig.add_scatter(x=names, y=_percent(retain[role]), mode="lines",
+                            name=f"{ROLE_NAMES[role]}, retain examples (baseline)",
+                            line={"color": ROLE_COLORS[role], "dash": "dot"})
     fig.update_layout(title="Linear probe accuracy on held-out forget examples",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       yaxis_title="probe accuracy (%)", yaxis_range=[0, 105],
