@@ -190,3 +190,30 @@ def test_partial_pgd_stays_in_the_ball_and_crosses_the_boundary():
     far = partial_pgd(head, features, labels, epsilon=1.0, step_size=0.5, steps=20,
                       nonnegative=False)
     assert (head(far).argmax(dim=1) != labels).float().mean() >= 0.9
+
+
+def test_double_softmax_on_both_sides_by_hand():
+    student = torch.tensor([[2.0, -1.0, 0.5]])
+    teacher = torch.tensor([[-1.0, 4.0, 0.0]])
+    tau = 4.0
+
+    def softmax(row):
+        e = [math.exp(v) for v in row]
+        return [v / sum(e) for v in e]
+
+    target = softmax([v / tau for v in softmax(teacher[0].tolist())])
+    student_soft = softmax([v / tau for v in softmax(student[0].tolist())])
+    by_hand = tau ** 2 * sum(p * math.log(p / q) for p, q in zip(target, student_soft))
+    assert lau_loss(student, teacher, alpha=1.0, temperature=tau,
+                    double_softmax="both").item() == pytest.approx(by_hand, rel=1e-5)
+    with pytest.raises(ValueError, match="double_softmax"):
+        lau_loss(student, teacher, alpha=1.0, temperature=tau, double_softmax="student")
+
+
+def test_a_fixed_teacher_and_both_sides_still_forget_and_keep_the_trunk(tiny_refs):
+    outcome, acc = unlearn_tiny(tiny_refs, "lau", teacher="fixed", double_softmax="both")
+    assert acc["test_forget"] <= 0.05
+    original = tiny_refs.original.model
+    assert_stages_identical(outcome.model, original, original.feature_layers)
+    with pytest.raises(UserError, match="teacher"):
+        get_method("lau").resolve_params({"teacher": "frozen"})

@@ -98,17 +98,26 @@ def partial_pgd(head: nn.Module, features: torch.Tensor, labels: torch.Tensor, *
     return adversarial.detach()
 
 
+DOUBLE_SOFTMAX = ("teacher", "both")
+TEACHERS = ("refreshed", "fixed")
+
+
 def lau_loss(student_logits: torch.Tensor, target_logits: torch.Tensor, *, alpha: float,
-             temperature: float) -> torch.Tensor:
+             temperature: float, double_softmax: str = "teacher") -> torch.Tensor:
     """(1 − α)·CE(z_s, ŷ) + α·τ²·KL(softmax(softmax(z_t)/τ) ‖ softmax(z_s/τ)), ŷ = argmax z_t.
 
     The teacher side goes through softmax twice (the paper's "double softmax"): its
     probabilities, not its logits, are softened by τ, so the distilled target is close
-    to uniform and carries only the ranking of the classes as soft information.
+    to uniform and carries only the ranking of the classes as soft information. With
+    `double_softmax` "both" the student side does too, as the paper's text writes it
+    (softmax(softmax(z_s)/τ)); METHODS.md decided on the teacher only, the default.
     """
+    if double_softmax not in DOUBLE_SOFTMAX:
+        raise ValueError(f"double_softmax: expected one of {DOUBLE_SOFTMAX}, got {double_softmax!r}")
     hard = target_logits.argmax(dim=1)
+    student_side = student_logits.softmax(dim=1) if double_softmax == "both" else student_logits
     return ((1 - alpha) * F.cross_entropy(student_logits, hard)
-            + alpha * distillation_kl(student_logits, target_logits.softmax(dim=1), temperature))
+            + alpha * distillation_kl(student_side, target_logits.softmax(dim=1), temperature))
 
 
 @torch.no_grad()
@@ -158,6 +167,14 @@ class LayerAttackUnlearning(Method):
         Param("pgd_steps", "int", 10, "Partial-PGD steps K", low=1, high=1000),
         Param("step_size", "float", 0.5, "Partial-PGD step a, as a fraction of the radius: "
               "each step moves a·ε·‖ℓ_f‖", low=0.0, high=10.0, low_inclusive=False),
+        Param("double_softmax", "choice", "teacher", "where the distillation term applies "
+              "softmax twice: 'teacher' (METHODS.md's decision: the teacher's probabilities are "
+              "softened by τ) or 'both' (the paper's text: the student's too)",
+              choices=DOUBLE_SOFTMAX),
+        Param("teacher", "choice", "refreshed", "the frozen classifier the attack runs "
+              "through and the targets come from: 'refreshed' to the student at the start "
+              "of every epoch (so later attacks see the boundaries already moved) or 'fixed' "
+              "(the original's classifier throughout)", choices=TEACHERS),
         Param("split_offset", "int", 0, "where F_f ends: 0 = the last feature layer (only "
               "the classifier is trained, as in the paper); 1 or 2 move the split that "
               "many probe layers earlier and train every stage after it",
@@ -192,8 +209,10 @@ class LayerAttackUnlearning(Method):
         relative_norms: list[list[float]] = []
 
         def epoch_batches():
-            # Each epoch starts from a fresh teacher: the student as it is now.
-            teacher.load_state_dict(student.state_dict())
+            # A refreshed teacher starts each epoch as the student is now; a fixed one
+            # stays the original's classifier.
+            if p["teacher"] == "refreshed":
+                teacher.load_state_dict(student.state_dict())
             norms.append([])
             relative_norms.append([])
             return forget
@@ -225,7 +244,7 @@ class LayerAttackUnlearning(Method):
                 relative_norms[-1].extend(
                     (shift / clean.flatten(1).norm(dim=1).clamp_min(1e-12)).tolist())
             return lau_loss(student_logits, targets, alpha=p["alpha"],
-                            temperature=p["temperature"])
+                            temperature=p["temperature"], double_softmax=p["double_softmax"])
 
         stop_reason = f"ran all {p['epochs']} epochs"
 
