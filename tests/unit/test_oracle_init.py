@@ -72,3 +72,10 @@ def test_independent_needs_an_original_trained_here():
     from unlearn_core.training import prepare
     with pytest.raises(UserError, match="oracle_init: 'independent' needs an original"):
         prepare(tiny_setup(oracle_init="independent", model=ModelSpec("dkvb")))
+
+
+def test_an_oracle_no_further_than_the_twin_leaves_the_verdict_undetermined():
+    layers = _layers(0.03, twin=0.95)  # the oracle (0.95) sits where the twin does
+    layers["depth"]["forget_train"] = [0.2] * 5  # which alone would read "superficial"
+    result = verdict(ACCURACY, layers)
+    assert result["kind"] == "undetermined" and "inside seed noise" in result["text"]

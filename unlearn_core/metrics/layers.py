@@ -215,6 +215,15 @@ def verdict(accuracy: dict, layers_report: dict) -> dict:
     twin = (layers_report.get("seed_noise") or {}).get(part)
     noise = None if twin is None or twin[i] is None else 1 - twin[i]
     within_noise = noise is not None and (low is None or low <= noise)
+    if noise is not None and cka_r is not None and twin[i] - cka_r < DEPTH_FLOOR:
+        # The oracle sits no further from the original than a twin trained on the same
+        # data with its seed: at this layer the forget data's own effect is inside seed
+        # noise, so neither depth nor the CKA difference can speak to it.
+        return {"kind": "undetermined", "mean_depth": mean_depth,
+                "text": f"{facts}: at {focus} the oracle is no further from the original "
+                        f"than an original trained with the oracle's seed ({twin[i]:.2f}), so "
+                        "the forget data's effect there is inside seed noise and the layers "
+                        "cannot show whether the forgetting is core or superficial."}
     if depth is not None:
         kind = ("core" if depth >= CORE_DEPTH else "superficial" if depth <= SUPERFICIAL_DEPTH
                 else "partial")
