@@ -280,6 +280,20 @@ def render(title: str, header: Sequence[str], rows: Sequence[dict]) -> str:
 # --- suites ---------------------------------------------------------------------------
 
 
+def suite_header(base: SetupSpec, seeds: Sequence[int], store: RunStore, summary: dict,
+                 wall: float, command: str | None) -> list[str]:
+    """The lines above a suite's tables: how to rerun it, where, what it ran."""
+    return ([f"Command: `{command}`"] if command else []) + [
+        f"Machine: {machine_description(base.device)}",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+        f"torch: {torch.__version__}",
+        f"Setup: {describe_setup(base, seeds)}",
+        f"Run store: {store.root}",
+        f"This invocation: {summary['runs']} runs ({summary['reused']} reused from the store, "
+        f"{summary['failed']} failed), {summary['reference_models_trained']} reference models "
+        f"(originals, oracles) trained, {wall:.0f} s wall time"]
+
+
 def run_suite(title: str, base: SetupSpec, methods: Sequence[MethodSpec], *,
               seeds: int, scenarios: Sequence[str], store: RunStore,
               command: str | None = None, log: Log | None = None, rank: bool = False,
@@ -296,15 +310,7 @@ def run_suite(title: str, base: SetupSpec, methods: Sequence[MethodSpec], *,
     wall = time.perf_counter() - started
     rows = tabulate(results, references, rank=rank)
     summary = run_summary(results, references, wall)
-    header = ([f"Command: `{command}`"] if command else []) + [
-        f"Machine: {machine_description(base.device)}",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-        f"torch: {torch.__version__}",
-        f"Setup: {describe_setup(base, seed_list)}",
-        f"Run store: {store.root}",
-        f"This invocation: {summary['runs']} runs ({summary['reused']} reused from the store, "
-        f"{summary['failed']} failed), {summary['reference_models_trained']} reference models "
-        f"(originals, oracles) trained, {wall:.0f} s wall time"]
+    header = suite_header(base, seed_list, store, summary, wall, command)
     suite = {"suite": title, "header": header, "rows": rows, "summary": summary,
              "table": render(title, header, rows)}
     if by_layer:

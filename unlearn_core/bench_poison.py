@@ -11,9 +11,10 @@ come from the same reports.
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
-from .bench import describe_setup, machine_description, render, run_specs
+from .bench import render, run_specs, suite_header
 from .config import MethodSpec, SetupSpec, canonical_json
 from .runs import RunStore
 from .sweeps import Log, format_stat, method_label, run_summary, stat, tabulate
@@ -140,9 +141,6 @@ def poison_markdown(rows: list[dict]) -> str:
 def poison_suite(base: SetupSpec, store: RunStore, *, methods: Sequence[str] = POISON_METHODS,
                  seeds: int = 3, command: str | None = None, log: Log | None = None,
                  retry_failed: bool = False) -> dict:
-    import time
-
-    import torch
     seed_list = list(range(seeds))
     started = time.perf_counter()
     results, references = run_specs(base, ("poison",), seed_list,
@@ -150,12 +148,7 @@ def poison_suite(base: SetupSpec, store: RunStore, *, methods: Sequence[str] = P
                                     retry_failed=retry_failed)
     wall = time.perf_counter() - started
     summary = run_summary(results, references, wall)
-    header = ([f"Command: `{command}`"] if command else []) + [
-        f"Machine: {machine_description(base.device)}",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}", f"torch: {torch.__version__}",
-        f"Setup: {describe_setup(base, seed_list)}", f"Run store: {store.root}",
-        f"This invocation: {summary['runs']} runs ({summary['reused']} reused from the store, "
-        f"{summary['failed']} failed), {wall:.0f} s wall time"]
+    header = suite_header(base, seed_list, store, summary, wall, command)
     rows = tabulate(results, references)
     relearn = relearn_results(store, results, log)
     table = render("Unlearning a backdoor", header, rows) + "\n" + poison_markdown(

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from .errors import UserError
 
@@ -72,11 +72,16 @@ def content_hash(obj: Any) -> str:
 class _Spec:
     """JSON round-trip and hashing shared by every spec."""
 
+    # Fields added after specs were first stored: left out of `to_dict` while at their
+    # default, so the hashes of specs that predate them are unchanged.
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+
     def to_dict(self) -> dict:
         # Nested specs write their own dicts, so a spec that leaves out unset fields (as
         # ModelSpec does) is stored the same way inside a setup as alone.
         return {f.name: value.to_dict() if isinstance(value, _Spec) else copy.deepcopy(value)
-                for f in dataclasses.fields(self) for value in (getattr(self, f.name),)}
+                for f in dataclasses.fields(self) for value in (getattr(self, f.name),)
+                if not (f.name in self.OMITTED_AT_DEFAULT and value == f.default)}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]):
@@ -167,6 +172,8 @@ class PoisonSpec(_Spec):
     attack: str = "backdoor"
     noise_std: float = 0.3
 
+    OMITTED_AT_DEFAULT = ("attack", "noise_std")
+
     def __post_init__(self):
         _require(_is_number(self.fraction) and 0 < self.fraction < 1,
                  f"forget.poison.fraction: expected a number in (0, 1), got {self.fraction!r}")
@@ -185,12 +192,8 @@ class PoisonSpec(_Spec):
         _require(_is_number(self.noise_std) and 0 < self.noise_std <= 1,
                  f"forget.poison.noise_std: expected a number in (0, 1] (a fraction of the "
                  f"pixel range), got {self.noise_std!r}")
-
-    def to_dict(self) -> dict:
-        raw = super().to_dict()
-        if self.attack == "backdoor":
-            del raw["attack"], raw["noise_std"]
-        return raw
+        if self.attack == "backdoor":  # a backdoor adds no noise: equal backdoors hash equally
+            object.__setattr__(self, "noise_std", PoisonSpec.noise_std)
 
     def describe(self) -> str:
         if self.attack == "gaussian":
@@ -218,6 +221,8 @@ class ForgetSpec(_Spec):
     fraction: float = 0.1
     indices: tuple[int, ...] = ()
     poison: PoisonSpec | None = None
+
+    OMITTED_AT_DEFAULT = ("poison",)
 
     def __post_init__(self):
         _require(self.kind in FORGET_KINDS,
@@ -266,9 +271,6 @@ class ForgetSpec(_Spec):
             return self.poison.describe()
         return f"{len(self.indices)} listed examples"
 
-    def to_dict(self) -> dict:
-        raw = super().to_dict()
-        return {k: v for k, v in raw.items() if v is not None or k != "poison"}
 
 
 # Models built on the frozen trunk (the "encoder") of another registered model's trained
@@ -335,6 +337,8 @@ class ModelSpec(_Spec):
     encoder: str | None = None
     bottleneck: BottleneckSpec | None = None
 
+    OMITTED_AT_DEFAULT = ("encoder", "bottleneck")
+
     def __post_init__(self):
         _require(isinstance(self.name, str) and self.name != "",
                  "model.name: expected a model name")
@@ -361,9 +365,6 @@ class ModelSpec(_Spec):
                      f"model.bottleneck: expected an object, got {bottleneck!r}")
         object.__setattr__(self, "bottleneck", bottleneck)
 
-    def to_dict(self) -> dict:
-        raw = super().to_dict()
-        return {k: v for k, v in raw.items() if v is not None or k not in ("encoder", "bottleneck")}
 
 
 @dataclass(frozen=True)
@@ -429,7 +430,9 @@ class SetupSpec(_Spec):
     # "trained": the original is trained with `train`; "imported:<hash>": a user's
     # checkpoint with that content hash stands in for it.
     original: str = "trained"
-    oracle_init: str = "same"  # one of ORACLE_INITS; left out of to_dict when "same"
+    oracle_init: str = "same"  # one of ORACLE_INITS
+
+    OMITTED_AT_DEFAULT = ("oracle_init",)
 
     def __post_init__(self):
         _require(self.original == "trained" or re.fullmatch(r"imported:[0-9a-f]{16}", self.original)
@@ -445,12 +448,6 @@ class SetupSpec(_Spec):
                  f"device: expected one of {list(DEVICES)}, got {self.device!r}")
         _require(self.oracle_init in ORACLE_INITS,
                  f"oracle_init: expected one of {list(ORACLE_INITS)}, got {self.oracle_init!r}")
-
-    def to_dict(self) -> dict:
-        raw = super().to_dict()
-        if self.oracle_init == "same":  # so specs that predate the choice hash as before
-            del raw["oracle_init"]
-        return raw
 
     @property
     def oracle_seed(self) -> int:

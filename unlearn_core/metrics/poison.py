@@ -26,10 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import load_dataset
+from ..data import TensorLoader, load_dataset
 from ..data.poison import add_noise, triggered_test_set
 from ..models import LensModel
-from ..training import Experiment
+from ..training import Experiment, predict
 from .activations import cached, layer_outputs
 from .cka import ConstantFeaturesError, linear_cka
 from .probes import probe_predictions
@@ -143,8 +143,6 @@ def poison_report(models: dict[str, LensModel], exp: Experiment, layers: list[st
 def attack_success_scorer(exp: Experiment, seed: int, rows: int = PROBE_TRIGGERED):
     """score(model) -> ASR on a seeded subset of the triggered test images: what the
     relearning test measures on a backdoor run."""
-    from ..data import TensorLoader
-    from ..training import predict
     images, _ = triggered_test_set(exp.dataset, exp.spec.forget.poison)
     chosen = _rows(np.arange(len(images)), rows, np.random.default_rng(seed))
     loader = TensorLoader(images, chosen, mean=exp.dataset.mean, std=exp.dataset.std,
