@@ -10,7 +10,7 @@ from unlearn_core.figures import localization as figs
 from unlearn_core.methods import get_method
 from unlearn_core.methods.localization import REFERENCE_STRATEGIES, STRATEGIES
 from unlearn_core.methods.localized import (ALGORITHM_TITLES, ALGORITHMS, SWEEP_RHOS,
-                                            budget_sweep_specs)
+                                            TUNING_GRID, budget_sweep_specs, grid_settings)
 from unlearn_core.pipeline import run_unlearning
 from unlearn_core.progress import Progress
 
@@ -64,10 +64,15 @@ if "layers" in report:
 st.plotly_chart(figs.selectivity_by_selection(report, arrays), width="stretch")
 
 st.header("Budget sweep")
+tuned_view = st.toggle(
+    "Best lr and epochs per ρ", key="loc-sweep-tuned",
+    help="As the paper tunes per budget: at each ρ, the run closest to the oracle (average "
+         "gap over forget, retain, test accuracy and MIA) among those of this setup; hover "
+         "a point for the setting chosen. Off: each training setting is its own line.")
 st.caption("Every localized run of this setup, grouped by strategy · algorithm and by ρ "
            "(mean ± std where several runs share a point).")
-st.plotly_chart(figs.budget_sweep([report] + [runs[i].report for i in same_setup]),
-                width="stretch")
+st.plotly_chart(figs.budget_sweep([report] + [runs[i].report for i in same_setup],
+                                  tuned=tuned_view), width="stretch")
 
 
 def run_sweep(specs: list[RunSpec], progress: Progress) -> list[str]:
@@ -77,11 +82,12 @@ def run_sweep(specs: list[RunSpec], progress: Progress) -> list[str]:
                 for r in store.list(kind="unlearn", status="done") if r.report}
     run_ids = []
     for index, spec in enumerate(specs):
-        rho = spec.method.params["rho"]
+        params = spec.method.params
+        point = f"ρ = {params['rho']:g}, lr {params['lr']:g}, {params['epochs']} epochs"
 
-        def forward(fraction, message, index=index, rho=rho):
+        def forward(fraction, message, index=index, point=point):
             progress.update((index + fraction) / len(specs),
-                            f"ρ = {rho:g} ({index + 1}/{len(specs)}): {message}")
+                            f"{point} ({index + 1}/{len(specs)}): {message}")
 
         forward(0.0, "starting")
         run_ids.append(finished.get(spec.hash) or run_unlearning(spec, store, Progress(forward)))
@@ -100,6 +106,12 @@ with st.form("loc-sweep"):
                                    key="loc-sweep-like", help="used with strategy random")
     algorithm = right.selectbox("Algorithm", ALGORITHMS, key="loc-sweep-algorithm",
                                 format_func=ALGORITHM_TITLES.get)
+    grid_text = " × ".join(f"{name} ∈ {{{', '.join(f'{v:g}' for v in values)}}}"
+                           for name, values in TUNING_GRID.items())
+    tune = st.checkbox(f"Tune lr and epochs per ρ ({grid_text}: "
+                       f"{len(grid_settings(TUNING_GRID))} runs per ρ)", key="loc-sweep-tune",
+                       help="the paper tunes per budget; the lr and epochs below are then "
+                            "ignored")
     lr_column, epochs_column = st.columns(2)
     lr = lr_column.number_input("lr", value=float(picked_params["lr"]), format="%g",
                                 key="loc-sweep-lr")
@@ -113,7 +125,8 @@ if submitted:
     try:
         specs = budget_sweep_specs(RunSpec.from_dict(record.spec).setup,
                                    {**carried, "strategy": strategy, "random_like": random_like,
-                                    "algorithm": algorithm, "lr": lr, "epochs": epochs})
+                                    "algorithm": algorithm, "lr": lr, "epochs": epochs},
+                                   tuning_grid=TUNING_GRID if tune else None)
     except UserError as exc:
         st.error(str(exc))
     else:

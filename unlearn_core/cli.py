@@ -423,7 +423,7 @@ def _bench_command(args, suite: str, store, base_from_json: bool, methods, seeds
     parts = ["python", "-m", "unlearn_core", "bench", "--suite", suite]
     if suite == "sweep":
         parts += ["--method", args.method, *[a for g in args.grid for a in ("--grid", g)]]
-    else:
+    elif suite != "del":
         parts += ["--methods", ",".join(methods)]
     if suite != "poison":
         parts += ["--seeds", str(seeds), "--scenarios", ",".join(scenarios)]
@@ -492,6 +492,7 @@ def _bench_store_root(args) -> Path:
 
 def cmd_bench(args) -> int:
     from . import bench, sweeps
+    from .bench_del import DEL_SCENARIOS, del_suite
     from .bench_poison import POISON_METHODS, poison_suite
     from .runs import RunStore
     suite = "quick" if args.quick else (args.suite or "timing")
@@ -500,9 +501,9 @@ def cmd_bench(args) -> int:
     misplaced = [flag for flag, value, needs in (
         ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
         ("--methods", args.methods, ("baselines", "ec", "poison")),
-        ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb", "poison", "readouts")),
-        ("--scenarios", args.scenarios, ("baselines", "sweep", "ec")),
-        ("--setup-json", args.setup_json, ("baselines", "sweep", "ec", "poison")))
+        ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb", "poison", "readouts", "del")),
+        ("--scenarios", args.scenarios, ("baselines", "sweep", "ec", "del")),
+        ("--setup-json", args.setup_json, ("baselines", "sweep", "ec", "poison", "del")))
         if value not in (None, []) and suite not in needs]
     if misplaced:
         raise UserError(f"{misplaced[0]}: not an option of --suite {suite}")
@@ -527,11 +528,15 @@ def cmd_bench(args) -> int:
             methods = bench.parse_methods(args.methods or ",".join(bench.EC_BASES))
         elif suite == "poison":
             methods = bench.parse_methods(args.methods or ",".join(POISON_METHODS))
+        elif suite == "del":
+            methods = ("localized",)
         else:
             methods = bench.parse_methods(args.methods) if suite == "baselines" else (args.method,)
-        several = suite in ("baselines", "ec", "poison")
+        several = suite in ("baselines", "ec", "poison", "del")
+        default_scenarios = {"del": DEL_SCENARIOS}.get(suite, bench.DEFAULT_SCENARIOS
+                                                       if several else ("class",))
         scenarios = ("poison",) if suite == "poison" else bench.parse_scenarios(
-            args.scenarios or (",".join(bench.DEFAULT_SCENARIOS) if several else "class"))
+            args.scenarios or ",".join(default_scenarios))
         seeds = args.seeds if args.seeds is not None else (3 if several else 1)
         if seeds < 1:
             raise UserError(f"--seeds: expected an integer >= 1, got {seeds}")
@@ -550,7 +555,10 @@ def cmd_bench(args) -> int:
                                  seeds, scenarios)
         log = None if args.quiet else bench.stderr_log
         try:
-            if suite == "poison":
+            if suite == "del":
+                result = del_suite(base, store, seeds=seeds, scenarios=scenarios,
+                                   command=command, log=log, retry_failed=args.retry_failed)
+            elif suite == "poison":
                 result = poison_suite(base, store, methods=methods, seeds=seeds, command=command,
                                       log=log, retry_failed=args.retry_failed)
             elif suite == "ec":
@@ -685,13 +693,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "finished ones, so an interrupted bench continues where it stopped. "
                     "See docs/benchmarks/README.md.")
     p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb",
-                                       "poison", "readouts"),
+                                       "poison", "readouts", "del"),
                    default=None, help="default: timing (or quick with --quick); ec: EC alone, "
                    "each base method and base + EC, with per-layer tables; dkvb: the two key-"
                    "masking methods and linear-head baselines on the same frozen encoder, "
                    "forget classes 0, 3, 7; poison: every method that applies on the backdoor "
                    "scenario, with ASR, head refit, trigger readout and verdict tables; "
-                   "readouts: how far each readout separates the original from the oracle")
+                   "readouts: how far each readout separates the original from the oracle; "
+                   "del: DEL, the random control and SalLoc at ρ 0.05, 0.1, 0.3 with lr and "
+                   "epochs tuned per budget on seed 0, the claims read on the other seeds")
     p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
                    "the oracle and each method once (timing also adds digits and a random "
                    "forget set)")

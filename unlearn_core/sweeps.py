@@ -32,6 +32,7 @@ from scipy import stats as scipy_stats
 from .config import MethodSpec, RunSpec, SetupSpec, canonical_json
 from .errors import Cancelled, UserError
 from .methods import get_method
+from .metrics.report import average_gap
 from .pipeline import run_unlearning, train_references
 from .progress import Progress
 from .runs import RunStore
@@ -42,9 +43,8 @@ Log = Callable[[str], None]
 # Errors of a failed run that say nothing about the method: such runs are run again.
 _TRANSIENT_ERRORS = ("interrupted", "KeyboardInterrupt", "Cancelled", "OutOfMemoryError",
                      "MemoryError", "TaskCancelledError")
-# Accuracy keys of a row, and the keys whose |gap| SalUn's average gap averages (with MIA).
+# Accuracy keys of a row.
 _ACC_KEYS = ("forget_train", "retain_train", "test", "test_forget", "test_retain")
-_GAP_KEYS = ("forget_train", "retain_train", "test")
 CONFIDENCE = 0.95
 
 
@@ -372,14 +372,9 @@ def role_metrics(report: dict, role: str) -> dict:
     and the Compare page shows."""
     acc = report["accuracy"][role]
     oracle = report["accuracy"]["oracle"]
-    mia = report["mia"]["efficacy"][role]["confidence"]
-    mia_oracle = report["mia"]["efficacy"]["oracle"]["confidence"]
-    gaps = [None if acc[k] is None or oracle[k] is None else abs(acc[k] - oracle[k])
-            for k in _GAP_KEYS]
-    gaps.append(None if mia is None or mia_oracle is None else abs(mia - mia_oracle))
     out = {k: acc[k] for k in _ACC_KEYS}
-    out["mia"] = mia
-    out["avg_gap"] = None if None in gaps else sum(gaps) / len(gaps)
+    out["mia"] = report["mia"]["efficacy"][role]["confidence"]
+    out["avg_gap"] = average_gap(report, role)
     # signed, unlearned minus oracle: the x axis of the trade-off plot
     out["forget_gap"] = (None if acc["forget_train"] is None or oracle["forget_train"] is None
                          else acc["forget_train"] - oracle["forget_train"])

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from ui import state
 from unlearn_core.config import MethodSpec, RunSpec, SetupSpec
 from unlearn_core.methods import get_method
-from unlearn_core.methods.localized import SWEEP_RHOS
+from unlearn_core.methods.localized import SWEEP_RHOS, TUNING_GRID, grid_settings
 from unlearn_core.progress import Progress
 from unlearn_core.runs import RunStore
 
@@ -53,11 +53,14 @@ def localized_run(rng, method: str, params: dict, forget: float):
            for pair in ("unlearned_vs_original", "oracle_vs_original")}
     report = {"method": {"name": method, "title": method, "params": resolved,
                          "info": {"localization": info}, "curves": {}},
-              "accuracy": {"unlearned": {"forget_train": forget, "test": 0.97},
-                           "oracle": {"forget_train": 0.96, "test": 0.975}},
+              "accuracy": {"unlearned": {"forget_train": forget, "retain_train": 0.99,
+                                         "test": 0.97},
+                           "oracle": {"forget_train": 0.96, "retain_train": 0.99,
+                                      "test": 0.975}},
               "mia": {"efficacy": {"unlearned": {"confidence": 0.05},
                                    "oracle": {"confidence": 0.06}}},
-              "layers": {"names": LAYERS, "cka": cka, "cka_band": {}}}
+              "layers": {"names": LAYERS, "cka": cka, "cka_band": {}},
+              "cost": {"device": "cpu", "seconds": 1.0}}
     return resolved, report, arrays
 
 
@@ -79,7 +82,8 @@ def stored(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     finetune = store.create("unlearn", RunSpec(SetupSpec(), MethodSpec("finetune")).to_dict(),
                             label="finetune")
-    store.finish(finetune, {"method": {"name": "finetune", "params": {}}})
+    store.finish(finetune, {"method": {"name": "finetune", "params": {}},
+                            "cost": {"device": "cpu", "seconds": 1.0}})
     ids = {
         "other_setup": store_run(store, rng, "del", {}, setup=SetupSpec(seed=1)),
         "salloc": store_run(store, rng, "localized", {"strategy": "salloc", "rho": 0.2}, 0.99),
@@ -185,8 +189,38 @@ def test_sweep_form_queues_one_run_per_rho_and_reuses_finished_ones(stored, monk
                s.method.params["algorithm"] == "neggrad_plus" and
                s.method.params["lr"] == params["lr"] and s.setup == SetupSpec() for s in ran)
     assert result[1] == reused and len(result) == len(SWEEP_RHOS)
-    assert messages[0] == f"ρ = 0.05 (1/{len(SWEEP_RHOS)}): starting"
+    assert messages[0] == f"ρ = 0.05, lr 0.1, 3 epochs (1/{len(SWEEP_RHOS)}): starting"
     assert messages[-1] == f"{len(SWEEP_RHOS)} runs done"
+
+
+def test_tuned_sweep_queues_every_grid_setting_per_rho_and_the_chart_picks_the_best(
+        stored, monkeypatch):
+    store, ids = stored
+    submitted = {}
+    monkeypatch.setattr(state, "submit", lambda label, fn: submitted.update(label=label, fn=fn))
+    at = open_page()
+    at.checkbox(key="loc-sweep-tune").check()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    ran = []
+    monkeypatch.setitem(submitted["fn"].__globals__, "run_unlearning",
+                        lambda spec, store_, progress: ran.append(spec) or "run")
+    submitted["fn"](Progress())
+    points = {(s.method.params["rho"], s.method.params["lr"], s.method.params["epochs"])
+              for s in ran}
+    assert len(ran) == len(points) == len(SWEEP_RHOS) * len(grid_settings(TUNING_GRID))
+
+    # A second DEL run at ρ 0.3 with another lr, further from the oracle's 96% forget
+    # accuracy than the first (96%): untuned, its own line; tuned, the first is the point.
+    store_run(store, np.random.default_rng(2), "del", {"lr": 0.03, "epochs": 6}, 0.99)
+    at = open_page()
+    lines = {t["name"] for t in chart(at, "Budget sweep")["data"] if t.get("xaxis", "x") == "x"}
+    assert {"del · rft (lr 0.03, 6 epochs)", "del · rft (lr 0.1, 3 epochs)"} <= lines
+    at.toggle(key="loc-sweep-tuned").set_value(True).run()
+    sweep = chart(at, "Budget sweep")
+    forget = {t["name"]: t for t in sweep["data"] if t.get("xaxis", "x") == "x"}
+    assert forget["del · rft"]["y"] == [pytest.approx(96.0)]
+    assert forget["del · rft"]["customdata"] == ["lr 0.1, 3 epochs"]
 
 
 def test_page_points_to_the_unlearn_page_without_localized_runs(tmp_path, monkeypatch):

@@ -12,9 +12,12 @@ import torch.nn.functional as F
 
 from unlearn_core.errors import UserError
 from unlearn_core.figures import localization as figs
-from unlearn_core.methods.localization import (STRATEGIES, Units, channel_criticality,
+from unlearn_core.config import ModelSpec
+from unlearn_core.methods.localization import (MEAN, STRATEGIES, TOPK_MEAN, Units,
+                                               channel_criticality, channel_score_rule,
                                                channel_selectivity, localize, mask_summary,
                                                weight_tensors)
+from unlearn_core.models import build_model
 from unlearn_core.progress import Progress
 
 CHANNEL_STRATEGIES = ("del", "shallowest", "deepest")
@@ -116,6 +119,30 @@ def test_channel_criticality_is_the_mean_of_the_top_k():
     wide = torch.rand(40, 2)  # k = 4 is capped at the row length 2
     assert torch.allclose(channel_criticality(wide, 0.1), wide.mean(dim=1))
     assert torch.equal(channel_criticality(wide[:5], 0.1), wide[:5].max(dim=1).values)
+
+
+def test_channel_criticality_mean_rule_averages_the_whole_row():
+    scores = torch.rand(20, 7)
+    assert torch.allclose(channel_criticality(scores, 0.1, MEAN), scores.mean(dim=1))
+    assert not torch.allclose(channel_criticality(scores, 0.1, TOPK_MEAN), scores.mean(dim=1))
+
+
+@pytest.mark.parametrize("name, rule", [("small_cnn", TOPK_MEAN), ("resnet18", TOPK_MEAN),
+                                        ("vit_tiny", MEAN)])
+def test_del_scores_vit_channels_by_their_mean_as_the_authors_code(name, rule):
+    model = build_model(ModelSpec(name, width=0.25), in_channels=1, num_classes=10,
+                        image_size=16)
+    assert channel_score_rule(model) == rule
+    forget = [(torch.randn(8, 1, 16, 16), torch.randint(0, 10, (8,)))]
+    loc = localize(model, forget, "del", 0.3, Progress())
+    assert loc.channel_score == rule
+    assert mask_summary(model, loc)[1]["channel_score"] == rule
+    if rule == MEAN:  # every channel score is the plain mean of its |w·g| row
+        gradients = summed_gradients(model, forget)
+        for name_, p in model.named_parameters():
+            if p.dim() >= 2:
+                row_mean = (p * gradients[name_]).abs().reshape(p.shape[0], -1).mean(dim=1)
+                assert torch.allclose(loc.channel_scores[name_], row_mean, rtol=1e-4, atol=1e-12)
 
 
 def test_salloc_selects_the_largest_gradients_per_parameter(model, forget, masks_at):
@@ -266,15 +293,50 @@ def test_selectivity_figure_splits_selected_and_unselected(stored):
     assert len(by_name["not selected"].y) == n_unselected
 
 
-def sweep_report(strategy, rho, forget, mia, test, oracle=(0.97, 0.05, 0.975)):
-    accuracy = {"forget_train": forget, "test": test}
+def sweep_report(strategy, rho, forget, mia, test, oracle=(0.97, 0.05, 0.975), lr=0.1,
+                 epochs=3, retain=0.99, oracle_key="oracle-seed-0"):
+    accuracy = {"forget_train": forget, "retain_train": retain, "test": test}
     return {"method": {"name": "localized",
                        "params": {"strategy": strategy, "algorithm": "rft", "rho": rho,
-                                  "random_like": "del"}},
+                                  "random_like": "del", "lr": lr, "epochs": epochs}},
+            "oracle": {"key": oracle_key},
             "accuracy": {"unlearned": accuracy,
-                         "oracle": {"forget_train": oracle[0], "test": oracle[2]}},
+                         "oracle": {"forget_train": oracle[0], "retain_train": 0.99,
+                                    "test": oracle[2]}},
             "mia": {"efficacy": {"unlearned": {"confidence": mia},
                                  "oracle": {"confidence": oracle[1]}}}}
+
+
+def test_tuned_budget_sweep_takes_the_run_closest_to_each_seeds_oracle():
+    # Seed 0: lr 0.03 is closer to the oracle (gap 0.5 pp vs 2.5 pp); seed 1: lr 0.1 is.
+    reports = [sweep_report("del", 0.3, 0.99, 0.05, 0.975, lr=0.1, oracle_key="s0"),
+               sweep_report("del", 0.3, 0.97, 0.07, 0.975, lr=0.03, epochs=6, oracle_key="s0"),
+               sweep_report("del", 0.3, 0.97, 0.05, 0.975, lr=0.1, oracle_key="s1"),
+               sweep_report("del", 0.3, 1.00, 0.01, 0.975, lr=0.03, epochs=6, oracle_key="s1")]
+    chosen = figs.best_per_budget(reports)
+    assert [figs.training_setting(r) for r in chosen] == ["lr 0.03, 6 epochs", "lr 0.1, 3 epochs"]
+    (point,) = figs.sweep_points(reports, tuned=True)
+    assert point["n"] == 2 and point["settings"] == ["lr 0.03, 6 epochs", "lr 0.1, 3 epochs"]
+    assert point["forget_train"]["mean"] == pytest.approx(0.97)
+    # Untuned, the two settings are separate series, never averaged together.
+    untuned = figs.sweep_points(reports)
+    assert sorted(p["series"] for p in untuned) == ["del · rft (lr 0.03, 6 epochs)",
+                                                    "del · rft (lr 0.1, 3 epochs)"]
+    fig = figs.budget_sweep(reports, tuned=True)
+    assert "best lr and epochs" in fig.layout.title.text
+    assert "lr 0.03, 6 epochs" in fig.data[0].customdata[0]
+
+
+def test_budget_sweep_specs_cover_every_budget_and_grid_setting():
+    from conftest import tiny_setup
+    from unlearn_core.methods.localized import TUNING_GRID, budget_sweep_specs
+    specs = budget_sweep_specs(tiny_setup(), {"strategy": "del"}, rhos=(0.1, 0.3),
+                               tuning_grid=TUNING_GRID)
+    settings = {(s.method.params["rho"], s.method.params["lr"], s.method.params["epochs"])
+                for s in specs}
+    assert len(specs) == len(settings) == 2 * 4
+    assert {s.method.params["strategy"] for s in specs} == {"del"}
+    assert len({s.hash for s in specs}) == 8
 
 
 def test_budget_sweep_averages_seeds_per_rho_and_draws_the_oracle():

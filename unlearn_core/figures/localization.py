@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..metrics.report import average_gap
 from . import ROLE_COLORS, cka_per_layer
 
 LOCALIZED_METHODS = ("del", "localized")
@@ -155,25 +156,60 @@ def _summary(values: list) -> dict:
             "std": statistics.stdev(known) if len(known) > 1 else None}
 
 
-def sweep_points(reports: Sequence[dict]) -> list[dict]:
+def training_setting(report: dict) -> str:
+    """The learning rate and epochs a localized run trained with, e.g. "lr 0.1, 3 epochs"."""
+    params = report["method"]["params"]
+    return f"lr {params['lr']:g}, {params['epochs']} epochs"
+
+
+def best_per_budget(reports: Sequence[dict]) -> list[dict]:
+    """Per strategy · algorithm, ρ and setup (the oracle the runs are judged against),
+    the run closest to the oracle (SalUn's average gap): the paper's per-budget tuning of
+    the learning rate and epochs, read off the runs of a grid. Ties keep the first run."""
+    best: dict[tuple, tuple[float, dict]] = {}
+    for report in reports:
+        gap = average_gap(report)
+        if gap is None:
+            continue
+        key = (series_label(report), localization_params(report)["rho"],
+               report.get("oracle", {}).get("key"))
+        if key not in best or gap < best[key][0]:
+            best[key] = (gap, report)
+    return [report for _, report in best.values()]
+
+
+def sweep_points(reports: Sequence[dict], tuned: bool = False) -> list[dict]:
     """One point per (series, ρ): mean and sample std over the runs (seeds) of forget
-    accuracy, MIA efficacy (confidence) and test accuracy, sorted by series then ρ."""
+    accuracy, MIA efficacy (confidence) and test accuracy, sorted by series then ρ.
+
+    With `tuned`, each setup contributes its best run per ρ (`best_per_budget`) and each
+    point lists the settings chosen; otherwise runs that trained with different settings
+    are separate series, so no point averages over learning rates."""
+    if tuned:
+        reports = best_per_budget(reports)
+    settings_of: dict[str, set[str]] = {}
+    for report in reports:
+        settings_of.setdefault(series_label(report), set()).add(training_setting(report))
     groups: dict[tuple[str, float], list[dict]] = {}
     for report in reports:
-        key = (series_label(report), localization_params(report)["rho"])
-        groups.setdefault(key, []).append(report)
+        series = series_label(report)
+        if not tuned and len(settings_of[series]) > 1:
+            series += f" ({training_setting(report)})"
+        groups.setdefault((series, localization_params(report)["rho"]), []).append(report)
     return [{"series": series, "rho": rho, "n": len(group),
+             "settings": sorted({training_setting(r) for r in group}),
              **{key: _summary([_metric(r, "unlearned", key) for r in group])
                 for key, _ in SWEEP_METRICS}}
             for (series, rho), group in sorted(groups.items())]
 
 
-def budget_sweep(reports: Sequence[dict]) -> go.Figure:
+def budget_sweep(reports: Sequence[dict], tuned: bool = False) -> go.Figure:
     """Forget accuracy, MIA efficacy and test accuracy against the budget ρ, one line per
-    strategy · algorithm (mean ± std over seeds), the oracle's mean as a dashed line."""
+    strategy · algorithm (mean ± std over seeds), the oracle's mean as a dashed line; with
+    `tuned`, each point from the best learning rate and epochs at that ρ (hover: which)."""
     fig = make_subplots(rows=1, cols=len(SWEEP_METRICS), horizontal_spacing=0.07,
                         subplot_titles=[title for _, title in SWEEP_METRICS])
-    points = sweep_points(reports)
+    points = sweep_points(reports, tuned)
     for index, series in enumerate(dict.fromkeys(p["series"] for p in points)):
         mine = [p for p in points if p["series"] == series]
         color = SERIES_COLORS[index % len(SERIES_COLORS)]
@@ -184,6 +220,8 @@ def budget_sweep(reports: Sequence[dict]) -> go.Figure:
                 error_y={"type": "data", "visible": True,
                          "array": [100 * (p[key]["std"] or 0.0) for p in mine]},
                 legendgroup=series, showlegend=column == 1, line_color=color,
+                customdata=["; ".join(p["settings"]) for p in mine],
+                hovertemplate="ρ %{x}: %{y:.1f}%<br>%{customdata}<extra>" + series + "</extra>",
                 row=1, col=column)
     for column, (key, _) in enumerate(SWEEP_METRICS, start=1):
         oracle = _summary([_metric(r, "oracle", key) for r in reports])["mean"]
@@ -191,6 +229,7 @@ def budget_sweep(reports: Sequence[dict]) -> go.Figure:
             fig.add_hline(y=100 * oracle, line_dash="dash", line_color=ROLE_COLORS["oracle"],
                           annotation_text="oracle", row=1, col=column)
     fig.update_xaxes(title_text="budget ρ (share of parameters)")
-    fig.update_layout(title="Budget sweep: results against ρ (dashed: the retrain oracle)",
+    fig.update_layout(title="Budget sweep: results against ρ (dashed: the retrain oracle)"
+                      + (", the best lr and epochs per ρ" if tuned else ""),
                       legend_orientation="h", legend_y=-0.25, height=420)
     return fig

@@ -6,8 +6,9 @@ at most a budget ρ of all the model's parameters (DEL paper, Torkzadehmahani et
 * "del": criticality |w·g| per parameter, g = the gradient of the loss on the forget set
   summed over its batches (eval mode). Channel granularity: a channel (row of a weight
   with 2+ dimensions: a conv filter, a linear output neuron) scores the mean of its
-  top-k parameter scores, k = max(1, ⌊topk_fraction · C_out⌋) capped at the row length;
-  1-d parameters (biases, norm weights) are scored per element. All units are ranked
+  top-k parameter scores, k = max(1, ⌊topk_fraction · C_out⌋) capped at the row length,
+  on convolutional networks, and the plain mean of its scores on transformers (models
+  with attention), as the authors' code scores ResNets and ViTs; 1-d parameters (biases, norm weights) are scored per element. All units are ranked
   together and whole units are taken from the top while the total stays within ρ.
 * "salloc": |g| per parameter, the top ρ of all parameters (SalUn's saliency).
 * "shallowest" / "deepest": units in model order from the input side / from the
@@ -74,6 +75,9 @@ class Localization:
     masks: dict[str, torch.Tensor]
     channel_scores: dict[str, torch.Tensor] = field(default_factory=dict)
     scores_from: str | None = None
+    # How a channel's score summarises its parameters' (CHANNEL_SCORES), when it ranks
+    # channels by a score.
+    channel_score: str | None = None
 
 
 @dataclass
@@ -142,10 +146,25 @@ def take_prefix(units: Units, order: torch.Tensor, rho: float, total: int,
     return order[:count]
 
 
-def channel_criticality(scores: torch.Tensor, topk_fraction: float) -> torch.Tensor:
+TOPK_MEAN, MEAN = "topk_mean", "mean"
+CHANNEL_SCORES = (TOPK_MEAN, MEAN)
+
+
+def channel_score_rule(model: torch.nn.Module) -> str:
+    """The authors' code scores a ResNet's channels by their top-k mean and a ViT's by
+    their plain mean; attention is what tells the two families apart here."""
+    has_attention = any(isinstance(m, torch.nn.MultiheadAttention) for m in model.modules())
+    return MEAN if has_attention else TOPK_MEAN
+
+
+def channel_criticality(scores: torch.Tensor, topk_fraction: float,
+                        rule: str = TOPK_MEAN) -> torch.Tensor:
     """Per row (output channel) of a 2+-d score tensor: the mean of its k largest scores,
-    k = max(1, ⌊topk_fraction · C_out⌋), at most the row length."""
+    k = max(1, ⌊topk_fraction · C_out⌋), at most the row length (TOPK_MEAN), or the mean
+    of all its scores (MEAN)."""
     rows = scores.reshape(scores.shape[0], -1)
+    if rule == MEAN:
+        return rows.mean(dim=1)
     k = min(rows.shape[1], max(1, math.floor(topk_fraction * scores.shape[0])))
     return rows.topk(k, dim=1).values.mean(dim=1)
 
@@ -153,11 +172,12 @@ def channel_criticality(scores: torch.Tensor, topk_fraction: float) -> torch.Ten
 def unit_scores(model: LensModel, scores: dict[str, torch.Tensor],
                 topk_fraction: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One score per unit (the `Units.of(model)` order) and the per-channel scores of the
-    2+-d tensors."""
+    2+-d tensors, summarised by the model's `channel_score_rule`."""
+    rule = channel_score_rule(model)
     per_unit, channels = [], {}
     for name, p in model.named_parameters():
         if p.dim() >= 2:
-            channels[name] = channel_criticality(scores[name], topk_fraction)
+            channels[name] = channel_criticality(scores[name], topk_fraction, rule)
             per_unit.append(channels[name])
         else:
             per_unit.append(scores[name].reshape(-1))
@@ -169,11 +189,14 @@ def _ranked(inputs: LocalizationInputs, name: str, units: Units, order: torch.Te
     total = int(units.size.sum())
     chosen = take_prefix(units, order, inputs.rho, total, name)
     return Localization(name, inputs.rho, CHANNEL, units.masks(inputs.model, chosen),
-                        channel_scores or {}, scores_from=name if channel_scores else None)
+                        channel_scores or {}, scores_from=name if channel_scores else None,
+                        channel_score=channel_score_rule(inputs.model) if channel_scores
+                        else None)
 
 
 @strategy("del", "DEL (weighted gradient, channels)",
-          "|w·g| on the forget set, channels scored by their top-k mean, ranked globally",
+          "|w·g| on the forget set, channels scored by their top-k mean (plain mean on "
+          "transformers), ranked globally",
           CHANNEL)
 def _del(inputs: LocalizationInputs) -> Localization:
     gradients = inputs.gradients()
@@ -229,7 +252,8 @@ def _random(inputs: LocalizationInputs) -> Localization:
         masks[name] = (draw.view(-1, *([1] * (chosen.dim() - 1))).expand_as(chosen).clone()
                        if by_channel else draw.view_as(chosen))
     return Localization("random", inputs.rho, reference.granularity, masks,
-                        reference.channel_scores, reference.scores_from)
+                        reference.channel_scores, reference.scores_from,
+                        reference.channel_score)
 
 
 REFERENCE_STRATEGIES = tuple(name for name in STRATEGIES if name != "random")
@@ -238,7 +262,8 @@ RHO = Param("rho", "float", 0.3, "budget ρ: the fraction of all parameters the 
             "select (whole channels for the channel strategies, so up to one channel less)",
             low=0.0, high=1.0, low_inclusive=False)
 TOPK_FRACTION = Param("topk_fraction", "float", 0.1, "DEL's channel score is the mean of "
-                      "its k largest |w·g|, k = max(1, ⌊topk_fraction · output channels⌋)",
+                      "its k largest |w·g|, k = max(1, ⌊topk_fraction · output channels⌋); "
+                      "on transformers the mean of all, as the authors' code (k unused)",
                       low=0.0, high=1.0, low_inclusive=False)
 STRATEGY = Param("strategy", "choice", "del", "which parameters to update: " + "; ".join(
     f"{s.name} = {s.summary}" for s in STRATEGIES.values()), choices=tuple(STRATEGIES))
@@ -335,7 +360,8 @@ def mask_summary(model: LensModel, localization: Localization) -> tuple[dict[str
     total_parameters = sum(p.numel() for _, p in named)
     info = {
         "strategy": localization.strategy, "granularity": localization.granularity,
-        "scores_from": localization.scores_from, "rho": localization.rho,
+        "scores_from": localization.scores_from, "channel_score": localization.channel_score,
+        "rho": localization.rho,
         "selected_parameters": selected_parameters, "total_parameters": total_parameters,
         "selected_fraction": overall,
         "selected_channels": int(sum(int((c > 0).sum()) for c in per_channel)),

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Iterator
+import itertools
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
@@ -189,12 +190,25 @@ class Localized(Method):
 
 
 SWEEP_RHOS = (0.05, 0.1, 0.2, 0.3, 0.5)
+# The paper tunes the learning rate and epochs per budget. This grid holds the default
+# (lr 0.1, 3 epochs) and the settings that came out best in the one-budget sweep of
+# docs/benchmarks/del-mnist5k-cpu-2core.md (lr 0.03, 6 epochs).
+TUNING_GRID: Mapping[str, tuple] = {"lr": (0.03, 0.1), "epochs": (3, 6)}
 
 
-def budget_sweep_specs(setup: SetupSpec, params: dict,
-                       rhos: tuple[float, ...] = SWEEP_RHOS) -> list[RunSpec]:
-    """One "localized" run of `setup` per ρ, the other parameters from `params`;
-    resolved, so each spec's hash is the one a finished run of it is stored under."""
+def grid_settings(grid: Mapping[str, Sequence] | None) -> list[dict]:
+    """Every combination of the grid's values ([{}] for no grid)."""
+    if not grid:
+        return [{}]
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def budget_sweep_specs(setup: SetupSpec, params: dict, rhos: Sequence[float] = SWEEP_RHOS,
+                       tuning_grid: Mapping[str, Sequence] | None = None) -> list[RunSpec]:
+    """One "localized" run of `setup` per ρ (per ρ and grid setting with `tuning_grid`),
+    the other parameters from `params`; resolved, so each spec's hash is the one a
+    finished run of it is stored under."""
     method = Localized()
-    return [RunSpec(setup, MethodSpec(method.name, method.resolve_params({**params, "rho": rho})))
-            for rho in rhos]
+    return [RunSpec(setup, MethodSpec(method.name, method.resolve_params(
+                {**params, **setting, "rho": rho})))
+            for rho in rhos for setting in grid_settings(tuning_grid)]

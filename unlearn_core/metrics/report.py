@@ -25,6 +25,22 @@ def gaps_to_oracle(unlearned: dict, oracle: dict) -> dict:
             for k in ACCURACY_KEYS}
 
 
+# The accuracies whose |gap| to the oracle SalUn's average gap averages, with MIA efficacy.
+AVERAGE_GAP_KEYS = ("forget_train", "retain_train", "test")
+
+
+def average_gap(report: dict, role: str = "unlearned") -> float | None:
+    """SalUn's average gap: the mean |role − oracle| over forget, retain and test accuracy
+    and MIA efficacy (confidence); None where one of them is not known."""
+    acc, oracle = report["accuracy"][role], report["accuracy"]["oracle"]
+    efficacy = report["mia"]["efficacy"]
+    gaps = [None if acc[k] is None or oracle[k] is None else abs(acc[k] - oracle[k])
+            for k in AVERAGE_GAP_KEYS]
+    mia, mia_oracle = efficacy[role]["confidence"], efficacy["oracle"]["confidence"]
+    gaps.append(None if mia is None or mia_oracle is None else abs(mia - mia_oracle))
+    return None if None in gaps else sum(gaps) / len(gaps)
+
+
 def cost_section(exp: Experiment, seconds: float, oracle_seconds: float | None) -> dict:
     """What the run cost and where it ran. The torch thread count is part of what makes
     its numbers reproducible: CPU kernels sum in another order with another count."""
