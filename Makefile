@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 PORT ?= 8501
 
-.PHONY: run test bench clean-venv
+.PHONY: run test test-fast lint bench clean-venv
 
 $(STAMP): requirements.txt
 	rm -f $(VENV)/.installed-*
@@ -17,8 +17,17 @@ $(STAMP): requirements.txt
 run: $(STAMP)
 	$(VENV)/bin/streamlit run app.py --server.address localhost --server.port $(PORT)
 
-test: $(STAMP)
+# Style and likely bugs (ruff), and the layering of docs/architecture.md (import-linter).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest
+
+# The edit-test loop: everything but the slow, browser and claims tests (see README).
+test-fast: lint
+	$(PY) -m pytest -m "not slow and not e2e and not claims"
 
 bench: $(STAMP)
 	$(PY) -m unlearn_core bench --quick

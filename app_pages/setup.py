@@ -30,7 +30,8 @@ models = {m.name: m for m in list_models()}
 left, right = st.columns(2)
 with left:
     st.subheader("Data and model")
-    name = st.selectbox("Dataset", list(datasets), key="dataset", index=list(datasets).index(current.data.name),
+    name = st.selectbox("Dataset", list(datasets), key="dataset",
+                        index=list(datasets).index(current.data.name),
                         format_func=lambda n: f"{n} — {datasets[n].description}")
     root, download, image_size = current.data.root, False, current.data.image_size
     if datasets[name].needs_root:
@@ -40,7 +41,8 @@ with left:
                                help="only when ticked does anything touch the network")
         if name == "imagefolder":
             image_size = st.number_input("Resize images to", 8, 512, value=image_size, key="image_size")
-    model_name = st.selectbox("Model", list(models), key="model", index=list(models).index(current.model.name),
+    model_name = st.selectbox("Model", list(models), key="model",
+                              index=list(models).index(current.model.name),
                               format_func=lambda n: f"{n} — {models[n].description}")
     width = st.number_input("Width multiplier", 0.125, 8.0, value=float(current.model.width),
                             step=0.25, key="width")
@@ -76,7 +78,8 @@ with left:
         epochs = st.number_input("Epochs", 1, 1000, value=t.epochs, key="epochs")
         lr = st.number_input("Learning rate", 1e-5, 10.0, value=t.lr, format="%g", key="lr")
         batch_size = st.number_input("Batch size", 1, 65536, value=t.batch_size, key="batch_size")
-        augment = st.selectbox("Augmentation", AUGMENTATIONS, index=AUGMENTATIONS.index(t.augment), key="augment",
+        augment = st.selectbox("Augmentation", AUGMENTATIONS, index=AUGMENTATIONS.index(t.augment),
+                               key="augment",
                                help="crop suits digits; crop_flip suits natural images")
         oracle_init = st.selectbox(
             "Oracle initialisation", ORACLE_INITS, index=ORACLE_INITS.index(current.oracle_init),

@@ -66,8 +66,8 @@ def main() -> None:
     acts_oracle = compute_activations(refs.oracle.model, exp, subset)
 
     def cka_to_original(acts):
-        return [round(linear_cka(acts[l][rows], acts_original[l][rows],
-                                 debiased=int(rows.sum()) < 200), 4) for l in layers]
+        return [round(linear_cka(acts[layer][rows], acts_original[layer][rows],
+                                 debiased=int(rows.sum()) < 200), 4) for layer in layers]
 
     def summary(model):
         acc = accuracies(predictions(model, exp), exp.split, exp.dataset.num_classes)

@@ -8,6 +8,17 @@ from PIL import Image
 from unlearn_core.config import DataSpec, ModelSpec, SetupSpec, TrainSpec
 from unlearn_core.runs import RunStore
 
+# Tests under these folders carry the marker of the same name (pytest.ini), so
+# `-m "not e2e and not claims"` leaves them out without each file saying so.
+FOLDER_MARKERS = ("e2e", "claims")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for folder in FOLDER_MARKERS:
+            if f"/tests/{folder}/" in str(item.path):
+                item.add_marker(getattr(pytest.mark, folder))
+
 
 def tiny_setup(**changes) -> SetupSpec:
     base = dict(data=DataSpec("digits"), model=ModelSpec("small_cnn"),

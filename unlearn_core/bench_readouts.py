@@ -83,7 +83,7 @@ def layer_rows(per_seed: Sequence[dict]) -> list[dict]:
     rows = []
     for name in READOUTS:
         for i, layer in enumerate(layers):
-            def values(role, which):
+            def values(role, which, name=name, i=i):
                 return [s["readouts"][role]["readouts"][name][which][i] for s in per_seed]
             original, oracle = values("original", "forget"), values("oracle", "forget")
             differences = [_difference(a, b) for a, b in zip(original, oracle)]
@@ -146,7 +146,7 @@ def best_per_readout(rows: Sequence[dict]) -> dict[str, dict]:
 
 def markdown(result: dict) -> str:
     f = format_stat
-    lines = [f"# Readouts: how far each separates the original from the oracle", ""]
+    lines = ["# Readouts: how far each separates the original from the oracle", ""]
     lines += [f"{line}  " for line in result["header"]]
     lines += ["", "## Feature readouts, per layer", "",
               "Held-out forget accuracy of each readout on the frozen features of a layer, "

@@ -46,8 +46,9 @@ def _path_type(flag: str):
 def _add_setup_args(p: argparse.ArgumentParser) -> None:
     d, t, m = DataSpec(), TrainSpec(), ModelSpec()
     g = p.add_argument_group("setup")
-    g.add_argument("--setup-json", type=_path_type("--setup-json"), help="read the whole setup from a JSON file "
-                   "(as `runs show` prints it); the options below are then ignored")
+    g.add_argument("--setup-json", type=_path_type("--setup-json"),
+                   help="read the whole setup from a JSON file (as `runs show` prints it); "
+                        "the options below are then ignored")
     g.add_argument("--dataset", default=d.name, help="dataset name (see `list datasets`)")
     g.add_argument("--root", default=None, help="folder of a torchvision dataset or ImageFolder")
     g.add_argument("--download", action="store_true", help="let torchvision download into --root")
@@ -71,7 +72,8 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--forget-classes", default="0", help="comma-separated class ids")
     g.add_argument("--forget-fraction", type=float, default=None,
                    help="fraction for kinds random and non_iid (default 0.1)")
-    g.add_argument("--forget-indices", type=_path_type("--forget-indices"), help="CSV of training-set indices (kind indices)")
+    g.add_argument("--forget-indices", type=_path_type("--forget-indices"),
+                   help="CSV of training-set indices (kind indices)")
     poison = PoisonSpec()
     g.add_argument("--poison-fraction", type=float, default=None,
                    help=f"kind poison: share of the training set that gets the trigger and the "
@@ -389,7 +391,7 @@ def cmd_report(args) -> int:
 def cmd_relearn(args) -> int:
     from .pipeline import relearn_of_run
     report = relearn_of_run(_store(args), args.run_id, Progress(_ConsoleProgress(args.quiet)))
-    table = "\n".join([f"step      " + " ".join(f"{s:>5}" for s in range(
+    table = "\n".join(["step      " + " ".join(f"{s:>5}" for s in range(
         report["params"]["steps"] + 1))] + [f"{role:9} " + " ".join(
             f"{100 * v:5.1f}" for v in curve["scores"]) for role, curve in report["curves"].items()]
         + [report["sentence"]])
@@ -446,7 +448,7 @@ def _dkvb_bench(args) -> dict:
     classes 0, 3 and 7 (the setup is fixed: the claim is about the embedded default)."""
     import shlex
     from . import bench
-    from .methods.dkvb import benchmark
+    from .bench_dkvb import benchmark
     from .runs import RunStore
     seeds = 3 if args.seeds is None else args.seeds
     if seeds < 1:
@@ -743,7 +745,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "store are reused), then groups them by setting: mean ± std over seeds, "
                     "a 95%% t-interval of the avg gap, the best setting marked. See "
                     "examples/sweep-finetune-lr.toml and README (Sweeps).")
-    p.add_argument("config", type=_path_type("config"), help="sweep TOML: method, [grid], seeds, [setup], store")
+    p.add_argument("config", type=_path_type("config"),
+                   help="sweep TOML: method, [grid], seeds, [setup], store")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
                    help="run each (setting, seed) as a Ray task on the cluster at ADDRESS "
                         "(HOST:PORT of its head, or 'auto': the one `ray start` joined on "

@@ -15,3 +15,10 @@ class Cancelled(Exception):
 
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the run is recorded as failed."""
+
+
+def refuse_duplicate(kind: str, name: str, registry) -> None:
+    """Registries (datasets, models, methods, plug-ins) refuse a second entry under a name
+    rather than replace the first without a word: a programming error, not a user's."""
+    if name in registry:
+        raise ValueError(f"{kind} {name!r} is already registered")

@@ -174,8 +174,9 @@ def _load_torch_checkpoint(path: Path) -> Any:
             ) from None
         raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint ({detail})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, SafetensorError) as error:
-        raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint "
-                        f"({str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__})") from None
+        reason = (str(error).strip().splitlines()[0][:200] if str(error).strip()
+                  else type(error).__name__)
+        raise UserError(f"checkpoint {path}: not a valid PyTorch checkpoint ({reason})") from None
     except (OSError, IndexError, KeyError, TypeError, AttributeError, OverflowError,
             MemoryError, RecursionError, struct.error) as error:
         # A truncated or garbled file trips the unpickler or the zip reader in many ways.

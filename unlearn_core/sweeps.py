@@ -22,7 +22,6 @@ import itertools
 import math
 import statistics
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence

@@ -381,7 +381,8 @@ def _del_sentence(run: TourRun, store: RunStore) -> tuple[str, go.Figure]:
             f"{pct(info['selected_fraction'])} of the parameters (budget ρ = {info['rho']:g}) "
             f"and finetuned them on the retain set. Share of each layer's parameters reset: "
             + ", ".join(f"{layer} {pct(float(s))}" for layer, s in zip(info["layers"], shares))
-            + f"; the largest share in {widest}. Forget accuracy {pct(acc['unlearned'][_forget_key(run.report)])}, "
+            + f"; the largest share in {widest}. Forget accuracy "
+            f"{pct(acc['unlearned'][_forget_key(run.report)])}, "
             f"test accuracy on the other classes {pct(acc['unlearned']['test_retain'])} "
             f"(original {pct(acc['original']['test_retain'])}).")
     figure = localization_figures.selected_fraction_bars([("DEL", run.report, arrays)])

@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 from unlearn_core.config import DataSpec, ForgetSpec
 from unlearn_core.data import load_dataset, make_split
 from unlearn_core.runs import RunStore
+from tests.app.helpers import TIMEOUT, texts
 
-TIMEOUT = 60
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
@@ -27,10 +27,6 @@ def run_until(at: AppTest, done, what: str, limit: float = 180) -> AppTest:
             return at
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def choose_tiny_digits_setup(at: AppTest) -> None:

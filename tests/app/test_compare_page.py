@@ -4,7 +4,6 @@ example (computed in the background) and deleting a run with a confirmation.
 
 The page is opened on its own file, so the test does not depend on where app.py lists it."""
 
-import json
 import time
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from unlearn_core import compare
 from unlearn_core.config import MethodSpec, RunSpec
 from unlearn_core.instance import forget_examples
 from unlearn_core.runs import RunStore
+from tests.app.helpers import TIMEOUT, chart, charts, texts
 
-TIMEOUT = 60
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "compare.py")
 
 
@@ -40,18 +39,6 @@ def page(two_runs, monkeypatch):
     at.run()
     assert not at.exception, at.exception
     return at, store, ids
-
-
-def charts(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
-def chart(at: AppTest, title_start: str) -> dict:
-    return next(c for c in charts(at) if c["layout"]["title"]["text"].startswith(title_start))
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def test_table_filters_and_tradeoff_show_the_stored_numbers(page):
@@ -91,11 +78,11 @@ def test_runs_a_and_b_side_by_side_on_every_view(page):
     assert pair.loc["Forget acc.", "B"] == pytest.approx(b["forget_acc"])
     assert pair.loc["Avg gap to oracle", "B − A"] == pytest.approx(b["avg_gap"] - a["avg_gap"])
 
-    per_class = [c for c in charts(at) if c["layout"]["title"]["text"].startswith("Test accuracy per class")]
+    per_class = [c for title, c in charts(at).items() if title.startswith("Test accuracy per class")]
     unlearned = [next(t for t in c["data"] if t["name"] == "Unlearned")["y"] for c in per_class]
     assert unlearned == [pytest.approx([100 * v for v in store.get(ids[name]).report[
         "accuracy"]["unlearned"]["per_class_test"]]) for name in ("neggrad_plus", "finetune")]
-    titles = [c["layout"]["title"]["text"] for c in charts(at)]
+    titles = list(charts(at))
     for view in ("Linear CKA per layer", "Linear probe accuracy", "MIA efficacy",
                  "Confidence: forget vs test", "embedding: one joint PCA"):
         assert sum(title.startswith(view) for title in titles) == 2, view

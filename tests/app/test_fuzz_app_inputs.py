@@ -6,7 +6,6 @@ stored. Bounded (15 examples each) to stay within the suite's time."""
 import os
 import time
 from unittest import mock
-from pathlib import Path
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -15,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 from conftest import tiny_setup
 from ui import state
 from unlearn_core.runs import RunStore
+from tests.app.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 APP_FUZZ = settings(max_examples=int(os.environ.get("LENS_FUZZ_APP_EXAMPLES", "15")),
                     deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,

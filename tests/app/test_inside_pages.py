@@ -2,7 +2,6 @@
 synthetic report and arrays shaped like a real one (docs/report-schema.md): 5 probe layers,
 the four parts, 10 classes. Figures are checked against the stored numbers."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,8 @@ from ui import state, widgets
 from unlearn_core import figures
 from unlearn_core.metrics.mia import distinguishability
 from unlearn_core.runs import RunStore
+from tests.app.helpers import TIMEOUT, chart, charts, texts, trace
 
-TIMEOUT = 60
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 LAYERS = ["block1", "block2", "block3", "embedding", "logits"]
 PARTS = ["forget_train", "retain_train", "forget_test", "retain_test"]
@@ -135,23 +134,6 @@ def open_page(page: str) -> AppTest:
     at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, at.exception
     return at
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    return {spec["layout"]["title"]["text"]: spec for spec in specs}
-
-
-def chart(at: AppTest, title_start: str) -> dict:
-    return next(spec for title, spec in charts(at).items() if title.startswith(title_start))
-
-
-def trace(spec: dict, name: str) -> dict:
-    return next(t for t in spec["data"] if t.get("name") == name)
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def test_layers_page_shows_the_verdict_and_the_stored_layer_metrics(stored):

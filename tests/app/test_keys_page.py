@@ -4,8 +4,6 @@ baseline run of the same setup and one of another seed. Figures are checked agai
 stored arrays."""
 
 import copy
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +16,8 @@ from unlearn_core.methods import get_method
 from unlearn_core.progress import Progress
 from unlearn_core.runs import RunStore
 from unlearn_core.training import TrainedModel, get_original, prepare
+from tests.app.helpers import ROOT, TIMEOUT, charts
 
-TIMEOUT = 60
-ROOT = Path(__file__).resolve().parents[2]
 PAGE_PATH = "app_pages/keys.py"
 # Until app.py lists the page, it is opened on its own.
 REGISTERED = PAGE_PATH in (ROOT / "app.py").read_text()
@@ -78,11 +75,6 @@ def open_page(root, monkeypatch, run_id: str) -> AppTest:
         at.switch_page(PAGE_PATH).run()
     assert not at.exception, at.exception
     return at
-
-
-def charts(at) -> dict[str, dict]:
-    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    return {spec["layout"]["title"]["text"]: spec for spec in specs}
 
 
 def chart(at, title_part: str) -> dict:

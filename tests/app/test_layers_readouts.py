@@ -42,7 +42,7 @@ def synthetic_relearn() -> dict:
     return report
 
 
-def test_before_computing_the_page_offers_readouts_and_relearning(stored):
+def test_before_computing_the_page_offers_readouts_and_relearning(stored):  # noqa: F811 (fixture)
     at = open_page("layers")
     chart(at, "Linear probe accuracy")  # the stored probe meanwhile
     assert at.button(key="layers-readouts-compute").label == "Compute the layer readouts"
@@ -51,7 +51,7 @@ def test_before_computing_the_page_offers_readouts_and_relearning(stored):
     assert "not computed for this run yet" in texts(at.info).lower()
 
 
-def test_stored_readouts_and_relearning_are_drawn_from_the_stored_numbers(stored):
+def test_stored_readouts_and_relearning_are_drawn_from_the_stored_numbers(stored):  # noqa: F811
     store, run_id = stored
     readouts = synthetic_readouts(np.random.default_rng(1))
     relearn = synthetic_relearn()

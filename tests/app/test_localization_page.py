@@ -1,8 +1,6 @@
 """The Localization page through AppTest, on localized runs stored with synthetic
 reports and arrays named as methods/localization.py names them (small_cnn's 5 layers)."""
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +12,8 @@ from unlearn_core.methods import get_method
 from unlearn_core.methods.localized import SWEEP_RHOS, TUNING_GRID, grid_settings
 from unlearn_core.progress import Progress
 from unlearn_core.runs import RunStore
+from tests.app.helpers import ROOT, TIMEOUT, chart
 
-TIMEOUT = 60
-ROOT = Path(__file__).resolve().parents[2]
 PAGE_PATH = "app_pages/localization.py"
 # Until app.py lists the page, it is opened on its own; its link to the Unlearn page
 # then has no navigation to resolve against (see the last test).
@@ -104,15 +101,6 @@ def open_page(check: bool = True) -> AppTest:
     if check:
         assert not at.exception, at.exception
     return at
-
-
-def charts(at) -> dict[str, dict]:
-    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    return {spec["layout"]["title"]["text"]: spec for spec in specs}
-
-
-def chart(at, title_start: str) -> dict:
-    return next(spec for title, spec in charts(at).items() if title.startswith(title_start))
 
 
 def test_page_draws_the_picked_runs_mask_from_its_arrays(stored):

@@ -11,13 +11,9 @@ from tests.conftest import tiny_setup
 from unlearn_core.config import ForgetSpec, MethodSpec, PoisonSpec, RunSpec
 from unlearn_core.pipeline import run_unlearning
 from unlearn_core.runs import RunStore
+from tests.app.helpers import TIMEOUT, texts
 
-TIMEOUT = 60
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from conftest import accuracy_and_mia_only, tiny_setup
 from ui import state
 from unlearn_core import pipeline
 from unlearn_core.runs import RunStore
+from tests.app.helpers import TIMEOUT, texts
 
-TIMEOUT = 60
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "sweeps.py")
 
 
@@ -29,10 +29,6 @@ def page(tmp_path, monkeypatch):
     assert not at.exception, at.exception
     at.selectbox(key="sweep_method").set_value("finetune").run()
     return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def test_bad_grid_value_is_an_error_naming_the_parameter(page, tmp_path):

@@ -15,8 +15,8 @@ from unlearn_core import tour, tour_backdoor
 from unlearn_core.config import SetupSpec
 from unlearn_core.figures import format_percent as pct
 from unlearn_core.runs import RunStore
+from tests.app.helpers import TIMEOUT, texts
 
-TIMEOUT = 60
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "app_pages/tour.py"
 BASE = SetupSpec()  # the preset the page shows: the embedded default
@@ -36,10 +36,6 @@ def open_tour(present: bool = False) -> AppTest:
     at.switch_page(PAGE).run()
     assert not at.exception, at.exception
     return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def test_the_story_shows_the_stored_numbers(store):

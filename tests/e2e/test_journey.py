@@ -254,7 +254,7 @@ def test_main_journey_in_a_real_browser(app_server):
                 j.no_exception("compare")
             else:
                 warnings.warn("the Compare page is not registered in app.py yet; the "
-                              "journey skipped it")
+                              "journey skipped it", stacklevel=2)
         except BaseException:
             page.screenshot(path=SHOTS / "failure.png", full_page=True)
             raise

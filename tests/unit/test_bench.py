@@ -159,7 +159,8 @@ def test_bad_grid_exits_2_naming_the_entry(grid, message, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--suite", "sweep", "--method", "magic"], "--method: method.name: unknown method 'magic'"),
     (["--suite", "sweep"], "--method: --suite sweep needs"),
-    (["--suite", "baselines", "--methods", "finetune,magic"], "--methods: method.name: unknown method 'magic'"),
+    (["--suite", "baselines", "--methods", "finetune,magic"],
+     "--methods: method.name: unknown method 'magic'"),
     (["--suite", "baselines", "--scenarios", "iid"], "--scenarios: unknown scenario"),
     (["--suite", "baselines", "--seeds", "0"], "--seeds: expected an integer >= 1"),
     (["--suite", "baselines", "--grid", "lr=1"], "--grid: not an option of --suite baselines"),
@@ -200,9 +201,9 @@ def test_non_iid_scenario_is_the_del_papers_half_of_two_classes():
 
 
 def test_dkvb_suite_runs_the_dkvb_benchmark_on_the_given_store(monkeypatch, tmp_path, capsys):
-    from unlearn_core.methods import dkvb
+    from unlearn_core import bench_dkvb
     calls = []
-    monkeypatch.setattr(dkvb, "benchmark", lambda store, **kw: calls.append((store.root, kw))
+    monkeypatch.setattr(bench_dkvb, "benchmark", lambda store, **kw: calls.append((store.root, kw))
                         or {"table": "the dkvb table"})
     assert main(["--store", str(tmp_path / "s"), "bench", "--suite", "dkvb", "--seeds", "2",
                  "--device", "cpu"]) == 0

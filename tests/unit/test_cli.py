@@ -46,10 +46,14 @@ def test_unlearn_prints_json_and_runs_list_show_delete(store_with_a_run, capsys)
 
 
 BAD_INPUTS = [
-    (["unlearn", "--method", "finetune", "--forget-classes", "12"], "forget.classes: class 12 is out of range"),
-    (["unlearn", "--method", "finetune", "--forget-classes", "0,1,2,3,4,5,6,7,8,9"], "retain set would be empty"),
-    (["unlearn", "--method", "finetune", "--forget-kind", "random", "--forget-fraction", "1.5"], "forget.fraction: expected a number in (0, 1)"),
-    (["unlearn", "--method", "finetune", "--forget-classes", "x"], "forget.classes: expected comma-separated integers"),
+    (["unlearn", "--method", "finetune", "--forget-classes", "12"],
+     "forget.classes: class 12 is out of range"),
+    (["unlearn", "--method", "finetune", "--forget-classes", "0,1,2,3,4,5,6,7,8,9"],
+     "retain set would be empty"),
+    (["unlearn", "--method", "finetune", "--forget-kind", "random", "--forget-fraction", "1.5"],
+     "forget.fraction: expected a number in (0, 1)"),
+    (["unlearn", "--method", "finetune", "--forget-classes", "x"],
+     "forget.classes: expected comma-separated integers"),
     (["unlearn", "--method", "magic"], "method.name: unknown method 'magic'"),
     (["unlearn", "--method", "finetune", "--param", "lr=-1"], "method.params.lr"),
     (["unlearn", "--method", "finetune", "--param", "lr"], "--param: expected key=value"),

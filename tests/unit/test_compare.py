@@ -2,7 +2,6 @@
 trade-off scatter, and the instance drill-down on a real tiny run."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import tiny_setup
@@ -34,7 +33,8 @@ def _report(forget, test, mia, oracle_forget=0.0, oracle_test=0.9, oracle_mia=0.
             "layers": {"verdict": {"kind": "core", "mean_depth": 0.75, "text": "core"}}}
 
 
-def _spec(dataset="digits", forget=ForgetSpec(), seed=0):
+def _spec(dataset="digits", forget=None, seed=0):
+    forget = forget or ForgetSpec()
     return {"setup": {**tiny_setup(seed=seed).to_dict(), "forget": forget.to_dict(),
                       "data": {**tiny_setup().to_dict()["data"], "name": dataset}},
             "method": {"name": "x", "params": {}}}

@@ -235,7 +235,7 @@ def test_linear_head_baselines_train_only_the_head(shared_store):
 
 def test_benchmark_tables_check_the_claim_per_case():
     from unlearn_core.bench import RunResult
-    from unlearn_core.methods.dkvb import benchmark_markdown, timing_markdown
+    from unlearn_core.bench_dkvb import benchmark_markdown, timing_markdown
 
     def result(seed, method, test_forget, test_retain, info):
         accuracy = {"test_forget": test_forget, "test_retain": test_retain, "forget_train": 0.0}

@@ -4,6 +4,10 @@ import torch
 from unlearn_core.config import ModelSpec
 from unlearn_core.errors import UserError
 from unlearn_core.models import LOGITS, build_model, list_models
+from unlearn_core.data.registry import register_dataset
+from unlearn_core.methods.base import Method
+from unlearn_core.methods.registry import register_method, register_plugin
+from unlearn_core.models.registry import register_model
 
 EXPECTED = {
     # (model, channels, image size): {probe layer: shape of one example's activation}
@@ -60,3 +64,16 @@ def test_unknown_names_are_clear_errors():
 
 def test_registry_lists_the_shipped_models():
     assert {m.name for m in list_models()} >= {"small_cnn", "resnet18", "vit_tiny"}
+
+
+@pytest.mark.parametrize("register, name", [
+    (lambda name: register_model(name, description="again")(lambda *a: None), "small_cnn"),
+    (lambda name: register_dataset(name, embedded=True, needs_root=False,
+                                   description="again")(lambda *a: None),
+     "digits"),
+    (lambda name: register_method(type("Again", (Method,), {"name": name})), "finetune"),
+    (lambda name: register_plugin(name, lambda base: base), "ec"),
+])
+def test_every_registry_refuses_a_second_entry_under_a_name(register, name):
+    with pytest.raises(ValueError, match=f"'{name}' is already registered"):
+        register(name)

@@ -2,7 +2,6 @@
 reference, hashes unchanged) or "independent", with a twin original measuring seed noise
 that the verdict respects and the Layers chart draws."""
 
-import copy
 
 import pytest
 import torch

@@ -2,7 +2,6 @@
 atomically, the store is never "" or "/" by accident, Ctrl-C records "cancelled"."""
 
 import errno
-import os
 
 import pytest
 import torch

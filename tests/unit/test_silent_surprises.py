@@ -104,8 +104,10 @@ def test_a_big_sweep_starts_after_a_yes_on_a_terminal(tmp_path, capsys, monkeypa
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda sd, k: sd.__setitem__(k, sd[k].to(torch.bool)), "has dtype bool; the model expects floating-point"),
-    (lambda sd, k: sd.__setitem__(k, sd[k].to(torch.int8)), "has dtype int8; the model expects floating-point"),
+    (lambda sd, k: sd.__setitem__(k, sd[k].to(torch.bool)),
+     "has dtype bool; the model expects floating-point"),
+    (lambda sd, k: sd.__setitem__(k, sd[k].to(torch.int8)),
+     "has dtype int8; the model expects floating-point"),
     (lambda sd, k: sd.__setitem__(k, sd[k].to(torch.complex64)), "has dtype complex64"),
     (lambda sd, k: sd[k].view(-1).__setitem__(0, float("nan")), "holds 1 NaN or infinite value(s)"),
     (lambda sd, k: sd[k].view(-1).__setitem__(slice(0, 2), float("inf")), "holds 2 NaN or infinite value(s)"),

@@ -2,7 +2,6 @@
 every other run stays listed and loads; a damaged index is rebuilt from the run folders
 by `runs repair`; a damaged cached reference model is set aside and made again."""
 
-import json
 
 import numpy as np
 import pytest

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..config import DataSpec
-from ..errors import UserError
+from ..errors import UserError, refuse_duplicate
 
 # Full-size datasets are large (SVHN train is about 220 MB as uint8), so only the
 # most recently used few stay in memory.
@@ -103,8 +103,7 @@ def register_dataset(name: str, *, embedded: bool, needs_root: bool, description
     """Decorator registering `fn(DataSpec) -> Dataset` under `name`."""
 
     def decorate(loader: DatasetLoader) -> DatasetLoader:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset {name!r} is already registered")
+        refuse_duplicate("dataset", name, _REGISTRY)
         _REGISTRY[name] = (DatasetInfo(name, embedded, needs_root, description), loader)
         return loader
 

@@ -11,8 +11,8 @@ from torch import nn
 from ..data import TensorLoader
 from ..models import LOGITS, LensModel
 from ..training import seeded, sgd
-from .base import (NO_GRADIENT_THROUGH_KEYS, Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
-                   lr_param)
+from .base import (NO_GRADIENT_THROUGH_KEYS, Method, Outcome, Param, UnlearnContext,
+                   batch_size_param, epochs_param, lr_param)
 from .registry import register_method
 from .relabel import forget_labels, relabelled_loader
 

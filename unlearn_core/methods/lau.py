@@ -32,8 +32,8 @@ from ..errors import UserError
 from ..metrics.accuracy import EVAL_BATCH
 from ..models import LensModel
 from ..training import sgd
-from .base import (NO_GRADIENT_THROUGH_KEYS, Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
-                   lr_param)
+from .base import (NO_GRADIENT_THROUGH_KEYS, Method, Outcome, Param, UnlearnContext,
+                   batch_size_param, epochs_param, lr_param)
 from .baselines import fit_info
 from .distill import distillation_kl
 from .registry import register_method

@@ -8,8 +8,9 @@ at most a budget ρ of all the model's parameters (DEL paper, Torkzadehmahani et
   with 2+ dimensions: a conv filter, a linear output neuron) scores the mean of its
   top-k parameter scores, k = max(1, ⌊topk_fraction · C_out⌋) capped at the row length,
   on convolutional networks, and the plain mean of its scores on transformers (models
-  with attention), as the authors' code scores ResNets and ViTs; 1-d parameters (biases, norm weights) are scored per element. All units are ranked
-  together and whole units are taken from the top while the total stays within ρ.
+  with attention), as the authors' code scores ResNets and ViTs; 1-d parameters
+  (biases, norm weights) are scored per element. All units are ranked together and
+  whole units are taken from the top while the total stays within ρ.
 * "salloc": |g| per parameter, the top ρ of all parameters (SalUn's saliency).
 * "shallowest" / "deepest": units in model order from the input side / from the
   classifier side, with the same whole-unit rule. The paper takes whole layers and reads

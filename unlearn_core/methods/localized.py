@@ -31,8 +31,8 @@ import torch
 
 from ..config import MethodSpec, RunSpec, SetupSpec
 from ..models import LensModel
-from .base import (NEEDS_EVERY_GRADIENT, Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
-                   lr_param)
+from .base import (NEEDS_EVERY_GRADIENT, Method, Outcome, Param, UnlearnContext,
+                   batch_size_param, epochs_param, lr_param)
 from .baselines import NegGradPlus, fit_on_retain, fit_info
 from .localization import (RANDOM_LIKE, RHO, STRATEGY, TOPK_FRACTION, Localization,
                            channel_selectivity, localize, mask_summary)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..errors import UserError
+from ..errors import UserError, refuse_duplicate
 from .base import Method
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -17,17 +17,16 @@ PLUGIN_SEPARATOR = "+"
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    if cls.name in _REGISTRY or PLUGIN_SEPARATOR in cls.name:
-        raise ValueError(f"method {cls.name!r}: registered twice or contains "
-                         f"{PLUGIN_SEPARATOR!r}")
+    refuse_duplicate("method", cls.name, _REGISTRY)
+    if PLUGIN_SEPARATOR in cls.name:
+        raise ValueError(f"method {cls.name!r}: a name may not contain {PLUGIN_SEPARATOR!r}")
     _REGISTRY[cls.name] = cls
     return cls
 
 
 def register_plugin(name: str, wrap: Callable[[Method], Method]) -> None:
     """`wrap(base)` returns the method "<base>+<name>"."""
-    if name in _PLUGINS:
-        raise ValueError(f"plug-in {name!r} registered twice")
+    refuse_duplicate("plug-in", name, _PLUGINS)
     _PLUGINS[name] = wrap
 
 

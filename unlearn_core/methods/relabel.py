@@ -13,8 +13,8 @@ from ..data import ImageSet, TensorLoader
 from ..models import LensModel
 from ..progress import Progress
 from ..training import FitLog, sgd
-from .base import (NEEDS_EVERY_GRADIENT, Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
-                   lr_param)
+from .base import (NEEDS_EVERY_GRADIENT, Method, Outcome, Param, UnlearnContext,
+                   batch_size_param, epochs_param, lr_param)
 from .gradients import mean_batch_gradients, stage_fractions
 from .registry import register_method
 

@@ -23,7 +23,8 @@ class SelectiveSynapticDampening(Method):
         Param("alpha", "float", 5.0, "selection α: a weight is dampened where its forget "
               "importance exceeds α times its importance on the whole training set; larger "
               "selects fewer weights (the paper uses 10, which selects almost nothing on "
-              "mnist5k; 5 is the best of the sweep in docs/benchmarks/)", low=0.0, high=1e12, low_inclusive=False, log_scale=True),
+              "mnist5k; 5 is the best of the sweep in docs/benchmarks/)", low=0.0, high=1e12,
+              low_inclusive=False, log_scale=True),
         Param("dampening", "float", 1.0, "dampening λ: a selected weight is multiplied by "
               "min(λ·I_D / I_f, 1); smaller shrinks harder, 0 zeroes the selected weights",
               low=0.0, high=1e6),

@@ -9,8 +9,8 @@ import math
 import numpy as np
 
 from .activations import ProbeSubset
-from .cka import (ConstantFeaturesError, NotEstimableError, bootstrap_cka, bootstrap_cka_difference, cka_matrix,
-                  forgetting_depth, linear_cka)
+from .cka import (ConstantFeaturesError, NotEstimableError, bootstrap_cka, bootstrap_cka_difference,
+                  cka_matrix, forgetting_depth, linear_cka)
 from .probes import probe_margins
 
 PAIRS = {"unlearned_vs_original": ("unlearned", "original"),
@@ -101,8 +101,8 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
     for pair in ("unlearned_vs_original", "oracle_vs_original"):
         a, b = PAIRS[pair]
         try:
-            matrices[pair] = cka_matrix({l: acts[a][l][rows] for l in layers},
-                                        {l: acts[b][l][rows] for l in layers}).tolist()
+            matrices[pair] = cka_matrix({name: acts[a][name][rows] for name in layers},
+                                        {name: acts[b][name][rows] for name in layers}).tolist()
         except NotEstimableError as error:
             notes["cka_matrix"] = not_estimable(error.needed, error.has)
             matrices[pair] = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..config import ModelSpec
-from ..errors import UserError
+from ..errors import UserError, refuse_duplicate
 from .base import LensModel
 
 Builder = Callable[[ModelSpec, int, int, int], LensModel]
@@ -24,6 +24,7 @@ _REGISTRY: dict[str, tuple[ModelInfo, Builder]] = {}
 
 def register_model(name: str, *, description: str, min_image_size: int = 4):
     def decorator(builder: Builder) -> Builder:
+        refuse_duplicate("model", name, _REGISTRY)
         _REGISTRY[name] = (ModelInfo(name, description, min_image_size), builder)
         return builder
     return decorator

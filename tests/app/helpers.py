@@ -1,0 +1,28 @@
+"""What the AppTest files share: where the app is, how long a script run may take, and how
+to read texts and plotly figures off a page."""
+
+import json
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 60
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """The page's plotly figures (their JSON specs) by title."""
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+
+
+def chart(at: AppTest, title_start: str) -> dict:
+    return next(spec for title, spec in charts(at).items() if title.startswith(title_start))
+
+
+def trace(spec: dict, name: str) -> dict:
+    return next(t for t in spec["data"] if t.get("name") == name)
