@@ -24,6 +24,8 @@ _REGISTRY: dict[str, tuple[ModelInfo, Builder]] = {}
 
 def register_model(name: str, *, description: str, min_image_size: int = 4):
     def decorator(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
         _REGISTRY[name] = (ModelInfo(name, description, min_image_size), builder)
         return builder
     return decorator
