@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import (DEFAULT_ENCODER, ENCODER_MODELS, FORGET_KINDS, ORACLE_INITS, PAPER_SCALE,
-                     POISON_ATTACKS, POISON_POSITIONS, BottleneckSpec, DataSpec, ForgetSpec,
-                     MethodSpec, ModelSpec, PoisonSpec, RunSpec, SetupSpec, TrainSpec)
+                     POISON_ATTACKS, POISON_POSITIONS, PRECISIONS, USER_MODULE, BottleneckSpec,
+                     DataSpec, ForgetSpec, MethodSpec, ModelSpec, PoisonSpec, RunSpec, SetupSpec,
+                     TrainSpec)
 from .errors import Cancelled, DivergedError, UserError
 from .figures import format_percent
 from .progress import Progress
@@ -67,6 +68,22 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--paper-scale", action="store_true",
                    help="model dkvb: the paper's bottleneck, " + " x ".join(
                        f"{k} {v}" for k, v in PAPER_SCALE.items()))
+    g.add_argument("--entry-point", default=None, metavar="MODULE:FUNCTION",
+                   help=f"model {USER_MODULE}: the function returning your nn.Module classifier "
+                        "(a module on the Python path or path/to/file.py)")
+    g.add_argument("--probe-layers", default=None, metavar="A,B,...",
+                   help="adapted models (user_module, torchvision/..., timm/...): module names "
+                        "whose outputs the lens reads, each ending a stage (default: the "
+                        "model's blocks)")
+    g.add_argument("--head", default=None,
+                   help="adapted models: the nn.Linear classifier's module name (default: the "
+                        "one producing the output)")
+    g.add_argument("--small-stem", action="store_true",
+                   help="torchvision/... models: adapt the ImageNet stem to small images "
+                        "(3x3 stride-1 first convolution, no max-pool; small ViT patches)")
+    g.add_argument("--weights", type=_path_type("--weights"), default=None, metavar="PATH",
+                   help="torchvision/... models: start from this weights file (.safetensors "
+                        "or a weights-only .pt/.pth)")
     g.add_argument("--forget-kind", default=None, choices=FORGET_KINDS, help="default: classes")
     g.add_argument("--forget-classes", default="0", help="comma-separated class ids")
     g.add_argument("--forget-fraction", type=float, default=None,
@@ -105,6 +122,8 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=t.batch_size)
     g.add_argument("--augment", default="none", choices=("none", "crop", "crop_flip"),
                    help="training augmentation: crop for digits, crop_flip for natural images")
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="training arithmetic: fp32, or bf16/fp16 mixed precision (CUDA only)")
 
 
 def _int_list(text: str, name: str) -> tuple[int, ...]:
@@ -120,11 +139,16 @@ def _model_from_args(args: argparse.Namespace) -> ModelSpec:
     if args.model != "dkvb" and (given or args.paper_scale):
         flag = "--paper-scale" if args.paper_scale else "--" + next(iter(given)).replace("_", "-")
         raise UserError(f"{flag}: only model dkvb has a bottleneck, not {args.model!r}")
+    adapted = {"entry_point": args.entry_point, "head": args.head,
+               "probe_layers": tuple(p.strip() for p in (args.probe_layers or "").split(",")
+                                     if p.strip()),
+               "small_stem": args.small_stem,
+               "weights": None if args.weights is None else str(args.weights)}
     if args.model != "dkvb":
-        return ModelSpec(args.model, args.width, encoder=args.encoder)
+        return ModelSpec(args.model, args.width, encoder=args.encoder, **adapted)
     bottleneck = {**(PAPER_SCALE if args.paper_scale else {}), **given}
     return ModelSpec(args.model, args.width, encoder=args.encoder,
-                     bottleneck=BottleneckSpec(**bottleneck))
+                     bottleneck=BottleneckSpec(**bottleneck), **adapted)
 
 
 def _poison_from_args(args: argparse.Namespace) -> PoisonSpec | None:
@@ -196,7 +220,7 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
                           poison=_poison_from_args(args)),
         model=_model_from_args(args),
         train=TrainSpec(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                        augment=args.augment),
+                        augment=args.augment, precision=args.precision),
         seed=args.seed, device=args.device, oracle_init=args.oracle_init)
 
 
@@ -499,14 +523,25 @@ def cmd_bench(args) -> int:
         raise UserError(f"--quick: same as --suite quick; cannot combine with --suite {args.suite}")
     misplaced = [flag for flag, value, needs in (
         ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
-        ("--methods", args.methods, ("baselines", "ec", "poison")),
+        ("--methods", args.methods, ("baselines", "ec", "poison", "gpu")),
         ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb", "poison", "readouts")),
         ("--scenarios", args.scenarios, ("baselines", "sweep", "ec")),
-        ("--setup-json", args.setup_json, ("baselines", "sweep", "ec", "poison")))
+        ("--setup-json", args.setup_json, ("baselines", "sweep", "ec", "poison")),
+        ("--root", args.root, ("gpu",)), ("--precision", args.precision, ("gpu",)))
         if value not in (None, []) and suite not in needs]
     if misplaced:
         raise UserError(f"{misplaced[0]}: not an option of --suite {suite}")
     bench_root = None
+    if suite == "gpu":
+        if args.device not in (None, "auto", "cuda"):
+            raise UserError(f"--device: --suite gpu runs on cuda, not {args.device}")
+        out = _out_path(args.out, None) if args.out is not None else None
+        result = bench.gpu_bench(args.root, args.precision or "bf16",
+                                 bench.parse_methods(args.methods) if args.methods else None)
+        if out is not None:
+            _write_out(out, result["table"] + "\n")
+        print(json.dumps(result, indent=2, default=str) if args.json else result["table"])
+        return 0
     if suite not in ("quick", "timing"):
         bench_root = _bench_store_root(args)
     out = _out_path(args.out, bench_root) if args.out is not None else None
@@ -685,13 +720,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "finished ones, so an interrupted bench continues where it stopped. "
                     "See docs/benchmarks/README.md.")
     p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb",
-                                       "poison", "readouts"),
+                                       "poison", "readouts", "gpu"),
                    default=None, help="default: timing (or quick with --quick); ec: EC alone, "
                    "each base method and base + EC, with per-layer tables; dkvb: the two key-"
                    "masking methods and linear-head baselines on the same frozen encoder, "
                    "forget classes 0, 3, 7; poison: every method that applies on the backdoor "
                    "scenario, with ASR, head refit, trigger readout and verdict tables; "
-                   "readouts: how far each readout separates the original from the oracle")
+                   "readouts: how far each readout separates the original from the oracle; "
+                   "gpu: the original, the oracle and every method on CIFAR-10 (--root) with "
+                   "torchvision's ResNet-18 on a CUDA device, in --precision")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="gpu: the folder holding CIFAR-10 (nothing is downloaded)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="gpu: training arithmetic (default bf16)")
     p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
                    "the oracle and each method once (timing also adds digits and a random "
                    "forget set)")

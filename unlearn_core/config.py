@@ -26,6 +26,9 @@ POISON_POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
 POISON_ATTACKS = ("backdoor", "gaussian")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENTATIONS = ("none", "crop", "crop_flip")
+# Training arithmetic: "fp32", or mixed precision (autocast) in bf16 or fp16 (with a
+# gradient scaler), on CUDA only.
+PRECISIONS = ("fp32", "bf16", "fp16")
 # How the retrain oracle is initialised: "same" as the original (the setup's seed: the
 # difference between the two is the forget data's alone) or "independent" (another seed,
 # as a retrain from scratch would be: it also carries seed noise, which a twin original
@@ -460,6 +463,11 @@ class TrainSpec(_Spec):
     momentum: float = 0.9
     weight_decay: float = 5e-4
     augment: str = "none"  # "crop" (digits) or "crop_flip" (natural images)
+    # Mixed precision changes the weights training produces, so it is part of the recipe
+    # (and of the hashes), unlike the device; left out of `to_dict` at fp32.
+    precision: str = "fp32"
+
+    OMITTED_AT_DEFAULT = ("precision",)
 
     def __post_init__(self):
         _require(_is_int(self.epochs) and 1 <= self.epochs <= 1000,
@@ -474,6 +482,8 @@ class TrainSpec(_Spec):
                  f"train.weight_decay: expected a number in [0, 1), got {self.weight_decay!r}")
         _require(self.augment in AUGMENTATIONS,
                  f"train.augment: expected one of {list(AUGMENTATIONS)}, got {self.augment!r}")
+        _require(self.precision in PRECISIONS,
+                 f"train.precision: expected one of {list(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
