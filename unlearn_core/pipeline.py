@@ -189,6 +189,8 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
     """
     progress = progress or Progress()
     method, resolved = resolve_run(spec)
+    # Whether the method applies to this architecture, before the references train.
+    method.accept(resolved.method.params, prepare(spec.setup).new_model())
     refs = train_references(spec.setup, store, progress.stage(0.0, 0.4))
     method.accept(resolved.method.params, refs.original.model)
     run_id = store.create("unlearn", resolved.to_dict(), label=run_label(method, spec.setup))

@@ -53,6 +53,20 @@ def list_methods() -> list[Method]:
     return [cls() for cls in _REGISTRY.values()]
 
 
+def applicability(model) -> dict[str, str]:
+    """Why each registered method cannot run on `model` (a LensModel; an untrained one of
+    the setup's architecture will do) with its default hyperparameters: "" where it can.
+    What `Method.accept` would say before a run, asked of every method at once."""
+    reasons = {}
+    for method in list_methods():
+        try:
+            method.accept(method.resolve_params({}), model)
+            reasons[method.name] = ""
+        except UserError as refusal:
+            reasons[method.name] = str(refusal).removeprefix("method.name: ")
+    return reasons
+
+
 def list_plugins() -> list[str]:
     return sorted(_PLUGINS)
 
