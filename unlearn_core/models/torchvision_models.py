@@ -174,14 +174,15 @@ def _set_input_channels(model: nn.Module, path: str, in_channels: int, from_file
 def _load_weights(model: nn.Module, arch: Architecture, spec: ModelSpec) -> None:
     """The file's tensors, strictly; the classifier alone may differ in its number of
     classes (a file trained on ImageNet): it then keeps its fresh initialisation."""
-    state = load_state_dict(spec.weights)
-    head = model.get_submodule(arch.head)
-    head_keys = {f"{arch.head}.{k}" for k in head.state_dict()}
-    if any(k in state and state[k].shape != v.shape
-           for k, v in ((f"{arch.head}.{k}", v) for k, v in head.state_dict().items())):
-        state = {k: v for k, v in state.items() if k not in head_keys}
-        state.update({f"{arch.head}.{k}": v for k, v in head.state_dict().items()})
-    load_into_model(model, state, f"model.weights ({spec.weights})")
+    try:
+        state = load_state_dict(spec.weights)
+        head = model.get_submodule(arch.head).state_dict()
+        if any(f"{arch.head}.{k}" in state and state[f"{arch.head}.{k}"].shape != v.shape
+               for k, v in head.items()):
+            state.update({f"{arch.head}.{k}": v for k, v in head.items()})
+        load_into_model(model, state, spec.weights)
+    except UserError as misfit:
+        raise UserError(f"model.weights: {misfit}") from None
 
 
 def build_torchvision(name: str, spec: ModelSpec, in_channels: int, num_classes: int,
