@@ -19,7 +19,7 @@ from .config import (DEFAULT_ENCODER, ENCODER_MODELS, FORGET_KINDS, ORACLE_INITS
                      TrainSpec)
 from .errors import Cancelled, DivergedError, UserError
 from .figures import format_percent
-from .progress import Progress
+from .progress import ConsoleProgress, Progress
 
 EXIT_USAGE = 2
 
@@ -240,23 +240,6 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-class _ConsoleProgress:
-    """Progress on stderr: a rewritten line on a terminal, a line per 10% otherwise."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.last_decile = -1
-
-    def __call__(self, fraction: float, message: str) -> None:
-        if self.quiet:
-            return
-        if sys.stderr.isatty():
-            print(f"\r[{fraction:6.1%}] {message[:100]:<100}", end="", file=sys.stderr, flush=True)
-        elif int(fraction * 10) > self.last_decile:
-            self.last_decile = int(fraction * 10)
-            print(f"[{fraction:6.1%}] {message}", file=sys.stderr, flush=True)
-
-
 def _store(args):
     from .runs import RunStore
     return RunStore(args.store)
@@ -326,7 +309,7 @@ def cmd_train(args) -> int:
     store = _store(args)
     if args.original_checkpoint is not None:
         spec = import_original(spec, store, str(args.original_checkpoint))
-    refs = train_references(spec, store, Progress(_ConsoleProgress(args.quiet)))
+    refs = train_references(spec, store, Progress(ConsoleProgress(args.quiet)))
     for note in refs.experiment.dataset.notes:  # e.g. unreadable images that were skipped
         print(f"note: {note}", file=sys.stderr)
     out = {"setup": spec.to_dict(), "split": refs.experiment.split.sizes(),
@@ -348,7 +331,7 @@ def cmd_unlearn(args) -> int:
     store = _store(args)
     name = f"{args.method}+{args.plugin}" if args.plugin else args.method
     spec = RunSpec(setup_from_args(args), MethodSpec(name, parse_params(args.param)))
-    run_id = run_unlearning(spec, store, Progress(_ConsoleProgress(args.quiet)))
+    run_id = run_unlearning(spec, store, Progress(ConsoleProgress(args.quiet)))
     record = store.get(run_id)
     _print({"id": run_id, "report": record.report}, args.json,
            f"run {run_id}: {record.label}\n{accuracy_table(record.report)}")
@@ -412,7 +395,7 @@ def cmd_report(args) -> int:
 
 def cmd_relearn(args) -> int:
     from .pipeline import relearn_of_run
-    report = relearn_of_run(_store(args), args.run_id, Progress(_ConsoleProgress(args.quiet)))
+    report = relearn_of_run(_store(args), args.run_id, Progress(ConsoleProgress(args.quiet)))
     table = "\n".join([f"step      " + " ".join(f"{s:>5}" for s in range(
         report["params"]["steps"] + 1))] + [f"{role:9} " + " ".join(
             f"{100 * v:5.1f}" for v in curve["scores"]) for role, curve in report["curves"].items()]

@@ -488,15 +488,24 @@ class TrainSpec(_Spec):
 
 @dataclass(frozen=True)
 class MethodSpec(_Spec):
-    """An unlearning method by registry name, with its hyperparameters. Missing
-    hyperparameters take the method's documented defaults (filled in by the registry)."""
+    """An unlearning method by registry name (or a user's, see methods/user.py), with its
+    hyperparameters. Missing hyperparameters take the method's documented defaults (filled
+    in by the registry)."""
 
     name: str = "finetune"
     params: dict = field(default_factory=dict, hash=False)
+    # A user's method ("module:function", or weights imported as "imported:<hash>"): the
+    # hash of its source code (of the weights for an import), filled in when the run is
+    # resolved, so edited code makes another run. Left out of `to_dict` while None.
+    source_hash: str | None = None
+
+    OMITTED_AT_DEFAULT = ("source_hash",)
 
     def __post_init__(self):
         _require(isinstance(self.name, str) and self.name != "",
                  "method.name: expected a method name")
+        _require(self.source_hash is None or isinstance(self.source_hash, str),
+                 f"method.source_hash: expected text, got {self.source_hash!r}")
         _require(isinstance(self.params, Mapping),
                  f"method.params: expected a mapping, got {type(self.params).__name__}")
         for key, value in self.params.items():

@@ -196,6 +196,11 @@ class Outcome:
     curves: dict[str, list[float]] = field(default_factory=dict)  # e.g. loss per epoch
     artifacts: dict[str, np.ndarray] = field(default_factory=dict)  # masks, key usage, ...
     info: dict[str, Any] = field(default_factory=dict)  # steps, stop reason, ...
+    # Weights unlearned outside the lens (an imported checkpoint): the time measured here
+    # is only their loading, so the report takes `stated_seconds` (the user's figure for
+    # the unlearning) and claims no speed-up without one.
+    ran_elsewhere: bool = False
+    stated_seconds: float | None = None
 
 
 # The refusals (Method.frozen_encoder_refusal, bottleneck_refusal) several methods share.

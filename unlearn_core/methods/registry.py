@@ -32,11 +32,17 @@ def register_plugin(name: str, wrap: Callable[[Method], Method]) -> None:
 
 
 def get_method(name: str) -> Method:
+    """A registered method (optionally "+<plug-in>"), or a user's method named by an entry
+    point "module:function" (methods/user.py), loaded now."""
+    from .user import is_user_method_name, method_from_entry_point
+    if is_user_method_name(name):
+        return method_from_entry_point(name)
     base_name, plugged, plugin = name.partition(PLUGIN_SEPARATOR)
     if base_name not in _REGISTRY:
         raise UserError(f"method.name: unknown method {base_name!r}; allowed: "
                         f"{sorted(_REGISTRY)}, each optionally with "
-                        f"{PLUGIN_SEPARATOR}<plug-in> ({', '.join(sorted(_PLUGINS))})")
+                        f"{PLUGIN_SEPARATOR}<plug-in> ({', '.join(sorted(_PLUGINS))}), or "
+                        f"your own as 'module:function'")
     base = _REGISTRY[base_name]()
     if not plugged:
         return base
