@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import state, widgets
+from ui import own_method, state, widgets
 from unlearn_core.config import MethodSpec, RunSpec, SetupSpec
 from unlearn_core.errors import UserError
 from unlearn_core.methods import applicability, get_method, list_methods, list_plugins
@@ -69,6 +69,9 @@ if submitted:
                            lambda progress: run_unlearning(run_spec, store, progress))
         st.session_state["unlearn_job"] = job.id
         st.rerun()
+
+own_method.own_method_section(spec)
+own_method.import_section(spec)
 
 job = state.session_job()
 if job is not None and job.id == st.session_state.get("unlearn_job") and job.status == "done":

@@ -338,6 +338,21 @@ def cmd_unlearn(args) -> int:
     return 0
 
 
+def cmd_import_run(args) -> int:
+    from .pipeline import import_run
+    from .training import import_original
+    spec = setup_from_args(args)
+    store = _store(args)
+    if args.original_checkpoint is not None:
+        spec = import_original(spec, store, str(args.original_checkpoint))
+    run_id = import_run(spec, args.checkpoint, store, Progress(ConsoleProgress(args.quiet)),
+                        seconds=args.seconds)
+    record = store.get(run_id)
+    _print({"id": run_id, "report": record.report}, args.json,
+           f"run {run_id}: {record.label}\n{accuracy_table(record.report)}")
+    return 0
+
+
 def _record_dict(r) -> dict:
     return {"id": r.id, "kind": r.kind, "status": r.status, "label": r.label,
             "created": r.created, "finished": r.finished, "error": r.error,
@@ -658,7 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("unlearn", help="run an unlearning method and store the run")
-    p.add_argument("--method", required=True, help="method name (see `list methods`)")
+    p.add_argument("--method", required=True, help="method name (see `list methods`), or your "
+                   "own as 'module:function' (a module on the Python path or path/to/file.py)")
     p.add_argument("--plugin", default=None, metavar="NAME",
                    help="add a plug-in to the method's training (ec: Erase at the Core; its "
                         "hyperparameters are prefixed ec_, e.g. --param ec_beta=0.3); same "
@@ -667,6 +683,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a hyperparameter, repeatable (see `list methods`)")
     _add_setup_args(p)
     p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("import-run", help="evaluate weights unlearned elsewhere as a run of a "
+                       "setup, against its original and oracle (trained if missing)")
+    p.add_argument("--checkpoint", required=True, type=_path_type("--checkpoint"), metavar="PATH",
+                   help="the unlearned model's weights (.safetensors, or .pt/.pth/.bin saved "
+                        "weights-only: never unpickled), for the setup's architecture")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="how long that unlearning took, if known (else no speed-up is claimed)")
+    p.add_argument("--original-checkpoint", type=_path_type("--original-checkpoint"),
+                   metavar="PATH", help="the original these weights were unlearned from, if "
+                   "it is not the one the setup trains")
+    _add_setup_args(p)
+    p.set_defaults(func=cmd_import_run)
 
     p = sub.add_parser("runs", help="list, show, delete stored runs, or repair the index")
     runs = p.add_subparsers(dest="action", required=True, parser_class=_Parser)

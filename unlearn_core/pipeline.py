@@ -235,7 +235,7 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
 
 def import_run(setup: SetupSpec, weights: str | Path | Mapping[str, torch.Tensor],
                store: RunStore, progress: Progress | None = None, *,
-               seconds: float | None = None) -> str:
+               seconds: float | None = None, source: str | None = None) -> str:
     """Weights unlearned elsewhere as a run of `setup`, evaluated against its original and
     oracle (trained here if the store lacks them) like any method's; returns the run id.
 
@@ -244,9 +244,9 @@ def import_run(setup: SetupSpec, weights: str | Path | Mapping[str, torch.Tensor
     or is recorded (a UserError naming the tensor). Their identity in the run spec is a
     hash of their tensors, so the same weights from either file type are the same run.
     `seconds`: the wall time the unlearning took where it ran, if known (else no speed-up
-    is claimed)."""
+    is claimed). `source`: what to call weights given in memory (an uploaded file's name)."""
     if isinstance(weights, Mapping):
-        state, source = dict(weights), "the given state dict"
+        state, source = dict(weights), source or "the given state dict"
     else:
         path = Path(weights).expanduser().resolve()
         state, source = load_state_dict(path), str(path)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+import math
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -148,7 +149,8 @@ class ImportedCheckpoint(Method):
 
     def __init__(self, state_dict: Mapping[str, torch.Tensor], source: str, digest: str,
                  seconds: float | None = None):
-        if seconds is not None and not (isinstance(seconds, (int, float)) and seconds >= 0):
+        if seconds is not None and not (isinstance(seconds, (int, float)) and not
+                                        isinstance(seconds, bool) and 0 <= seconds < math.inf):
             raise UserError(f"seconds: expected the unlearning's wall time in seconds (a "
                             f"number >= 0), got {seconds!r}")
         self.state_dict, self.source, self.seconds = dict(state_dict), source, seconds
