@@ -28,16 +28,18 @@ import plotly.graph_objects as go
 import torch
 
 from . import figures
-from .config import DataSpec, ForgetSpec, MethodSpec, ModelSpec, RunSpec, SetupSpec, TrainSpec
+from .config import (USER_MODULE, DataSpec, ForgetSpec, MethodSpec, ModelSpec, RunSpec,
+                     SetupSpec, TrainSpec)
 from .data import user as user_data
 from .errors import UserError
 from .figures import localization as localization_figures
-from .methods.user import method_from_object
+from .methods.user import method_from_object, source_hash
 from .models import LensModel
 from .pipeline import (References, import_run, run_unlearning, train_references,
                        unlearned_model)
 from .progress import ConsoleProgress, Progress
 from .runs import RunStore
+from .training import import_original
 
 
 def _forget_spec(forget: Any) -> ForgetSpec:
@@ -58,20 +60,31 @@ def _model_spec(model: Any) -> ModelSpec:
         return model
     if isinstance(model, str):
         # "module:function" names the user's builder (models/user_module.py).
-        if ":" in model:
-            from .config import USER_MODULE
-            return ModelSpec(USER_MODULE, entry_point=model)
-        return ModelSpec(model)
+        return ModelSpec(USER_MODULE, entry_point=model) if ":" in model else ModelSpec(model)
+    if isinstance(model, torch.nn.Module):
+        # The instance stands for its class: every model of the setup (original, oracle,
+        # the unlearned ones rebuilt from weights) is built by calling it, and adapted.
+        cls = type(model)
+        if "<locals>" in cls.__qualname__:
+            raise UserError(f"model: class {cls.__qualname__} is defined inside a function, so "
+                            f"it cannot be built again; define it at the top level of a "
+                            f"module or a notebook cell")
+        return ModelSpec(USER_MODULE, entry_point=f"{cls.__module__}:{cls.__qualname__}",
+                         source_hash=source_hash(cls))
     raise UserError(f"model: expected a registered model name (see `python -m unlearn_core "
-                    f"list models`), 'module:function' returning your nn.Module, or a "
-                    f"ModelSpec; got {type(model).__name__}")
+                    f"list models`), 'module:function' returning your nn.Module, an "
+                    f"nn.Module, or a ModelSpec; got {type(model).__name__}")
 
 
 class Lens:
     """A setup (data, model, forget set, recipe, seed) and the run store its runs go to.
 
     `model`: a registered name ("small_cnn", "resnet18", "torchvision/resnet18", ...), an
-    entry point "module:function" returning your nn.Module, or a ModelSpec.
+    entry point "module:function" returning your nn.Module, an nn.Module (standing for its
+    class, which is called to build every model of the setup: with num_classes,
+    in_channels and image_size where its constructor takes them; its weights are not
+    used: pass them as `original_checkpoint` to make them the original), or a ModelSpec.
+    `original_checkpoint`: a weights file to use as the original instead of training it.
     `train_set`, `test_set`: any torch Datasets of (image, label) (PIL images, tensors or
     arrays; raw intensities, not normalised; square images); without them, the registered
     dataset `data` (default the embedded mnist5k). `forget`: a class, a list of classes, a
@@ -83,7 +96,7 @@ class Lens:
                  forget: Any = 0, data: str | DataSpec = "mnist5k", classes: Sequence[str] | None = None,
                  epochs: int | None = None, train: TrainSpec | Mapping | None = None,
                  seed: int = 0, device: str = "auto", store: str | Path | RunStore | None = None,
-                 progress: bool = True):
+                 original_checkpoint: str | Path | None = None, progress: bool = True):
         if (train_set is None) != (test_set is None):
             raise UserError("test_set: give both train_set and test_set, or neither (then "
                             "`data` names a registered dataset)")
@@ -98,6 +111,8 @@ class Lens:
             recipe = TrainSpec.from_dict({**recipe.to_dict(), "epochs": epochs})
         self.setup = SetupSpec(data=data_spec, forget=_forget_spec(forget),
                                model=_model_spec(model), train=recipe, seed=seed, device=device)
+        if original_checkpoint is not None:
+            self.setup = import_original(self.setup, self.store, str(original_checkpoint))
         self.quiet = not progress
         self._references: References | None = None
 

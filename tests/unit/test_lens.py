@@ -237,6 +237,13 @@ def test_a_users_torch_dataset_is_fingerprinted_kept_and_restored(tmp_path):
         load_dataset(lens.setup.data)
     refs = train_references(lens.setup, store)
     assert torch.equal(refs.experiment.dataset.train.images, digits.train.images)
+    # The app registers its store as a source, so its pages' own data loads find it too.
+    user_data._GIVEN.pop(name)
+    user_data.add_source(store)
+    try:
+        assert torch.equal(load_dataset(lens.setup.data).test.labels, digits.test.labels)
+    finally:
+        user_data._SOURCES.remove(store)
 
 
 def test_bad_user_datasets_say_what_is_wrong():
@@ -257,3 +264,37 @@ def test_bad_user_datasets_say_what_is_wrong():
     with pytest.raises(UserError, match="forget: expected a class index"):
         Lens("small_cnn", forget="zero", progress=False)
     assert np.array_equal(load_dataset(user_data.from_torch(good, good)).train.labels, labels)
+
+
+class TinyNet(torch.nn.Module):
+    """A user's classifier, defined at the top level (so it can be built again)."""
+
+    def __init__(self, num_classes=10, in_channels=1):
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(in_channels, 8, 3, padding=1),
+                                            torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2))
+        self.head = torch.nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def test_an_nn_module_goes_through_the_adapter_and_runs(tmp_path, monkeypatch):
+    from conftest import accuracy_and_mia_only
+    from unlearn_core import pipeline
+    monkeypatch.setattr(pipeline, "evaluate", accuracy_and_mia_only)
+    store = RunStore(tmp_path / "store")
+    lens = Lens(TinyNet(), data="digits", forget=0, epochs=1, device="cpu", store=store,
+                progress=False)
+    model = lens.setup.model
+    assert model.name == "user_module" and model.entry_point == f"{__name__}:TinyNet"
+    assert len(model.source_hash) == 16
+    assert lens.original.probe_layers  # adapted: probe layers and a head
+    run = lens.unlearn(finetune_on_retain)
+    assert run.record.status == "done" and run.spec.setup.model == model
+
+    class Local(TinyNet):
+        pass
+
+    with pytest.raises(UserError, match="model: class .*Local is defined inside a function"):
+        Lens(Local(), data="digits", store=store, progress=False)

@@ -27,7 +27,17 @@ USER_PREFIX = "user-"
 _CACHE_PREFIX = "data-"
 # Datasets given in this process, by DataSpec name: `load_dataset` finds them here.
 _GIVEN: dict[str, Dataset] = {}
+# Run stores `load_dataset` restores a user dataset from (`add_source`: the app's store).
+_SOURCES: list = []
 _LOCK = threading.Lock()
+
+
+def add_source(cache) -> None:
+    """Let `load_dataset` restore user datasets kept in this run store (`keep`): the app
+    registers its store, so every page that loads a run's data finds them."""
+    with _LOCK:
+        if cache not in _SOURCES:
+            _SOURCES.append(cache)
 
 
 def is_user_data(spec: DataSpec) -> bool:
@@ -149,7 +159,12 @@ def from_torch(train_set, test_set, classes: Sequence[str] | None = None) -> Dat
 
 
 def given(spec: DataSpec) -> Dataset:
-    """The user dataset `spec` names, if this process has it (given or restored)."""
+    """The user dataset `spec` names, if this process has it (given or restored), or can
+    restore it from a store registered with `add_source`."""
+    with _LOCK:
+        sources = list(_SOURCES)
+    for cache in sources:
+        restore(spec, cache)
     with _LOCK:
         dataset = _GIVEN.get(spec.name)
     if dataset is None:
