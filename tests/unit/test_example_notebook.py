@@ -4,7 +4,6 @@ checkpoint from a plain PyTorch loop, each with its report and figures."""
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
