@@ -6,18 +6,32 @@ import streamlit as st
 
 from ui import poison as poison_ui
 from ui import state, widgets
-from unlearn_core.config import (AUGMENTATIONS, DEFAULT_ENCODER, DEVICES, ENCODER_MODELS, FORGET_KINDS,
-                                 ORACLE_INITS, PAPER_SCALE, BottleneckSpec, DataSpec, ForgetSpec,
-                                 ModelSpec, PoisonSpec, SetupSpec, TrainSpec)
+from unlearn_core.config import (ADAPTED_PREFIXES, AUGMENTATIONS, DEFAULT_ENCODER, DEVICES,
+                                 ENCODER_MODELS, FORGET_KINDS, ORACLE_INITS, PAPER_SCALE, PRECISIONS,
+                                 USER_MODULE, BottleneckSpec, DataSpec, ForgetSpec, ModelSpec,
+                                 PoisonSpec, SetupSpec, TrainSpec)
 from unlearn_core.data import list_datasets, load_dataset, make_split, read_index_csv
 from unlearn_core.errors import UserError
-from unlearn_core.models import list_models
+from unlearn_core.models import build_model, list_models
 from unlearn_core.pipeline import reference_roles, train_references
 from unlearn_core.training import reference_key
 
 FORGET_LABELS = {"classes": "Whole classes", "random": "Random (IID) fraction",
                  "non_iid": "Fraction of chosen classes (non-IID)", "indices": "Uploaded index CSV",
                  "poison": "Poisoned examples (a backdoor)"}
+
+@st.cache_data(show_spinner="Checking the model...", max_entries=32)
+def model_problem(model_json: str, in_channels: int, num_classes: int, image_size: int) -> str | None:
+    """Why an adapted model cannot serve this data (its module imported, called and run on
+    a sample batch, the split into stages checked), or None; once per model spec, before
+    anything trains."""
+    try:
+        build_model(ModelSpec.from_json(model_json), in_channels=in_channels,
+                    num_classes=num_classes, image_size=image_size)
+    except UserError as exc:
+        return str(exc)
+    return None
+
 
 st.title("Setup")
 st.caption("Choose the data, the model and what to forget. The original model and the "
@@ -44,9 +58,37 @@ with left:
     model_name = st.selectbox("Model", list(models), key="model",
                               index=list(models).index(current.model.name),
                               format_func=lambda n: f"{n} — {models[n].description}")
-    width = st.number_input("Width multiplier", 0.125, 8.0, value=float(current.model.width),
-                            step=0.25, key="width")
+    width = 1.0  # a user module sets its own size
+    if model_name != USER_MODULE:
+        width = st.number_input("Width multiplier", 0.0625, 8.0, value=float(current.model.width),
+                                step=0.25, key="width")
     encoder, bottleneck = None, None
+    adapted = dict(entry_point=None, probe_layers=(), head=None, small_stem=False, weights=None)
+    if model_name == USER_MODULE:
+        adapted["entry_point"] = st.text_input(
+            "Entry point (module:function)", value=current.model.entry_point or "",
+            key="entry_point", placeholder="mypackage.models:build or /path/to/models.py:build",
+            help="a function returning your nn.Module classifier; it may take num_classes, "
+                 "in_channels and image_size by name. Checked (imported, called, run on a "
+                 "sample batch) before anything trains") or None
+    if model_name == USER_MODULE or model_name.startswith(ADAPTED_PREFIXES):
+        layers = st.text_input("Probe layers (module names, comma-separated)",
+                               value=", ".join(current.model.probe_layers), key="probe_layers",
+                               help="each must end a stage (a whole block); empty: the model's "
+                                    "default blocks")
+        adapted["probe_layers"] = tuple(x.strip() for x in layers.split(",") if x.strip())
+        adapted["head"] = st.text_input(
+            "Classifier head (module name)", value=current.model.head or "", key="head",
+            help="the nn.Linear producing the logits; empty: found automatically") or None
+    if model_name.startswith("torchvision/"):
+        adapted["small_stem"] = st.checkbox(
+            "Adapt the ImageNet stem to small images", value=current.model.small_stem,
+            key="small_stem", help="a 3x3 stride-1 first convolution and no max-pool (a ViT "
+                                   "gets small patches)")
+        adapted["weights"] = st.text_input(
+            "Weights file (optional)", value=current.model.weights or "", key="weights",
+            help=".safetensors or a weights-only .pt/.pth on this machine; a classifier with "
+                 "another number of classes is re-initialised") or None
     if model_name in ENCODER_MODELS:
         encoders = [m for m in models if m not in ENCODER_MODELS]
         encoder = st.selectbox("Encoder", encoders, key="encoder",
@@ -81,6 +123,9 @@ with left:
         augment = st.selectbox("Augmentation", AUGMENTATIONS, index=AUGMENTATIONS.index(t.augment),
                                key="augment",
                                help="crop suits digits; crop_flip suits natural images")
+        precision = st.selectbox("Precision", PRECISIONS, index=PRECISIONS.index(t.precision),
+                                 key="precision", help="bf16 or fp16 mixed precision on a CUDA "
+                                                       "device (refused on a CPU or MPS)")
         oracle_init = st.selectbox(
             "Oracle initialisation", ORACLE_INITS, index=ORACLE_INITS.index(current.oracle_init),
             key="oracle_init", format_func={"same": "same as the original",
@@ -134,11 +179,18 @@ try:
     spec = SetupSpec(data_spec, ForgetSpec(kind, classes, fraction, indices,
                                            poison=None if poison is None else PoisonSpec(**poison)),
                      ModelSpec(model_name, float(width), encoder=encoder,
-                               bottleneck=None if bottleneck is None else BottleneckSpec(**bottleneck)),
+                               bottleneck=None if bottleneck is None else BottleneckSpec(**bottleneck),
+                               **adapted),
                      TrainSpec(epochs=int(epochs), lr=float(lr), batch_size=int(batch_size),
-                               augment=augment),
+                               augment=augment, precision=precision),
                      seed=int(seed), device=device, oracle_init=oracle_init)
     split = make_split(dataset, spec.forget, spec.seed) if dataset is not None else None
+    if dataset is not None and (spec.model.name == USER_MODULE or
+                                spec.model.name.startswith(ADAPTED_PREFIXES)):
+        problem = model_problem(spec.model.to_json(), dataset.in_channels, dataset.num_classes,
+                                dataset.image_size)
+        if problem is not None:
+            raise UserError(problem)
 except UserError as exc:
     st.error(str(exc))
     st.stop()

@@ -7,6 +7,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from unlearn_core.config import SetupSpec
+from unlearn_core.data import user as user_data
 from unlearn_core.jobs import Job, JobRunner
 from unlearn_core.progress import Progress
 from unlearn_core.runs import RunStore, default_store_root
@@ -24,7 +25,9 @@ def job_runner() -> JobRunner:
 
 @st.cache_resource
 def _store(root: str) -> RunStore:
-    return RunStore(root)
+    store = RunStore(root)
+    user_data.add_source(store)  # data given from a notebook (Lens) is kept there
+    return store
 
 
 def store() -> RunStore:

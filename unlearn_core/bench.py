@@ -31,7 +31,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .config import DataSpec, ForgetSpec, MethodSpec, RunSpec, SetupSpec, canonical_json
+from .config import (DataSpec, ForgetSpec, MethodSpec, ModelSpec, RunSpec, SetupSpec, TrainSpec,
+                     canonical_json)
 from .errors import UserError
 from .methods import get_method, list_methods
 from .pipeline import run_unlearning, train_references
@@ -75,28 +76,76 @@ def _setups(quick: bool, device: str) -> list[SetupSpec]:
     return setups
 
 
+def _timed_rows(setup: SetupSpec, store: RunStore, methods: Sequence[str]) -> list[dict]:
+    """The original, the oracle and each method once on `setup`: seconds and accuracies."""
+    rows = []
+    where = f"{setup.data.name} / {setup.model.name} / {setup.forget.describe()}"
+    refs = train_references(setup, store)
+    for role, trained in (("original", refs.original), ("oracle", refs.oracle)):
+        rows.append({"setup": where, "what": f"train {role}",
+                     "seconds": trained.meta["seconds"],
+                     "test": trained.meta["test_accuracy"],
+                     "forget_train": None, "retain_train": None})
+    for name in methods:
+        try:
+            get_method(name).accept(get_method(name).resolve_params({}), refs.original.model)
+        except UserError as refusal:  # a method that does not apply says why, in the table
+            rows.append({"setup": where, "what": name, "seconds": None, "test": None,
+                         "forget_train": None, "retain_train": None, "refused": str(refusal)})
+            continue
+        run_id = run_unlearning(RunSpec(setup, MethodSpec(name)), store)
+        report = store.get(run_id).report
+        acc = report["accuracy"]["unlearned"]
+        rows.append({"setup": where, "what": name,
+                     "seconds": report["cost"]["seconds"], "test": acc["test"],
+                     "forget_train": acc["forget_train"],
+                     "retain_train": acc["retain_train"],
+                     "evaluate_seconds": report["cost"]["evaluate_seconds"]})
+    return rows
+
+
 def run_bench(quick: bool = True, device: str = "auto") -> dict:
     rows = []
     with tempfile.TemporaryDirectory(prefix="lens-bench-") as root:
         store = RunStore(root)
         for setup in _setups(quick, device):
-            where = f"{setup.data.name} / {setup.model.name} / {setup.forget.describe()}"
-            refs = train_references(setup, store)
-            for role, trained in (("original", refs.original), ("oracle", refs.oracle)):
-                rows.append({"setup": where, "what": f"train {role}",
-                             "seconds": trained.meta["seconds"],
-                             "test": trained.meta["test_accuracy"],
-                             "forget_train": None, "retain_train": None})
-            for method in list_methods():
-                run_id = run_unlearning(RunSpec(setup, MethodSpec(method.name)), store)
-                report = store.get(run_id).report
-                acc = report["accuracy"]["unlearned"]
-                rows.append({"setup": where, "what": method.name,
-                             "seconds": report["cost"]["seconds"], "test": acc["test"],
-                             "forget_train": acc["forget_train"],
-                             "retain_train": acc["retain_train"],
-                             "evaluate_seconds": report["cost"]["evaluate_seconds"]})
+            rows += _timed_rows(setup, store, [m.name for m in list_methods()])
     machine = machine_description(device)
+    return {"machine": machine, "rows": rows, "table": _timing_markdown(rows, machine)}
+
+
+# The gpu suite: the field's usual comparison, CIFAR-10 with ResNet-18 (torchvision's,
+# its stem adapted to 32x32 images), a recipe sized for a GPU.
+GPU_MODEL = ModelSpec("torchvision/resnet18", small_stem=True)
+GPU_TRAIN = TrainSpec(epochs=30, lr=0.1, batch_size=256, augment="crop_flip")
+
+
+def gpu_setup(root: str | None, precision: str) -> SetupSpec:
+    """The gpu suite's setup, or a UserError (exit 2) naming what is missing: a CUDA
+    device, or CIFAR-10 in `root`. Checked before anything trains."""
+    if not torch.cuda.is_available():
+        raise UserError("--suite gpu: needs a CUDA device; torch sees none on this machine")
+    if root is None:
+        raise UserError("--suite gpu: needs --root, the folder holding CIFAR-10 (torchvision's "
+                        "cifar-10-batches-py)")
+    from .data import load_dataset
+    data = DataSpec("cifar10", root=root)
+    try:
+        load_dataset(data)
+    except UserError as missing:
+        raise UserError(f"--suite gpu: CIFAR-10 is not readable in --root {root} ({missing})") \
+            from None
+    return SetupSpec(data=data, model=GPU_MODEL,
+                     train=dataclasses.replace(GPU_TRAIN, precision=precision), device="cuda")
+
+
+def gpu_bench(root: str | None, precision: str, methods: Sequence[str] | None = None) -> dict:
+    """Times the original, the oracle and every method (or `methods`) on the gpu setup."""
+    setup = gpu_setup(root, precision)
+    with tempfile.TemporaryDirectory(prefix="lens-bench-gpu-") as store_root:
+        rows = _timed_rows(setup, RunStore(store_root),
+                           methods or [m.name for m in list_methods()])
+    machine = f"{machine_description('cuda')}, precision {precision}"
     return {"machine": machine, "rows": rows, "table": _timing_markdown(rows, machine)}
 
 
@@ -108,7 +157,9 @@ def _timing_markdown(rows: list[dict], machine: str) -> str:
              "| setup | what | seconds | test acc % | forget-train acc % | retain-train acc % "
              "| report seconds |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['setup']} | {r['what']} | {r['seconds']:.2f} | {pct(r['test'])} | "
+    lines += [f"| {r['setup']} | {r['what']} | refused: {r['refused']} | | | | |"
+              if "refused" in r else
+              f"| {r['setup']} | {r['what']} | {r['seconds']:.2f} | {pct(r['test'])} | "
               f"{pct(r['forget_train'])} | {pct(r['retain_train'])} | "
               f"{r['evaluate_seconds']:.2f} |" if "evaluate_seconds" in r else
               f"| {r['setup']} | {r['what']} | {r['seconds']:.2f} | {pct(r['test'])} | | | |"

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import (DEFAULT_ENCODER, ENCODER_MODELS, FORGET_KINDS, ORACLE_INITS, PAPER_SCALE,
-                     POISON_ATTACKS, POISON_POSITIONS, BottleneckSpec, DataSpec, ForgetSpec,
-                     MethodSpec, ModelSpec, PoisonSpec, RunSpec, SetupSpec, TrainSpec)
+                     POISON_ATTACKS, POISON_POSITIONS, PRECISIONS, USER_MODULE, BottleneckSpec,
+                     DataSpec, ForgetSpec, MethodSpec, ModelSpec, PoisonSpec, RunSpec, SetupSpec,
+                     TrainSpec)
 from .errors import Cancelled, DivergedError, UserError
 from .figures import format_percent
-from .progress import Progress
+from .progress import ConsoleProgress, Progress
 
 EXIT_USAGE = 2
 
@@ -68,6 +69,22 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--paper-scale", action="store_true",
                    help="model dkvb: the paper's bottleneck, " + " x ".join(
                        f"{k} {v}" for k, v in PAPER_SCALE.items()))
+    g.add_argument("--entry-point", default=None, metavar="MODULE:FUNCTION",
+                   help=f"model {USER_MODULE}: the function returning your nn.Module classifier "
+                        "(a module on the Python path or path/to/file.py)")
+    g.add_argument("--probe-layers", default=None, metavar="A,B,...",
+                   help="adapted models (user_module, torchvision/..., timm/...): module names "
+                        "whose outputs the lens reads, each ending a stage (default: the "
+                        "model's blocks)")
+    g.add_argument("--head", default=None,
+                   help="adapted models: the nn.Linear classifier's module name (default: the "
+                        "one producing the output)")
+    g.add_argument("--small-stem", action="store_true",
+                   help="torchvision/... models: adapt the ImageNet stem to small images "
+                        "(3x3 stride-1 first convolution, no max-pool; small ViT patches)")
+    g.add_argument("--weights", type=_path_type("--weights"), default=None, metavar="PATH",
+                   help="torchvision/... models: start from this weights file (.safetensors "
+                        "or a weights-only .pt/.pth)")
     g.add_argument("--forget-kind", default=None, choices=FORGET_KINDS, help="default: classes")
     g.add_argument("--forget-classes", default="0", help="comma-separated class ids")
     g.add_argument("--forget-fraction", type=float, default=None,
@@ -107,6 +124,8 @@ def _add_setup_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=t.batch_size)
     g.add_argument("--augment", default="none", choices=("none", "crop", "crop_flip"),
                    help="training augmentation: crop for digits, crop_flip for natural images")
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="training arithmetic: fp32, or bf16/fp16 mixed precision (CUDA only)")
 
 
 def _int_list(text: str, name: str) -> tuple[int, ...]:
@@ -122,11 +141,16 @@ def _model_from_args(args: argparse.Namespace) -> ModelSpec:
     if args.model != "dkvb" and (given or args.paper_scale):
         flag = "--paper-scale" if args.paper_scale else "--" + next(iter(given)).replace("_", "-")
         raise UserError(f"{flag}: only model dkvb has a bottleneck, not {args.model!r}")
+    adapted = {"entry_point": args.entry_point, "head": args.head,
+               "probe_layers": tuple(p.strip() for p in (args.probe_layers or "").split(",")
+                                     if p.strip()),
+               "small_stem": args.small_stem,
+               "weights": None if args.weights is None else str(args.weights)}
     if args.model != "dkvb":
-        return ModelSpec(args.model, args.width, encoder=args.encoder)
+        return ModelSpec(args.model, args.width, encoder=args.encoder, **adapted)
     bottleneck = {**(PAPER_SCALE if args.paper_scale else {}), **given}
     return ModelSpec(args.model, args.width, encoder=args.encoder,
-                     bottleneck=BottleneckSpec(**bottleneck))
+                     bottleneck=BottleneckSpec(**bottleneck), **adapted)
 
 
 def _poison_from_args(args: argparse.Namespace) -> PoisonSpec | None:
@@ -198,7 +222,7 @@ def setup_from_args(args: argparse.Namespace) -> SetupSpec:
                           poison=_poison_from_args(args)),
         model=_model_from_args(args),
         train=TrainSpec(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                        augment=args.augment),
+                        augment=args.augment, precision=args.precision),
         seed=args.seed, device=args.device, oracle_init=args.oracle_init)
 
 
@@ -216,23 +240,6 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
                             f"{pair[:60]!r}); give each hyperparameter once")
         params[key] = parse_value(raw, f"--param {key[:40]}")
     return params
-
-
-class _ConsoleProgress:
-    """Progress on stderr: a rewritten line on a terminal, a line per 10% otherwise."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.last_decile = -1
-
-    def __call__(self, fraction: float, message: str) -> None:
-        if self.quiet:
-            return
-        if sys.stderr.isatty():
-            print(f"\r[{fraction:6.1%}] {message[:100]:<100}", end="", file=sys.stderr, flush=True)
-        elif int(fraction * 10) > self.last_decile:
-            self.last_decile = int(fraction * 10)
-            print(f"[{fraction:6.1%}] {message}", file=sys.stderr, flush=True)
 
 
 def _store(args):
@@ -304,7 +311,7 @@ def cmd_train(args) -> int:
     store = _store(args)
     if args.original_checkpoint is not None:
         spec = import_original(spec, store, str(args.original_checkpoint))
-    refs = train_references(spec, store, Progress(_ConsoleProgress(args.quiet)))
+    refs = train_references(spec, store, Progress(ConsoleProgress(args.quiet)))
     for note in refs.experiment.dataset.notes:  # e.g. unreadable images that were skipped
         print(f"note: {note}", file=sys.stderr)
     out = {"setup": spec.to_dict(), "split": refs.experiment.split.sizes(),
@@ -326,7 +333,22 @@ def cmd_unlearn(args) -> int:
     store = _store(args)
     name = f"{args.method}+{args.plugin}" if args.plugin else args.method
     spec = RunSpec(setup_from_args(args), MethodSpec(name, parse_params(args.param)))
-    run_id = run_unlearning(spec, store, Progress(_ConsoleProgress(args.quiet)))
+    run_id = run_unlearning(spec, store, Progress(ConsoleProgress(args.quiet)))
+    record = store.get(run_id)
+    _print({"id": run_id, "report": record.report}, args.json,
+           f"run {run_id}: {record.label}\n{accuracy_table(record.report)}")
+    return 0
+
+
+def cmd_import_run(args) -> int:
+    from .pipeline import import_run
+    from .training import import_original
+    spec = setup_from_args(args)
+    store = _store(args)
+    if args.original_checkpoint is not None:
+        spec = import_original(spec, store, str(args.original_checkpoint))
+    run_id = import_run(spec, args.checkpoint, store, Progress(ConsoleProgress(args.quiet)),
+                        seconds=args.seconds)
     record = store.get(run_id)
     _print({"id": run_id, "report": record.report}, args.json,
            f"run {run_id}: {record.label}\n{accuracy_table(record.report)}")
@@ -390,7 +412,7 @@ def cmd_report(args) -> int:
 
 def cmd_relearn(args) -> int:
     from .pipeline import relearn_of_run
-    report = relearn_of_run(_store(args), args.run_id, Progress(_ConsoleProgress(args.quiet)))
+    report = relearn_of_run(_store(args), args.run_id, Progress(ConsoleProgress(args.quiet)))
     table = "\n".join(["step      " + " ".join(f"{s:>5}" for s in range(
         report["params"]["steps"] + 1))] + [f"{role:9} " + " ".join(
             f"{100 * v:5.1f}" for v in curve["scores"]) for role, curve in report["curves"].items()]
@@ -502,14 +524,25 @@ def cmd_bench(args) -> int:
         raise UserError(f"--quick: same as --suite quick; cannot combine with --suite {args.suite}")
     misplaced = [flag for flag, value, needs in (
         ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
-        ("--methods", args.methods, ("baselines", "ec", "poison")),
+        ("--methods", args.methods, ("baselines", "ec", "poison", "gpu")),
         ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb", "poison", "readouts", "del")),
         ("--scenarios", args.scenarios, ("baselines", "sweep", "ec", "del")),
-        ("--setup-json", args.setup_json, ("baselines", "sweep", "ec", "poison", "del")))
+        ("--setup-json", args.setup_json, ("baselines", "sweep", "ec", "poison", "del")),
+        ("--root", args.root, ("gpu",)), ("--precision", args.precision, ("gpu",)))
         if value not in (None, []) and suite not in needs]
     if misplaced:
         raise UserError(f"{misplaced[0]}: not an option of --suite {suite}")
     bench_root = None
+    if suite == "gpu":
+        if args.device not in (None, "auto", "cuda"):
+            raise UserError(f"--device: --suite gpu runs on cuda, not {args.device}")
+        out = _out_path(args.out, None) if args.out is not None else None
+        result = bench.gpu_bench(args.root, args.precision or "bf16",
+                                 bench.parse_methods(args.methods) if args.methods else None)
+        if out is not None:
+            _write_out(out, result["table"] + "\n")
+        print(json.dumps(result, indent=2, default=str) if args.json else result["table"])
+        return 0
     if suite not in ("quick", "timing"):
         bench_root = _bench_store_root(args)
     out = _out_path(args.out, bench_root) if args.out is not None else None
@@ -650,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("unlearn", help="run an unlearning method and store the run")
-    p.add_argument("--method", required=True, help="method name (see `list methods`)")
+    p.add_argument("--method", required=True, help="method name (see `list methods`), or your "
+                   "own as 'module:function' (a module on the Python path or path/to/file.py)")
     p.add_argument("--plugin", default=None, metavar="NAME",
                    help="add a plug-in to the method's training (ec: Erase at the Core; its "
                         "hyperparameters are prefixed ec_, e.g. --param ec_beta=0.3); same "
@@ -659,6 +693,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a hyperparameter, repeatable (see `list methods`)")
     _add_setup_args(p)
     p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("import-run", help="evaluate weights unlearned elsewhere as a run of a "
+                       "setup, against its original and oracle (trained if missing)")
+    p.add_argument("--checkpoint", required=True, type=_path_type("--checkpoint"), metavar="PATH",
+                   help="the unlearned model's weights (.safetensors, or .pt/.pth/.bin saved "
+                        "weights-only: never unpickled), for the setup's architecture")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="how long that unlearning took, if known (else no speed-up is claimed)")
+    p.add_argument("--original-checkpoint", type=_path_type("--original-checkpoint"),
+                   metavar="PATH", help="the original these weights were unlearned from, if "
+                   "it is not the one the setup trains")
+    _add_setup_args(p)
+    p.set_defaults(func=cmd_import_run)
 
     p = sub.add_parser("runs", help="list, show, delete stored runs, or repair the index")
     runs = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -695,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "finished ones, so an interrupted bench continues where it stopped. "
                     "See docs/benchmarks/README.md.")
     p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb",
-                                       "poison", "readouts", "del"),
+                                       "poison", "readouts", "del", "gpu"),
                    default=None, help="default: timing (or quick with --quick); ec: EC alone, "
                    "each base method and base + EC, with per-layer tables; dkvb: the two key-"
                    "masking methods and linear-head baselines on the same frozen encoder, "
@@ -703,7 +750,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "scenario, with ASR, head refit, trigger readout and verdict tables; "
                    "readouts: how far each readout separates the original from the oracle; "
                    "del: DEL, the random control and SalLoc at ρ 0.05, 0.1, 0.3 with lr and "
-                   "epochs tuned per budget on seed 0, the claims read on the other seeds")
+                   "epochs tuned per budget on seed 0, the claims read on the other seeds; "
+                   "gpu: the original, the oracle and every method on CIFAR-10 (--root) with "
+                   "torchvision's ResNet-18 on a CUDA device, in --precision")
+    p.add_argument("--root", default=None, metavar="DIR",
+                   help="gpu: the folder holding CIFAR-10 (nothing is downloaded)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="gpu: training arithmetic (default bf16)")
     p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
                    "the oracle and each method once (timing also adds digits and a random "
                    "forget set)")

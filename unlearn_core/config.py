@@ -26,6 +26,9 @@ POISON_POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
 POISON_ATTACKS = ("backdoor", "gaussian")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AUGMENTATIONS = ("none", "crop", "crop_flip")
+# Training arithmetic: "fp32", or mixed precision (autocast) in bf16 or fp16 (with a
+# gradient scaler), on CUDA only.
+PRECISIONS = ("fp32", "bf16", "fp16")
 # How the retrain oracle is initialised: "same" as the original (the setup's seed: the
 # difference between the two is the forget data's alone) or "independent" (another seed,
 # as a retrain from scratch would be: it also carries seed noise, which a twin original
@@ -322,6 +325,17 @@ class BottleneckSpec(_Spec):
 PAPER_SCALE = {"codebooks": 256, "keys": 4096, "key_dim": 14}
 
 
+# The model built from a user's own code: `ModelSpec.entry_point` names the function.
+USER_MODULE = "user_module"
+# Registered families of adapted models (models/torchvision_models.py, timm_models.py):
+# "torchvision/resnet18" means torchvision's resnet18.
+ADAPTED_PREFIXES = ("torchvision/", "timm/")
+
+
+def _is_adapted(name: str) -> bool:
+    return name == USER_MODULE or name.startswith(ADAPTED_PREFIXES)
+
+
 @dataclass(frozen=True)
 class ModelSpec(_Spec):
     """Which architecture. `width` multiplies the channel counts.
@@ -330,14 +344,34 @@ class ModelSpec(_Spec):
     `encoder` (default small_cnn, at this `width`); "dkvb" also has a `bottleneck`
     (default BottleneckSpec()). Both fields are None for every other model and are then
     left out of `to_dict`, so the hashes of specs that predate them are unchanged.
+
+    Adapted models (any nn.Module classifier made a chain of stages, models/adapter.py):
+    "user_module" is built by the user's `entry_point` ("module:function", returning the
+    nn.Module; `source_hash`, the hash of that module's file, is filled in when absent, so
+    edited code makes another setup, never reusing models trained from the old one);
+    "torchvision/<arch>" and "timm/<name>" are those libraries' models. For all of them
+    `probe_layers` (module names; empty: a default) and `head` (the nn.Linear classifier;
+    None: the one producing the output) say how to split them. torchvision models also
+    take `small_stem` (the ImageNet stem adapted to small images) and `weights` (a
+    safetensors or weights-only torch file to start from; `weights_hash`, its content
+    hash, is filled in). Every one of these fields is left out of `to_dict` at its
+    default, so the hashes of specs that predate them are unchanged.
     """
 
     name: str = "small_cnn"
     width: float = 1.0
     encoder: str | None = None
     bottleneck: BottleneckSpec | None = None
+    entry_point: str | None = None
+    source_hash: str | None = None
+    probe_layers: tuple[str, ...] = ()
+    head: str | None = None
+    small_stem: bool = False
+    weights: str | None = None
+    weights_hash: str | None = None
 
-    OMITTED_AT_DEFAULT = ("encoder", "bottleneck")
+    OMITTED_AT_DEFAULT = ("encoder", "bottleneck", "entry_point", "source_hash", "probe_layers",
+                          "head", "small_stem", "weights", "weights_hash")
 
     def __post_init__(self):
         _require(isinstance(self.name, str) and self.name != "",
@@ -346,6 +380,7 @@ class ModelSpec(_Spec):
                  f"model.width: expected a number in (0, 8], got {self.width!r}")
         _require(self.name == "dkvb" or self.bottleneck is None,
                  f"model.bottleneck: only dkvb has a bottleneck, not {self.name!r}")
+        self._check_adapted()
         if self.name not in ENCODER_MODELS:
             _require(self.encoder is None, f"model.encoder: only {' and '.join(ENCODER_MODELS)} "
                                            f"are built on an encoder, not {self.name!r}")
@@ -365,6 +400,56 @@ class ModelSpec(_Spec):
                      f"model.bottleneck: expected an object, got {bottleneck!r}")
         object.__setattr__(self, "bottleneck", bottleneck)
 
+    def _check_adapted(self) -> None:
+        from .entry_points import check_entry_point_text, entry_point_source_hash
+        adapted = _is_adapted(self.name)
+        for name in ("probe_layers", "head"):
+            _require(adapted or not getattr(self, name),
+                     f"model.{name}: only adapted models ({USER_MODULE}, "
+                     f"{', '.join(p + '...' for p in ADAPTED_PREFIXES)}) take {name}, "
+                     f"not {self.name!r}")
+        layers = self.probe_layers
+        _require(not isinstance(layers, str) and all(isinstance(x, str) and x for x in layers),
+                 f"model.probe_layers: expected a list of module names, got {layers!r}")
+        object.__setattr__(self, "probe_layers", tuple(layers))
+        _require(self.head is None or (isinstance(self.head, str) and self.head != ""),
+                 f"model.head: expected the name of the nn.Linear classifier, got {self.head!r}")
+        torchvision = self.name.startswith("torchvision/")
+        _require(isinstance(self.small_stem, bool),
+                 f"model.small_stem: expected true or false, got {self.small_stem!r}")
+        _require(torchvision or not self.small_stem,
+                 f"model.small_stem: only torchvision/... models have an ImageNet stem to "
+                 f"adapt, not {self.name!r}")
+        _require(torchvision or self.weights is None,
+                 f"model.weights: only torchvision/... models start from a weights file, not "
+                 f"{self.name!r} (a user module loads its own)")
+        if self.weights is not None:
+            from .validate import user_path
+            path = os.path.realpath(user_path(self.weights, "model.weights"))
+            _require(os.path.isfile(path), f"model.weights: file not found: {path}")
+            object.__setattr__(self, "weights", path)
+            if self.weights_hash is None:
+                with open(path, "rb") as handle:
+                    object.__setattr__(self, "weights_hash",
+                                       hashlib.file_digest(handle, "sha256").hexdigest()[:16])
+        else:
+            _require(self.weights_hash is None,
+                     "model.weights_hash: only set with model.weights")
+        if self.name != USER_MODULE:
+            _require(self.entry_point is None and self.source_hash is None,
+                     f"model.entry_point: only model {USER_MODULE!r} is built by an entry "
+                     f"point, not {self.name!r}")
+            return
+        _require(self.entry_point is not None,
+                 f"model.entry_point: model {USER_MODULE!r} needs 'module:function', the "
+                 f"function returning your nn.Module")
+        object.__setattr__(self, "entry_point",
+                           check_entry_point_text(self.entry_point, "model.entry_point"))
+        _require(self.width == 1.0, f"model.width: a user module sets its own size; "
+                                    f"expected 1, got {self.width!r}")
+        if self.source_hash is None:
+            object.__setattr__(self, "source_hash",
+                               entry_point_source_hash(self.entry_point, field="model.entry_point"))
 
 
 @dataclass(frozen=True)
@@ -378,6 +463,11 @@ class TrainSpec(_Spec):
     momentum: float = 0.9
     weight_decay: float = 5e-4
     augment: str = "none"  # "crop" (digits) or "crop_flip" (natural images)
+    # Mixed precision changes the weights training produces, so it is part of the recipe
+    # (and of the hashes), unlike the device; left out of `to_dict` at fp32.
+    precision: str = "fp32"
+
+    OMITTED_AT_DEFAULT = ("precision",)
 
     def __post_init__(self):
         _require(_is_int(self.epochs) and 1 <= self.epochs <= 1000,
@@ -392,19 +482,30 @@ class TrainSpec(_Spec):
                  f"train.weight_decay: expected a number in [0, 1), got {self.weight_decay!r}")
         _require(self.augment in AUGMENTATIONS,
                  f"train.augment: expected one of {list(AUGMENTATIONS)}, got {self.augment!r}")
+        _require(self.precision in PRECISIONS,
+                 f"train.precision: expected one of {list(PRECISIONS)}, got {self.precision!r}")
 
 
 @dataclass(frozen=True)
 class MethodSpec(_Spec):
-    """An unlearning method by registry name, with its hyperparameters. Missing
-    hyperparameters take the method's documented defaults (filled in by the registry)."""
+    """An unlearning method by registry name (or a user's, see methods/user.py), with its
+    hyperparameters. Missing hyperparameters take the method's documented defaults (filled
+    in by the registry)."""
 
     name: str = "finetune"
     params: dict = field(default_factory=dict, hash=False)
+    # A user's method ("module:function", or weights imported as "imported:<hash>"): the
+    # hash of its source code (of the weights for an import), filled in when the run is
+    # resolved, so edited code makes another run. Left out of `to_dict` while None.
+    source_hash: str | None = None
+
+    OMITTED_AT_DEFAULT = ("source_hash",)
 
     def __post_init__(self):
         _require(isinstance(self.name, str) and self.name != "",
                  "method.name: expected a method name")
+        _require(self.source_hash is None or isinstance(self.source_hash, str),
+                 f"method.source_hash: expected text, got {self.source_hash!r}")
         _require(isinstance(self.params, Mapping),
                  f"method.params: expected a mapping, got {type(self.params).__name__}")
         for key, value in self.params.items():

@@ -9,14 +9,18 @@ import copy
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
 
-from .config import ENCODER_MODELS, RunSpec, SetupSpec
+from .config import ENCODER_MODELS, MethodSpec, RunSpec, SetupSpec
+from .data import user as user_data
 from .errors import Cancelled, DivergedError
-from .methods import UnlearnContext, get_method
+from .io import load_state_dict
+from .methods import Method, Outcome, UnlearnContext, get_method
+from .methods.user import ImportedCheckpoint, state_dict_digest
 from .errors import UserError
 from .metrics.activations import ProbeSubset, activations, probe_subset
 from .metrics.embeddings import joint_umap
@@ -55,6 +59,7 @@ def train_references(spec: SetupSpec, store: CheckpointCache,
     independent oracle the twin original that measures seed noise. `store` is only used
     as a checkpoint cache: a RunStore, or a `MemoryCache` where no store is."""
     progress = progress or Progress()
+    user_data.restore(spec.data, store)  # a user's own data, kept in the store's cache
     exp = prepare(spec)
     twin_share = 1 / 3 if spec.oracle_init == "independent" else 0.0
     split = (1 - twin_share) / 2
@@ -136,25 +141,29 @@ class RunOutput:
     arrays: dict[str, np.ndarray]
 
 
-def resolve_run(spec: RunSpec) -> tuple[Any, RunSpec]:
+def resolve_run(spec: RunSpec, method: Method | None = None) -> tuple[Method, RunSpec]:
     """The method and the run spec with every parameter resolved (validated here, before
-    anything trains)."""
-    method = get_method(spec.method.name)
+    anything trains). `method`: the method object itself where its name cannot load it (a
+    function from a notebook, an imported checkpoint); else it is looked up by name. A
+    user's method adds the hash of its source to the spec."""
+    method = method or get_method(spec.method.name)
     params = method.resolve_params(spec.method.params)
-    return method, RunSpec(spec.setup, type(spec.method)(spec.method.name, params))
+    return method, RunSpec(spec.setup, MethodSpec(spec.method.name, params,
+                                                  getattr(method, "source_hash", None)))
 
 
 def run_label(method, setup: SetupSpec) -> str:
     return f"{method.title} · {setup.forget.describe()}"
 
 
-def compute_run(resolved: RunSpec, refs: References,
-                progress: Progress | None = None) -> RunOutput:
+def compute_run(resolved: RunSpec, refs: References, progress: Progress | None = None,
+                method: Method | None = None) -> RunOutput:
     """Unlearn and evaluate one run on references already trained; needs no store.
-    `progress` spans the whole run (the references took its first 0.4). The method must
-    have accepted the original (`method.accept`) before."""
+    `progress` spans the whole run (the references took its first 0.4). The method (by
+    name, or `method` as `resolve_run` took it) must have accepted the original
+    (`method.accept`) before."""
     progress = progress or Progress()
-    method = get_method(resolved.method.name)
+    method = method or get_method(resolved.method.name)
     params = resolved.method.params
     exp = refs.experiment
     ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
@@ -164,7 +173,14 @@ def compute_run(resolved: RunSpec, refs: References,
     started = time.perf_counter()
     outcome = method.unlearn(ctx)
     seconds = time.perf_counter() - started
+    if not isinstance(outcome, Outcome) or not isinstance(outcome.model, torch.nn.Module):
+        # Only a user's Method subclass can get this wrong; say so rather than fail later.
+        raise UserError(f"method.name: {resolved.method.name}.unlearn returned "
+                        f"{type(outcome).__name__}; expected an unlearn_core.methods.Outcome "
+                        f"holding the unlearned model")
     _check_finite(outcome.model, method.title)
+    if outcome.ran_elsewhere and outcome.stated_seconds is not None:
+        seconds = outcome.stated_seconds
     eval_started = time.perf_counter()
     references = refs.models()
     report, eval_arrays = evaluate(
@@ -173,6 +189,10 @@ def compute_run(resolved: RunSpec, refs: References,
         reference_keys={role: reference_key(resolved.setup, role) for role in references},
         progress=progress.stage(0.8, 1.0))
     report["cost"]["evaluate_seconds"] = time.perf_counter() - eval_started
+    if outcome.ran_elsewhere:
+        report["cost"]["ran_elsewhere"] = True
+        if outcome.stated_seconds is None:
+            report["cost"]["speedup"] = None
     report["method"] = {"name": method.name, "title": method.title, "params": params,
                         "info": outcome.info, "curves": outcome.curves}
     report["run_spec_hash"] = resolved.hash
@@ -181,19 +201,24 @@ def compute_run(resolved: RunSpec, refs: References,
                      {**outcome.artifacts, **eval_arrays})
 
 
-def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = None) -> str:
+def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = None,
+                   method: Method | None = None) -> str:
     """Run one method on a setup, evaluate it and store the run; returns the run id.
+    `method`: the method object where its name cannot load it (see `resolve_run`).
 
     Hyperparameters are validated before any training starts. A failed or cancelled run
     is recorded as such and the error re-raised; nothing half-written is kept.
     """
     progress = progress or Progress()
-    method, resolved = resolve_run(spec)
+    method, resolved = resolve_run(spec, method)
+    user_data.restore(spec.setup.data, store)
+    # Whether the method applies to this architecture, before the references train.
+    method.accept(resolved.method.params, prepare(spec.setup).new_model())
     refs = train_references(spec.setup, store, progress.stage(0.0, 0.4))
     method.accept(resolved.method.params, refs.original.model)
     run_id = store.create("unlearn", resolved.to_dict(), label=run_label(method, spec.setup))
     try:
-        output = compute_run(resolved, refs, progress)
+        output = compute_run(resolved, refs, progress, method)
         store.finish(run_id, output.report, weights=output.weights, arrays=output.arrays)
         progress.update(1.0, "done")
         return run_id
@@ -206,6 +231,27 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
     except BaseException as exc:
         store.fail(run_id, f"{type(exc).__name__}: {exc}")
         raise
+
+
+def import_run(setup: SetupSpec, weights: str | Path | Mapping[str, torch.Tensor],
+               store: RunStore, progress: Progress | None = None, *,
+               seconds: float | None = None, source: str | None = None) -> str:
+    """Weights unlearned elsewhere as a run of `setup`, evaluated against its original and
+    oracle (trained here if the store lacks them) like any method's; returns the run id.
+
+    `weights`: a safetensors or weights-only torch file (never unpickled), or a state dict
+    in memory. They are checked against the setup's architecture before anything trains
+    or is recorded (a UserError naming the tensor). Their identity in the run spec is a
+    hash of their tensors, so the same weights from either file type are the same run.
+    `seconds`: the wall time the unlearning took where it ran, if known (else no speed-up
+    is claimed). `source`: what to call weights given in memory (an uploaded file's name)."""
+    if isinstance(weights, Mapping):
+        state, source = dict(weights), source or "the given state dict"
+    else:
+        path = Path(weights).expanduser().resolve()
+        state, source = load_state_dict(path), str(path)
+    method = ImportedCheckpoint(state, source, state_dict_digest(state), seconds)
+    return run_unlearning(RunSpec(setup, MethodSpec(method.name)), store, progress, method)
 
 
 def unlearned_model(store: RunStore, run_id: str, exp: Experiment) -> LensModel:

@@ -6,8 +6,9 @@ Long functions take a `Progress` and call `update` now and then; `update` raises
 
 from __future__ import annotations
 
+import sys
 import threading
-from typing import Callable
+from typing import Callable, TextIO
 
 from .errors import Cancelled
 
@@ -47,3 +48,23 @@ class Progress:
         span = self._end - self._start
         return Progress(self._callback, self._cancel,
                         _start=self._start + start * span, _end=self._start + end * span)
+
+
+class ConsoleProgress:
+    """A progress callback printing to `stream` (default stderr): a rewritten line on a
+    terminal, else a line per 10% (a notebook's output, a log file)."""
+
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None):
+        self.quiet = quiet
+        self.stream = stream
+        self.last_decile = -1
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if self.quiet:
+            return
+        stream = self.stream or sys.stderr
+        if stream.isatty():
+            print(f"\r[{fraction:6.1%}] {message[:100]:<100}", end="", file=stream, flush=True)
+        elif int(fraction * 10) > self.last_decile:
+            self.last_decile = int(fraction * 10)
+            print(f"[{fraction:6.1%}] {message}", file=stream, flush=True)

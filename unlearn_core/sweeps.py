@@ -32,7 +32,7 @@ from .config import MethodSpec, RunSpec, SetupSpec, canonical_json
 from .errors import Cancelled, UserError
 from .methods import get_method
 from .metrics.report import average_gap
-from .pipeline import run_unlearning, train_references
+from .pipeline import resolve_run, run_unlearning, train_references
 from .progress import Progress
 from .runs import RunStore
 from .training import reference_key, resolve_device
@@ -216,8 +216,9 @@ def _lookup_key(spec: RunSpec, device_type: str | None) -> tuple:
 
 
 def _resolved(setup: SetupSpec, spec: MethodSpec) -> RunSpec:
-    params = get_method(spec.name).resolve_params(spec.params)
-    return RunSpec(setup, MethodSpec(spec.name, params))
+    # As the pipeline resolves it (a user's method adds its source hash), so the lookup
+    # finds the runs it stored.
+    return resolve_run(RunSpec(setup, spec))[1]
 
 
 def _previous_runs(store: RunStore, retry_failed: bool) -> dict[tuple, Any]:

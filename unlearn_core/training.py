@@ -8,7 +8,7 @@ import hashlib
 import math
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -44,6 +44,39 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda", "mps"):
         raise UserError(f"device: expected one of auto, cpu, cuda, mps; got {name!r}")
     return torch.device(name)
+
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Mixed precision only where it is supported and pays: on CUDA (bf16 where the GPU
+    has it). On a CPU autocast is slower than fp32 for these models, so it is refused."""
+    if precision == "fp32":
+        return
+    if device.type != "cuda":
+        raise UserError(f"train.precision: {precision} mixed precision runs on CUDA only; this "
+                        f"setup computes on {device.type}; use fp32")
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"train.precision: this GPU ({torch.cuda.get_device_name(device)}) has "
+                        f"no bf16; use fp16 or fp32")
+
+
+def autocast(precision: str, device: torch.device):
+    """The forward passes of a training step in `precision` ("fp32": as they are)."""
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+def on_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` on `device`; on CUDA a convolutional model is stored channels-last, the
+    layout its tensor cores run convolutions in (inputs need not change: a convolution
+    with channels-last weights gives channels-last outputs)."""
+    model = model.to(device)
+    if device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 # nn's default initialisations draw from torch's one global generator, which all threads
@@ -96,13 +129,14 @@ class Experiment:
             model = build_model(self.spec.model, in_channels=self.dataset.in_channels,
                                 num_classes=self.dataset.num_classes,
                                 image_size=self.dataset.image_size)
-        return model.to(self.device)
+        return on_device(model, self.device)
 
 
 def prepare(spec: SetupSpec) -> Experiment:
     """Load the data, make the split and pick the device; every input error surfaces
     here, before any training starts."""
     device = resolve_device(spec.device)
+    check_precision(spec.train.precision, device)
     dataset = load_dataset(spec.data)
     split = make_split(dataset, spec.forget, spec.seed)
     if spec.forget.kind == "poison":
@@ -141,14 +175,15 @@ def fit(model: torch.nn.Module, batches: Callable[[], Iterable[Any]],
         steps_per_epoch: int | None = None,
         after_step: Callable[[], None] | None = None,
         stop: Callable[[], bool] | None = None,
-        stop_every: int | None = None) -> FitLog:
+        stop_every: int | None = None, precision: str = "fp32") -> FitLog:
     """The one training loop: `batches()` yields an epoch's batches, `loss_fn(batch)`
     returns the loss to minimise. A cosine schedule runs over all steps; a non-finite
     loss raises DivergedError instead of producing a NaN model; `stop()` is checked
     after each epoch (early stopping rules of the methods) and, with `stop_every` = k,
     also after every k-th step within an epoch (a rule that must not wait for the end of
     the epoch). `model` is put back in train mode after a check inside an epoch, since a
-    check usually evaluates it."""
+    check usually evaluates it. `precision` "bf16"/"fp16" runs `loss_fn` under autocast
+    (fp16 with a gradient scaler, whose skipped steps on overflow are normal)."""
     if stop_every is not None and stop_every < 1:
         raise ValueError(f"stop_every: expected a positive number of steps, got {stop_every}")
     per_epoch = steps_per_epoch if steps_per_epoch is not None else len(batches())
@@ -157,18 +192,26 @@ def fit(model: torch.nn.Module, batches: Callable[[], Iterable[Any]],
     log = FitLog()
     started = time.perf_counter()
     stopped = False
+    device = next(model.parameters()).device
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     for epoch in range(epochs):
         model.train()
         running, count = 0.0, 0
         checked_at = -1  # the step count of the last check inside this epoch
         for batch in batches():
-            loss = loss_fn(batch)
+            with autocast(precision, device):
+                loss = loss_fn(batch)
             if not torch.isfinite(loss):
                 raise DivergedError(f"{label}: the loss became {loss.item()} in epoch "
                                     f"{epoch + 1}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             if after_step is not None:
                 after_step()
             scheduler.step()
@@ -219,7 +262,7 @@ def train_classifier(model: LensModel, exp: Experiment, part: str, recipe: Train
         return F.cross_entropy(model(x), y)
 
     return fit(model, lambda: loader, loss_fn, optimizer, epochs=recipe.epochs,
-               progress=progress, label=label)
+               progress=progress, label=label, precision=recipe.precision)
 
 
 @torch.no_grad()

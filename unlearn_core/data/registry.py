@@ -115,7 +115,12 @@ def list_datasets() -> list[DatasetInfo]:
 
 
 def load_dataset(spec: DataSpec) -> Dataset:
-    """The dataset `spec` names, loaded once per process and then shared (never mutate it)."""
+    """The dataset `spec` names, loaded once per process and then shared (never mutate it).
+    A user's own data ("user-<fingerprint>", data/user.py) is the one given in this process
+    or restored from a run store."""
+    from .user import given, is_user_data
+    if is_user_data(spec):
+        return given(spec)
     if spec.name not in _REGISTRY:
         raise UserError(f"data.name: unknown dataset {spec.name!r}; allowed: "
                         f"{sorted(_REGISTRY)}")

@@ -2,7 +2,7 @@
 
 from . import baselines, boundary, distill, dkvb, ec, lau, localized, relabel, ssd  # noqa: F401  (registration)
 from .base import Method, Outcome, Param, UnlearnContext
-from .registry import get_method, list_methods, list_plugins, register_method
+from .registry import applicability, get_method, list_methods, list_plugins, register_method
 
-__all__ = ["Method", "Outcome", "Param", "UnlearnContext", "get_method", "list_methods",
-           "list_plugins", "register_method"]
+__all__ = ["Method", "Outcome", "Param", "UnlearnContext", "applicability", "get_method",
+           "list_methods", "list_plugins", "register_method"]

@@ -138,7 +138,8 @@ class TrainingPlugin(Protocol):
 class UnlearnContext:
     """What a method gets: a copy of the original to change, the frozen original for
     reference, the data, its resolved hyperparameters, progress and cancel, and the
-    plug-in (if any) its training steps must include."""
+    plug-in (if any) its training steps must include. Training through `fit` runs in the
+    setup's precision (train.precision)."""
 
     model: LensModel
     original: LensModel
@@ -154,6 +155,7 @@ class UnlearnContext:
             stop: Callable[[], bool] | None = None, **kwargs) -> FitLog:
         """`training.fit` with the plug-in's term in every step: methods that train
         through this (and set `plugin_ready`) can be combined with a plug-in."""
+        kwargs.setdefault("precision", self.experiment.spec.train.precision)
         plugin = self.plugin
         if plugin is None:
             return fit(model, batches, loss_fn, optimizer, after_step=after_step, stop=stop,
@@ -194,6 +196,11 @@ class Outcome:
     curves: dict[str, list[float]] = field(default_factory=dict)  # e.g. loss per epoch
     artifacts: dict[str, np.ndarray] = field(default_factory=dict)  # masks, key usage, ...
     info: dict[str, Any] = field(default_factory=dict)  # steps, stop reason, ...
+    # Weights unlearned outside the lens (an imported checkpoint): the time measured here
+    # is only their loading, so the report takes `stated_seconds` (the user's figure for
+    # the unlearning) and claims no speed-up without one.
+    ran_elsewhere: bool = False
+    stated_seconds: float | None = None
 
 
 # The refusals (Method.frozen_encoder_refusal, bottleneck_refusal) several methods share.

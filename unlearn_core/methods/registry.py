@@ -31,11 +31,17 @@ def register_plugin(name: str, wrap: Callable[[Method], Method]) -> None:
 
 
 def get_method(name: str) -> Method:
+    """A registered method (optionally "+<plug-in>"), or a user's method named by an entry
+    point "module:function" (methods/user.py), loaded now."""
+    from .user import is_user_method_name, method_from_entry_point
+    if is_user_method_name(name):
+        return method_from_entry_point(name)
     base_name, plugged, plugin = name.partition(PLUGIN_SEPARATOR)
     if base_name not in _REGISTRY:
         raise UserError(f"method.name: unknown method {base_name!r}; allowed: "
                         f"{sorted(_REGISTRY)}, each optionally with "
-                        f"{PLUGIN_SEPARATOR}<plug-in> ({', '.join(sorted(_PLUGINS))})")
+                        f"{PLUGIN_SEPARATOR}<plug-in> ({', '.join(sorted(_PLUGINS))}), or "
+                        f"your own as 'module:function'")
     base = _REGISTRY[base_name]()
     if not plugged:
         return base
@@ -50,6 +56,20 @@ def get_method(name: str) -> Method:
 
 def list_methods() -> list[Method]:
     return [cls() for cls in _REGISTRY.values()]
+
+
+def applicability(model) -> dict[str, str]:
+    """Why each registered method cannot run on `model` (a LensModel; an untrained one of
+    the setup's architecture will do) with its default hyperparameters: "" where it can.
+    What `Method.accept` would say before a run, asked of every method at once."""
+    reasons = {}
+    for method in list_methods():
+        try:
+            method.accept(method.resolve_params({}), model)
+            reasons[method.name] = ""
+        except UserError as refusal:
+            reasons[method.name] = str(refusal).removeprefix("method.name: ")
+    return reasons
 
 
 def list_plugins() -> list[str]:
