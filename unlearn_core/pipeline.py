@@ -148,6 +148,22 @@ def run_label(method, setup: SetupSpec) -> str:
     return f"{method.title} · {setup.forget.describe()}"
 
 
+def unlearn_only(resolved: RunSpec, refs: References,
+                 progress: Progress | None = None) -> tuple[Any, float]:
+    """The method's outcome on a copy of the original, and the seconds it took; raises
+    DivergedError for non-finite weights. Nothing is evaluated or stored."""
+    method = get_method(resolved.method.name)
+    ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
+                         original=_frozen(copy.deepcopy(refs.original.model)),
+                         experiment=refs.experiment, params=resolved.method.params,
+                         progress=progress or Progress(), seed=resolved.setup.seed)
+    started = time.perf_counter()
+    outcome = method.unlearn(ctx)
+    seconds = time.perf_counter() - started
+    _check_finite(outcome.model, method.title)
+    return outcome, seconds
+
+
 def compute_run(resolved: RunSpec, refs: References,
                 progress: Progress | None = None) -> RunOutput:
     """Unlearn and evaluate one run on references already trained; needs no store.
@@ -157,14 +173,7 @@ def compute_run(resolved: RunSpec, refs: References,
     method = get_method(resolved.method.name)
     params = resolved.method.params
     exp = refs.experiment
-    ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
-                         original=_frozen(copy.deepcopy(refs.original.model)),
-                         experiment=exp, params=params,
-                         progress=progress.stage(0.4, 0.8), seed=resolved.setup.seed)
-    started = time.perf_counter()
-    outcome = method.unlearn(ctx)
-    seconds = time.perf_counter() - started
-    _check_finite(outcome.model, method.title)
+    outcome, seconds = unlearn_only(resolved, refs, progress.stage(0.4, 0.8))
     eval_started = time.perf_counter()
     references = refs.models()
     report, eval_arrays = evaluate(

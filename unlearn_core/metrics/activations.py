@@ -117,6 +117,12 @@ def cached(key: tuple | None, compute: Callable[[], T]) -> T:
     return result
 
 
+def clear_cache() -> None:
+    """Forget every cached reference computation: the next evaluation of a setup starts
+    as the first one in a process does (the evaluate bench times both)."""
+    _cache.clear()
+
+
 def activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
                 cache_key: str | None = None) -> dict[str, np.ndarray]:
     """`compute_activations`, cached under `cache_key` (e.g. a reference model's key)."""
