@@ -23,7 +23,7 @@ PARTS = ("forget_train", "retain_train", "forget_test", "retain_test")
 _SOURCES = {"forget_train": ("forget", "train"), "retain_train": ("retain", "train"),
             "forget_test": ("test_forget", "test"), "retain_test": ("test_retain", "test")}
 MAX_FEATURES = 8192  # wider conv maps are average-pooled spatially to fit (memory, speed)
-_CACHE_SIZE = 8
+_CACHE_SIZE = 32  # a setup's references fill about 12 entries
 T = TypeVar("T")
 _cache: OrderedDict = OrderedDict()
 
@@ -115,6 +115,29 @@ def cached(key: tuple | None, compute: Callable[[], T]) -> T:
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
     return result
+
+
+# memo(roles, what, compute): compute(), or its result kept from an earlier evaluation
+# when every model in `roles` is a reference checkpoint (`evaluate` builds one per run).
+Memo = Callable[[tuple[str, ...], str, Callable[[], T]], T]
+
+
+def no_memo(roles: tuple[str, ...], what: str, compute: Callable[[], T]) -> T:
+    """The Memo that keeps nothing: every part is computed."""
+    return compute()
+
+
+def reference_memo(reference_keys: dict[str, str], subset: ProbeSubset) -> Memo:
+    """A Memo that caches, in-process, the parts of an evaluation that read only reference
+    models (the original's and oracle's probes, their MIA, their CKA to each other): the
+    same checkpoints, probe subset and seed give the same numbers for every run of a
+    setup. `subset.key` names the setup's split and seed."""
+    def memo(roles, what, compute):
+        if not all(role in reference_keys for role in roles):
+            return compute()
+        return cached(("evaluate", what, *(reference_keys[r] for r in roles), subset.key),
+                      compute)
+    return memo
 
 
 def clear_cache() -> None:

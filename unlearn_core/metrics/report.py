@@ -13,7 +13,7 @@ from ..models import LensModel
 from ..progress import Progress
 from ..training import Experiment, speedup
 from .accuracy import ACCURACY_KEYS, accuracies, predictions
-from .activations import activations, cached, probe_subset
+from .activations import activations, cached, probe_subset, reference_memo
 from .embeddings import fit_joint_pca
 from .layers import cka_report, probe_report, seed_noise, verdict
 from .poison import poison_report
@@ -76,15 +76,16 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
         acts = {role: activations(models[role], exp, subset, reference_keys.get(role))
                 for role in ROLES}
     names = list(models["unlearned"].probe_layers)
+    memo = reference_memo(reference_keys, subset)
     progress.update(0.3, "evaluating: CKA per layer")
     with timer.part("cka"):
         layers = {"names": names, "parts": list(subset.parts),
                   "probe_sizes": {p: int(subset.mask(p).sum()) for p in subset.parts},
-                  **cka_report(acts, subset, names, seed)}
+                  **cka_report(acts, subset, names, seed, memo)}
     progress.update(0.55, "evaluating: linear probes")
     unlearned_preds = acts["unlearned"][names[-1]].argmax(1)
     with timer.part("probes"):
-        layers.update(probe_report(acts, subset, names[:-1], unlearned_preds, seed))
+        layers.update(probe_report(acts, subset, names[:-1], unlearned_preds, seed, memo))
     if "twin" in models:
         with timer.part("seed noise"):
             twin_acts = {**acts, "twin": activations(models["twin"], exp, subset,
@@ -94,7 +95,7 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
 
     progress.update(0.75, "evaluating: membership inference")
     with timer.part("mia"):
-        mia, arrays = privacy_report(preds, exp.split, seed)
+        mia, arrays = privacy_report(preds, exp.split, seed, memo)
     arrays.update({"eval/probe_index": subset.index, "eval/probe_part": subset.part,
                    "eval/probe_label": subset.labels})
     for role in ROLES:
