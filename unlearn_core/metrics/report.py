@@ -12,8 +12,9 @@ import torch
 from ..models import LensModel
 from ..progress import Progress
 from ..training import Experiment, speedup
-from .accuracy import ACCURACY_KEYS, accuracies, predictions
-from .activations import activations, cached, probe_subset, reference_memo
+from .accuracy import ACCURACY_KEYS, accuracies
+from .activations import (activations, predictions_and_activations, probe_subset,
+                          reference_memo)
 from .embeddings import fit_joint_pca
 from .layers import cka_report, probe_report, seed_noise, verdict
 from .poison import poison_report
@@ -58,23 +59,23 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
     """The report of one unlearning run and its per-example arrays.
 
     `models` maps "unlearned", "original" and "oracle" to models; `reference_keys` names
-    the original's and oracle's checkpoints so their activations are reused across runs.
+    the original's and oracle's checkpoints so their forward passes and every part that
+    reads only them (probes, MIA, their CKA to each other) are reused across runs of a
+    setup in this process.
     """
     progress = progress or Progress()
     timer = PartTimer()
     seed = exp.spec.seed
     reference_keys = reference_keys or {}
-    with timer.part("forward passes"):
-        preds = {role: cached(None if role not in reference_keys else
-                              ("predictions", reference_keys[role], exp.spec.oracle_key),
-                              lambda role=role: predictions(models[role], exp)) for role in ROLES}
-    acc = {role: accuracies(preds[role], exp.split, exp.dataset.num_classes) for role in ROLES}
-    progress.update(0.1, "evaluating: activations")
-
     subset = probe_subset(exp, seed=seed)
+    progress.update(0.0, "evaluating: predictions and activations")
     with timer.part("forward passes"):
-        acts = {role: activations(models[role], exp, subset, reference_keys.get(role))
-                for role in ROLES}
+        outputs = {role: predictions_and_activations(models[role], exp, subset,
+                                                     reference_keys.get(role))
+                   for role in ROLES}
+    preds = {role: outputs[role][0] for role in ROLES}
+    acts = {role: outputs[role][1] for role in ROLES}
+    acc = {role: accuracies(preds[role], exp.split, exp.dataset.num_classes) for role in ROLES}
     names = list(models["unlearned"].probe_layers)
     memo = reference_memo(reference_keys, subset)
     progress.update(0.3, "evaluating: CKA per layer")
