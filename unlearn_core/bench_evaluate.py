@@ -70,9 +70,9 @@ def evaluate_suite(store: RunStore, *, runs: int = 5, device: str = "auto", comm
             parts.append(seconds)
             log(f"{state}, run {attempt + 1}/{runs}: {totals[-1]:.2f} s")
         measured[state] = {"totals": totals, "parts": parts}
-    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = [f"Command: `{command}`", "",
-              f"Date: {started}. Machine: {machine}. Load average before: {load_before}; "
+              f"Finished: {finished}. Machine: {machine}. Load average before: {load_before}; "
               f"after: {_load()}.", "",
               f"Setup: {setup.data.name} / {setup.model.name} / {setup.forget.describe()}, "
               f"unlearned model: {method.title} at its defaults; {runs} evaluations per state.",
