@@ -52,8 +52,14 @@ def show(step) -> None:
             st.switch_page(link.page)
 
 
-for step in tour_story(store):
-    show(step)
+story = tour_story(store)
+if all(run.status == "not_run" for run in runs.values()):
+    # Before the first run: what the story will show, not six "not available" boxes.
+    st.markdown("**The story, once the tour has run:**\n\n" + "\n".join(
+        f"{step.number}. {step.title}" for step in story))
+else:
+    for step in story:
+        show(step)
 
 backdoor_to_run = [run.label for run in backdoor_runs(store).values() if run.status == "not_run"]
 if backdoor_to_run and st.button(

@@ -505,6 +505,25 @@ def _readouts_bench(args) -> dict:
                           log=None if args.quiet else bench.stderr_log)
 
 
+def _evaluate_bench(args) -> dict:
+    """evaluate() on the embedded default, --runs times per state; the references come
+    from the bench store's checkpoint cache (trained there once)."""
+    import shlex
+    from . import bench
+    from .bench_evaluate import evaluate_suite
+    from .runs import RunStore
+    store = RunStore(_bench_store_root(args))
+    device = args.device or "auto"
+    runs = 5 if args.runs is None else args.runs
+    parts = ["python", "-m", "unlearn_core", "bench", "--suite", "evaluate", "--runs",
+             str(runs), "--device", device, "--store", str(store.root)]
+    if args.out is not None:
+        parts += ["--out", str(args.out)]
+    return evaluate_suite(store, runs=runs, device=device, command=shlex.join(parts),
+                          machine=bench.machine_description(device),
+                          log=None if args.quiet else bench.stderr_log)
+
+
 def _bench_store_root(args) -> Path:
     from . import bench
     from .runs import checked_store_path
@@ -526,6 +545,7 @@ def cmd_bench(args) -> int:
         ("--method", args.method, ("sweep",)), ("--grid", args.grid, ("sweep",)),
         ("--methods", args.methods, ("baselines", "ec", "poison", "gpu")),
         ("--seeds", args.seeds, ("baselines", "sweep", "ec", "dkvb", "poison", "readouts", "del")),
+        ("--runs", args.runs, ("evaluate",)),
         ("--scenarios", args.scenarios, ("baselines", "sweep", "ec", "del")),
         ("--setup-json", args.setup_json, ("baselines", "sweep", "ec", "poison", "del")),
         ("--root", args.root, ("gpu",)), ("--precision", args.precision, ("gpu",)))
@@ -554,6 +574,9 @@ def cmd_bench(args) -> int:
         table = result["table"]
     elif suite == "readouts":
         result = _readouts_bench(args)
+        table = result["table"]
+    elif suite == "evaluate":
+        result = _evaluate_bench(args)
         table = result["table"]
     else:
         if suite == "sweep" and not args.method:
@@ -742,7 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "finished ones, so an interrupted bench continues where it stopped. "
                     "See docs/benchmarks/README.md.")
     p.add_argument("--suite", choices=("quick", "timing", "baselines", "sweep", "ec", "dkvb",
-                                       "poison", "readouts", "del", "gpu"),
+                                       "poison", "readouts", "del", "gpu", "evaluate"),
                    default=None, help="default: timing (or quick with --quick); ec: EC alone, "
                    "each base method and base + EC, with per-layer tables; dkvb: the two key-"
                    "masking methods and linear-head baselines on the same frozen encoder, "
@@ -752,11 +775,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "del: DEL, the random control and SalLoc at ρ 0.05, 0.1, 0.3 with lr and "
                    "epochs tuned per budget on seed 0, the claims read on the other seeds; "
                    "gpu: the original, the oracle and every method on CIFAR-10 (--root) with "
-                   "torchvision's ResNet-18 on a CUDA device, in --precision")
+                   "torchvision's ResNet-18 on a CUDA device, in --precision; "
+                   "evaluate: evaluate() on the embedded default, --runs times, with its "
+                   "per-part profile")
     p.add_argument("--root", default=None, metavar="DIR",
                    help="gpu: the folder holding CIFAR-10 (nothing is downloaded)")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="gpu: training arithmetic (default bf16)")
+    p.add_argument("--runs", type=int, default=None,
+                   help="evaluate: evaluations per state (default: 5)")
     p.add_argument("--quick", action="store_true", help="same as --suite quick: the original, "
                    "the oracle and each method once (timing also adds digits and a random "
                    "forget set)")

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -156,20 +156,15 @@ def run_label(method, setup: SetupSpec) -> str:
     return f"{method.title} · {setup.forget.describe()}"
 
 
-def compute_run(resolved: RunSpec, refs: References, progress: Progress | None = None,
-                method: Method | None = None) -> RunOutput:
-    """Unlearn and evaluate one run on references already trained; needs no store.
-    `progress` spans the whole run (the references took its first 0.4). The method (by
-    name, or `method` as `resolve_run` took it) must have accepted the original
-    (`method.accept`) before."""
-    progress = progress or Progress()
+def unlearn_only(resolved: RunSpec, refs: References, progress: Progress | None = None,
+                 method: Method | None = None) -> tuple[Any, float]:
+    """The method's outcome on a copy of the original, and the seconds it took; raises
+    DivergedError for non-finite weights. Nothing is evaluated or stored."""
     method = method or get_method(resolved.method.name)
-    params = resolved.method.params
-    exp = refs.experiment
     ctx = UnlearnContext(model=copy.deepcopy(refs.original.model),
                          original=_frozen(copy.deepcopy(refs.original.model)),
-                         experiment=exp, params=params,
-                         progress=progress.stage(0.4, 0.8), seed=resolved.setup.seed)
+                         experiment=refs.experiment, params=resolved.method.params,
+                         progress=progress or Progress(), seed=resolved.setup.seed)
     started = time.perf_counter()
     outcome = method.unlearn(ctx)
     seconds = time.perf_counter() - started
@@ -181,6 +176,20 @@ def compute_run(resolved: RunSpec, refs: References, progress: Progress | None =
     _check_finite(outcome.model, method.title)
     if outcome.ran_elsewhere and outcome.stated_seconds is not None:
         seconds = outcome.stated_seconds
+    return outcome, seconds
+
+
+def compute_run(resolved: RunSpec, refs: References, progress: Progress | None = None,
+                method: Method | None = None) -> RunOutput:
+    """Unlearn and evaluate one run on references already trained; needs no store.
+    `progress` spans the whole run (the references took its first 0.4). The method (by
+    name, or `method` as `resolve_run` took it) must have accepted the original
+    (`method.accept`) before."""
+    progress = progress or Progress()
+    method = method or get_method(resolved.method.name)
+    params = resolved.method.params
+    exp = refs.experiment
+    outcome, seconds = unlearn_only(resolved, refs, progress.stage(0.4, 0.8), method)
     eval_started = time.perf_counter()
     references = refs.models()
     report, eval_arrays = evaluate(

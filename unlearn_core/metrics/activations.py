@@ -15,15 +15,16 @@ import torch
 import torch.nn.functional as F
 
 from ..data import ImageSet, Split, TensorLoader
-from ..models import LensModel
+from ..models import LOGITS, LensModel
 from ..training import Experiment
+from .accuracy import EVAL_BATCH, Predictions
 
 PARTS = ("forget_train", "retain_train", "forget_test", "retain_test")
 # (split attribute, dataset attribute) of each part
 _SOURCES = {"forget_train": ("forget", "train"), "retain_train": ("retain", "train"),
             "forget_test": ("test_forget", "test"), "retain_test": ("test_retain", "test")}
 MAX_FEATURES = 8192  # wider conv maps are average-pooled spatially to fit (memory, speed)
-_CACHE_SIZE = 8
+_CACHE_SIZE = 32  # a setup's references fill about 12 entries
 T = TypeVar("T")
 _cache: OrderedDict = OrderedDict()
 
@@ -111,10 +112,101 @@ def cached(key: tuple | None, compute: Callable[[], T]) -> T:
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    result = _cache[key] = compute()
+    return _cache_put(key, compute())
+
+
+def _cache_put(key: tuple, value: T) -> T:
+    _cache[key] = value
+    _cache.move_to_end(key)
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
-    return result
+    return value
+
+
+@torch.no_grad()
+def compute_predictions_and_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
+                                        batch_size: int = EVAL_BATCH
+                                        ) -> tuple[Predictions, dict[str, np.ndarray]]:
+    """`accuracy.predictions` and `compute_activations` from one forward pass over the
+    train and test sets: softmax of the logits for every example, and every probe
+    layer's output kept for the subset's rows only (in the subset's order)."""
+    model.eval()
+    sets = {}
+    layer_rows: dict[str, list[np.ndarray]] = {name: [] for name in model.probe_layers}
+    for set_name in ("train", "test"):
+        images = getattr(exp.dataset, set_name)
+        in_set = np.array([_SOURCES[p][1] == set_name for p in subset.parts])[subset.part]
+        wanted = subset.index[in_set]
+        kept: dict[str, np.ndarray] = {}
+        probs, labels = [], []
+        loader = TensorLoader(images, np.arange(len(images)), mean=exp.dataset.mean,
+                              std=exp.dataset.std, batch_size=batch_size, device=exp.device)
+        start = 0
+        for x, y in loader:
+            stop = start + len(x)
+            outputs = model.forward_features(x)
+            probs.append(torch.softmax(outputs[LOGITS].float(), dim=1).cpu())
+            labels.append(y.cpu())
+            here = (wanted >= start) & (wanted < stop)
+            for name, h in outputs.items():
+                flat = _flatten(h).float().cpu().numpy()
+                if name not in kept:
+                    kept[name] = np.empty((len(wanted), flat.shape[1]), np.float32)
+                kept[name][here] = flat[wanted[here] - start]
+            start = stop
+        sets[set_name] = ((torch.cat(probs).numpy(), torch.cat(labels).numpy()) if probs
+                          else (np.zeros((0, 0), np.float32), np.zeros(0, np.int64)))
+        if in_set.any():
+            for name, values in kept.items():
+                layer_rows[name].append(values)
+    # Rows follow the subset's order: PARTS lists the train parts before the test parts.
+    acts = {name: np.concatenate(chunks) for name, chunks in layer_rows.items()}
+    return Predictions(*sets["train"], *sets["test"]), acts
+
+
+def predictions_and_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
+                                cache_key: str | None = None
+                                ) -> tuple[Predictions, dict[str, np.ndarray]]:
+    """`compute_predictions_and_activations`, cached under `cache_key` (a reference
+    model's key) as the predictions and the activations separately, so `activations`
+    finds them too."""
+    if cache_key is None:
+        return compute_predictions_and_activations(model, exp, subset)
+    keys = (("predictions", cache_key, exp.spec.oracle_key),
+            ("activations", cache_key, subset.key))
+    if all(key in _cache for key in keys):
+        return tuple(cached(key, None) for key in keys)
+    preds, acts = compute_predictions_and_activations(model, exp, subset)
+    return _cache_put(keys[0], preds), _cache_put(keys[1], acts)
+
+
+# memo(roles, what, compute): compute(), or its result kept from an earlier evaluation
+# when every model in `roles` is a reference checkpoint (`evaluate` builds one per run).
+Memo = Callable[[tuple[str, ...], str, Callable[[], T]], T]
+
+
+def no_memo(roles: tuple[str, ...], what: str, compute: Callable[[], T]) -> T:
+    """The Memo that keeps nothing: every part is computed."""
+    return compute()
+
+
+def reference_memo(reference_keys: dict[str, str], subset: ProbeSubset) -> Memo:
+    """A Memo that caches, in-process, the parts of an evaluation that read only reference
+    models (the original's and oracle's probes, their MIA, their CKA to each other): the
+    same checkpoints, probe subset and seed give the same numbers for every run of a
+    setup. `subset.key` names the setup's split and seed."""
+    def memo(roles, what, compute):
+        if not all(role in reference_keys for role in roles):
+            return compute()
+        return cached(("evaluate", what, *(reference_keys[r] for r in roles), subset.key),
+                      compute)
+    return memo
+
+
+def clear_cache() -> None:
+    """Forget every cached reference computation: the next evaluation of a setup starts
+    as the first one in a process does (the evaluate bench times both)."""
+    _cache.clear()
 
 
 def activations(model: LensModel, exp: Experiment, subset: ProbeSubset,

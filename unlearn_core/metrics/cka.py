@@ -39,6 +39,9 @@ __all__ = [
     "as_example_matrix",
     "bootstrap_cka",
     "bootstrap_cka_difference",
+    "bootstrap_cka_replicates",
+    "cka_interval",
+    "difference_interval",
     "check_int",
     "cka_matrix",
     "forgetting_depth",
@@ -337,17 +340,44 @@ def bootstrap_cka(X: Any, Y: Any, n_boot: int = 200, seed: int = 0, level: float
     Bounds are clipped to the estimator's range ([0, 1] plain, [-1, 1] debiased).
     Replicates whose resample does not vary at all (possible only for tiny n) are dropped.
     """
-    n_boot, seed = _check_bootstrap_args(n_boot, seed, level)
+    _check_bootstrap_args(n_boot, seed, level)
+    return cka_interval(bootstrap_cka_replicates(X, Y, n_boot, seed, debiased), level, debiased)
+
+
+def bootstrap_cka_replicates(X: Any, Y: Any, n_boot: int = 200, seed: int = 0,
+                             debiased: bool = False) -> np.ndarray:
+    """(1 + n_boot,): CKA of the full sample, then of each seeded resample: the draws
+    `bootstrap_cka` and `bootstrap_cka_difference` build their intervals from. Resamples
+    depend only on (n, n_boot, seed), so draws of several pairs of the same examples
+    with the same seed are paired and can be subtracted (a caller that needs a band for
+    each pair and the interval of their difference computes each pair's draws once)."""
+    n_boot, seed = _check_bootstrap_args(n_boot, seed, 0.95)
     x, y = _paired_features(X, Y, min_examples=4 if debiased else 2)
     counts = _resample_counts(x.shape[0], n_boot, seed)
-    estimates = _bootstrap_estimates(x, y, counts, debiased, ("X", "Y"))
-    value = float(estimates[0])
+    return _bootstrap_estimates(x, y, counts, debiased, ("X", "Y"))
+
+
+def cka_interval(replicates: np.ndarray, level: float = 0.95,
+                 debiased: bool = False) -> tuple[float, float, float]:
+    """(value, low, high) of `bootstrap_cka` from `bootstrap_cka_replicates`' draws."""
+    value = float(replicates[0])
     if not np.isfinite(value):
         raise ValueError("X and Y: the debiased HSIC of a representation with itself is 0; "
                          "use more examples or debiased=False")
-    low, high = _interval(value, estimates[1:], level, "X and Y")
+    low, high = _interval(value, replicates[1:], level, "X and Y")
     lower_bound = -1.0 if debiased else 0.0
     return value, float(np.clip(low, lower_bound, 1.0)), float(np.clip(high, lower_bound, 1.0))
+
+
+def difference_interval(difference: np.ndarray,
+                        level: float = 0.95) -> tuple[float, float, float]:
+    """(value, low, high) of `bootstrap_cka_difference` from the difference of two pairs'
+    paired draws (`bootstrap_cka_replicates` with the same examples, n_boot and seed)."""
+    value = float(difference[0])
+    if not np.isfinite(value):
+        raise ValueError("X, Y and Z: the debiased HSIC of a representation with itself is 0; "
+                         "use more examples or debiased=False")
+    return (value, *_interval(value, difference[1:], level, "X, Y and Z"))
 
 
 def bootstrap_cka_difference(X: Any, Y: Any, Z: Any, n_boot: int = 200, seed: int = 0,
@@ -368,11 +398,7 @@ def bootstrap_cka_difference(X: Any, Y: Any, Z: Any, n_boot: int = 200, seed: in
     counts = _resample_counts(x.shape[0], n_boot, seed)
     estimates = (_bootstrap_estimates(x, z, counts, debiased, ("X", "Z"))
                  - _bootstrap_estimates(y, z, counts, debiased, ("Y", "Z")))
-    value = float(estimates[0])
-    if not np.isfinite(value):
-        raise ValueError("X, Y and Z: the debiased HSIC of a representation with itself is 0; "
-                         "use more examples or debiased=False")
-    return (value, *_interval(value, estimates[1:], level, "X, Y and Z"))
+    return difference_interval(estimates, level)
 
 
 def _check_bootstrap_args(n_boot: Any, seed: Any, level: Any) -> tuple[int, int]:

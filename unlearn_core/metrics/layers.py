@@ -8,9 +8,9 @@ import math
 
 import numpy as np
 
-from .activations import ProbeSubset
-from .cka import (ConstantFeaturesError, NotEstimableError, bootstrap_cka, bootstrap_cka_difference,
-                  cka_matrix, forgetting_depth, linear_cka)
+from .activations import Memo, ProbeSubset, no_memo
+from .cka import (ConstantFeaturesError, NotEstimableError, bootstrap_cka_replicates, cka_interval,
+                  cka_matrix, difference_interval, forgetting_depth, linear_cka)
 from .probes import probe_margins
 
 PAIRS = {"unlearned_vs_original": ("unlearned", "original"),
@@ -36,53 +36,66 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _cka_with_band(x: np.ndarray, y: np.ndarray, seed: int, band: bool,
-                   notes: dict | None = None, where: str = "cka"):
-    """(value, low, high); the bootstrap band only where asked (it costs most of the
-    report's time), else (value, None, None). Too few examples: (None, None, None) and
-    the reason in `notes[where]`."""
-    debiased = len(x) < DEBIASED_BELOW
+def _estimable(compute, notes: dict, where: str):
+    """compute(), or None where CKA is not defined: too few examples (the reason goes to
+    `notes[where]`) or a dead layer (a constant representation, shown as a gap)."""
     try:
-        if band:
-            return bootstrap_cka(x, y, n_boot=N_BOOT, seed=seed, debiased=debiased)
-        return linear_cka(x, y, debiased=debiased), None, None
+        return compute()
     except NotEstimableError as error:
-        if notes is not None:
-            notes[where] = not_estimable(error.needed, error.has)
-        return None, None, None
+        notes[where] = not_estimable(error.needed, error.has)
+        return None
     except ConstantFeaturesError:
-        return None, None, None  # a dead layer: CKA is undefined, shown as a gap
+        return None
 
 
-def _excess_similarity(acts: dict, layer: str, rows: np.ndarray, seed: int,
-                       notes: dict | None = None, where: str = "cka_excess"):
-    """CKA(unlearned, original) - CKA(oracle, original) with its paired 95% interval:
-    above 0, the layer stayed closer to the original than the oracle's did."""
-    try:
-        return bootstrap_cka_difference(acts["unlearned"][layer][rows], acts["oracle"][layer][rows],
-                                        acts["original"][layer][rows], n_boot=N_BOOT, seed=seed,
-                                        debiased=int(rows.sum()) < DEBIASED_BELOW)
-    except NotEstimableError as error:
-        if notes is not None:
-            notes[where] = not_estimable(error.needed, error.has)
-        return None, None, None
-    except ConstantFeaturesError:
-        return None, None, None
+def _pair_report(acts: dict, a: str, b: str, subset: ProbeSubset, layers: list[str],
+                 seed: int) -> dict:
+    """CKA(a, b) per part and layer; on forget parts also the bootstrap draws (the band
+    comes from them, and the CKA-difference interval from two pairs' paired draws)."""
+    values, draws, notes = {}, {}, {}
+    for part in subset.parts:
+        rows = subset.mask(part)
+        debiased = int(rows.sum()) < DEBIASED_BELOW  # the plain estimator is biased for small n
+        if part.startswith("forget"):
+            draws[part] = [_estimable(
+                lambda layer=layer, rows=rows, debiased=debiased: bootstrap_cka_replicates(
+                acts[a][layer][rows], acts[b][layer][rows], n_boot=N_BOOT, seed=seed,
+                debiased=debiased), notes, f"cka.{part}") for layer in layers]
+            values[part] = [None if d is None else cka_interval(d, debiased=debiased)
+                            for d in draws[part]]
+        else:
+            values[part] = [_estimable(lambda layer=layer, rows=rows, debiased=debiased: (linear_cka(
+                acts[a][layer][rows], acts[b][layer][rows], debiased=debiased), None, None),
+                notes, f"cka.{part}") for layer in layers]
+        values[part] = [(None, None, None) if v is None else v for v in values[part]]
+    return {"values": values, "draws": draws, "notes": notes}
+
+
+def _layer_matrix(acts: dict, a: str, b: str, layers: list[str], rows: np.ndarray,
+                  notes: dict) -> list | None:
+    matrix = _estimable(lambda: cka_matrix({name: acts[a][name][rows] for name in layers},
+                                           {name: acts[b][name][rows] for name in layers}),
+                        notes, "cka_matrix")
+    return None if matrix is None else matrix.tolist()
 
 
 def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
-               layers: list[str], seed: int) -> dict:
-    cka: dict = {pair: {} for pair in PAIRS}
-    band: dict = {pair: {} for pair in PAIRS}
+               layers: list[str], seed: int, memo: Memo = no_memo) -> dict:
+    """CKA of each pair of PAIRS per part and layer, bootstrap bands on forget parts, the
+    forgetting depth, the paired CKA difference to the oracle ("cka_excess") and the
+    layer x layer matrices. `memo` keeps what only the references decide (the
+    oracle-vs-original pair) across runs of a setup."""
+    pairs = {pair: memo((a, b), f"cka-pair-{seed}",
+                        lambda a=a, b=b: _pair_report(acts, a, b, subset, layers, seed))
+             for pair, (a, b) in PAIRS.items()}
     notes: dict[str, str] = {}  # "cka.<part>" etc. -> why it is not estimable
-    for pair, (a, b) in PAIRS.items():
-        for part in subset.parts:
-            rows = subset.mask(part)
-            values = [_cka_with_band(acts[a][layer][rows], acts[b][layer][rows], seed,
-                                     band=part.startswith("forget"), notes=notes,
-                                     where=f"cka.{part}") for layer in layers]
-            cka[pair][part] = [v[0] for v in values]
-            band[pair][part] = {"low": [v[1] for v in values], "high": [v[2] for v in values]}
+    for result in pairs.values():
+        notes.update(result["notes"])
+    cka = {pair: {part: [v[0] for v in values] for part, values in result["values"].items()}
+           for pair, result in pairs.items()}
+    band = {pair: {part: {"low": [v[1] for v in values], "high": [v[2] for v in values]}
+                   for part, values in result["values"].items()}
+            for pair, result in pairs.items()}
     depth, excess = {}, {}
     for part in subset.parts:
         if part.startswith("forget"):
@@ -90,24 +103,21 @@ def cka_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
             depth[part] = [None if ui is None or ri is None
                            else _finite_or_none(forgetting_depth(ui, ri, eps=DEPTH_FLOOR))
                            for ui, ri in zip(u, r)]
-            rows = subset.mask(part)
-            values = [_excess_similarity(acts, layer, rows, seed, notes, f"cka_excess.{part}")
-                      for layer in layers]
+            # CKA(unlearned, original) - CKA(oracle, original) with its paired 95%
+            # interval: above 0, the layer stayed closer to the original than the oracle.
+            values = [(None, None, None) if du is None or dr is None
+                      else difference_interval(du - dr)
+                      for du, dr in zip(pairs["unlearned_vs_original"]["draws"][part],
+                                        pairs["oracle_vs_original"]["draws"][part])]
+            if f"cka.{part}" in notes:
+                notes[f"cka_excess.{part}"] = notes[f"cka.{part}"]
             excess[part] = {key: [v[i] for v in values]
                             for i, key in enumerate(("value", "low", "high"))}
     forget_part = next((p for p in subset.parts if p.startswith("forget")), subset.parts[0])
     rows = subset.mask(forget_part)
-    matrices = {}
-    for pair in ("unlearned_vs_original", "oracle_vs_original"):
-        a, b = PAIRS[pair]
-        try:
-            matrices[pair] = cka_matrix({name: acts[a][name][rows] for name in layers},
-                                        {name: acts[b][name][rows] for name in layers}).tolist()
-        except NotEstimableError as error:
-            notes["cka_matrix"] = not_estimable(error.needed, error.has)
-            matrices[pair] = None
-        except ConstantFeaturesError:
-            matrices[pair] = None
+    matrices = {pair: memo(PAIRS[pair], "cka-matrix", lambda pair=pair: _layer_matrix(
+        acts, *PAIRS[pair], layers, rows, notes)) for pair in ("unlearned_vs_original",
+                                                                "oracle_vs_original")}
     return {"cka": cka, "cka_band": band, "depth": depth, "depth_floor": DEPTH_FLOOR,
             "cka_excess": excess,
             "cka_matrix": {"part": forget_part, **matrices}, "not_estimable": notes}
@@ -142,10 +152,12 @@ def probe_rows(subset: ProbeSubset, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
-                 feature_layers: list[str], unlearned_preds: np.ndarray, seed: int) -> dict:
+                 feature_layers: list[str], unlearned_preds: np.ndarray, seed: int,
+                 memo: Memo = no_memo) -> dict:
     """Linear probes fit on the rows `probe_rows` chooses, scored on held-out forget
     examples ("probes") and, as the baseline they are read against, on held-out retain
-    examples ("probes_retain": the retain test part)."""
+    examples ("probes_retain": the retain test part). `memo` keeps the references'
+    probes across runs of a setup."""
     train_rows, test_rows = probe_rows(subset, seed)
     if len(test_rows) == 0 or len(np.unique(subset.labels[train_rows])) < 2:
         return {"probe_layers": feature_layers, "probes": None, "probes_retain": None,
@@ -162,8 +174,9 @@ def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
         forget = float(correct[:len(test_rows)].mean())
         return forget, float(correct[len(test_rows):].mean()) if len(retain_rows) else None
 
-    scores = {role: [probe_accuracy(acts[role][layer]) for layer in feature_layers]
-              for role in ("unlearned", "original", "oracle")}
+    scores = {role: memo((role,), f"probes-{seed}", lambda role=role: [
+        probe_accuracy(acts[role][layer]) for layer in feature_layers])
+        for role in ("unlearned", "original", "oracle")}
     probes = {role: [s[0] for s in values] for role, values in scores.items()}
     before = float((unlearned_preds[test_rows] == subset.labels[test_rows]).mean())
     after = probes["unlearned"][-1]  # a refit classifier on the unlearned trunk
@@ -271,8 +284,10 @@ def seed_noise(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
     for part in subset.parts:
         if part.startswith("forget"):
             rows = subset.mask(part)
-            out[part] = [_cka_with_band(acts["twin"][layer][rows], acts["original"][layer][rows],
-                                        0, band=False)[0] for layer in layers]
+            debiased = int(rows.sum()) < DEBIASED_BELOW
+            out[part] = [_estimable(lambda layer=layer, rows=rows, debiased=debiased: linear_cka(
+                acts["twin"][layer][rows], acts["original"][layer][rows], debiased=debiased),
+                {}, "seed_noise") for layer in layers]
     return out
 
 

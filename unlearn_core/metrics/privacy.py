@@ -7,6 +7,7 @@ import numpy as np
 
 from ..data import Split
 from .accuracy import Predictions
+from .activations import Memo, no_memo
 from .mia import FEATURES, attack_features, attack_scores, distinguishability, mia_all
 
 HEADLINE = "confidence"
@@ -33,25 +34,39 @@ def balanced_members(labels: np.ndarray, retain: np.ndarray, size: int, seed: in
     return np.sort(np.array(chosen, dtype=np.int64))
 
 
-def privacy_report(preds: dict[str, Predictions], split: Split, seed: int) -> tuple[dict, dict]:
-    """(report section, arrays) for the roles "unlearned", "original" and "oracle"."""
+def _role_privacy(p: Predictions, labels: np.ndarray, members: np.ndarray, split: Split,
+                  seed: int) -> tuple[dict, dict]:
+    """One model's MIA efficacy for every feature, and its per-example arrays keyed by the
+    part after "eval/<name>/<role>"."""
+    args = (p.train_probs[members], labels[members], p.test_probs, p.test_labels,
+            p.train_probs[split.forget], labels[split.forget])
+    arrays = {
+        # Per-example membership scores of the forget set (the one-example view shows all
+        # three models).
+        "mia_score": attack_scores(*args, feature=HEADLINE, seed=seed),
+        "forget_pred": p.train_probs[split.forget].argmax(1) if len(split.forget)
+        else np.zeros(0, np.int64)}
+    for set_name, probs, set_labels in (
+            ("forget", p.train_probs[split.forget], labels[split.forget]),
+            ("test", p.test_probs, p.test_labels)):
+        arrays[f"conf/{set_name}"] = attack_features(probs, set_labels, "confidence")
+        arrays[f"entropy/{set_name}"] = attack_features(probs, set_labels, "entropy")
+    return mia_all(*args, seed=seed), arrays
+
+
+def privacy_report(preds: dict[str, Predictions], split: Split, seed: int,
+                   memo: Memo = no_memo) -> tuple[dict, dict]:
+    """(report section, arrays) for the roles "unlearned", "original" and "oracle";
+    `memo` keeps the references' part across runs of a setup."""
     labels = preds["unlearned"].train_labels
     members = balanced_members(labels, split.retain, len(preds["unlearned"].test_labels), seed)
     efficacy, arrays = {}, {}
     for role, p in preds.items():
-        args = (p.train_probs[members], labels[members], p.test_probs, p.test_labels,
-                p.train_probs[split.forget], labels[split.forget])
-        efficacy[role] = mia_all(*args, seed=seed)
-        # Per-example membership scores of the forget set under each model (the
-        # one-example view shows all three).
-        arrays[f"eval/mia_score/{role}"] = attack_scores(*args, feature=HEADLINE, seed=seed)
-        arrays[f"eval/forget_pred/{role}"] = p.train_probs[split.forget].argmax(1) if len(
-            split.forget) else np.zeros(0, np.int64)
-        for set_name, probs, set_labels in (
-                ("forget", p.train_probs[split.forget], labels[split.forget]),
-                ("test", p.test_probs, p.test_labels)):
-            arrays[f"eval/conf/{role}/{set_name}"] = attack_features(probs, set_labels, "confidence")
-            arrays[f"eval/entropy/{role}/{set_name}"] = attack_features(probs, set_labels, "entropy")
+        efficacy[role], role_arrays = memo((role,), f"mia-{seed}", lambda p=p: _role_privacy(
+            p, labels, members, split, seed))
+        for name, values in role_arrays.items():
+            head, _, tail = name.partition("/")
+            arrays[f"eval/{head}/{role}" + (f"/{tail}" if tail else "")] = values
     arrays["eval/forget_index"] = np.asarray(split.forget, dtype=np.int64)
     dist, notes = {}, {}
     n_forget = int(len(split.forget))

@@ -3,14 +3,18 @@ JSON, per-example arrays in npz; see docs/report-schema.md)."""
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
 from ..models import LensModel
 from ..progress import Progress
 from ..training import Experiment, speedup
-from .accuracy import ACCURACY_KEYS, accuracies, predictions
-from .activations import activations, cached, probe_subset
+from .accuracy import ACCURACY_KEYS, accuracies
+from .activations import (activations, predictions_and_activations, probe_subset,
+                          reference_memo)
 from .embeddings import fit_joint_pca
 from .layers import cka_report, probe_report, seed_noise, verdict
 from .poison import poison_report
@@ -49,62 +53,90 @@ def cost_section(exp: Experiment, seconds: float, oracle_seconds: float | None) 
             "torch_threads": torch.get_num_threads()}
 
 
+class PartTimer:
+    """Wall seconds per named part of `evaluate`, summed over a part's blocks: the report's
+    cost.evaluate_parts, which the evaluate bench prints as its profile."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
 def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
              oracle_seconds: float, reference_keys: dict[str, str] | None = None,
              progress: Progress | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """The report of one unlearning run and its per-example arrays.
 
     `models` maps "unlearned", "original" and "oracle" to models; `reference_keys` names
-    the original's and oracle's checkpoints so their activations are reused across runs.
+    the original's and oracle's checkpoints so their forward passes and every part that
+    reads only them (probes, MIA, their CKA to each other) are reused across runs of a
+    setup in this process.
     """
     progress = progress or Progress()
+    timer = PartTimer()
     seed = exp.spec.seed
     reference_keys = reference_keys or {}
-    preds = {role: cached(None if role not in reference_keys else
-                          ("predictions", reference_keys[role], exp.spec.oracle_key),
-                          lambda role=role: predictions(models[role], exp)) for role in ROLES}
-    acc = {role: accuracies(preds[role], exp.split, exp.dataset.num_classes) for role in ROLES}
-    progress.update(0.1, "evaluating: activations")
-
     subset = probe_subset(exp, seed=seed)
-    acts = {role: activations(models[role], exp, subset, reference_keys.get(role)) for role in ROLES}
+    progress.update(0.0, "evaluating: predictions and activations")
+    with timer.part("forward passes"):
+        outputs = {role: predictions_and_activations(models[role], exp, subset,
+                                                     reference_keys.get(role))
+                   for role in ROLES}
+    preds = {role: outputs[role][0] for role in ROLES}
+    acts = {role: outputs[role][1] for role in ROLES}
+    acc = {role: accuracies(preds[role], exp.split, exp.dataset.num_classes) for role in ROLES}
     names = list(models["unlearned"].probe_layers)
+    memo = reference_memo(reference_keys, subset)
     progress.update(0.3, "evaluating: CKA per layer")
-    layers = {"names": names, "parts": list(subset.parts),
-              "probe_sizes": {p: int(subset.mask(p).sum()) for p in subset.parts},
-              **cka_report(acts, subset, names, seed)}
+    with timer.part("cka"):
+        layers = {"names": names, "parts": list(subset.parts),
+                  "probe_sizes": {p: int(subset.mask(p).sum()) for p in subset.parts},
+                  **cka_report(acts, subset, names, seed, memo)}
     progress.update(0.55, "evaluating: linear probes")
     unlearned_preds = acts["unlearned"][names[-1]].argmax(1)
-    layers.update(probe_report(acts, subset, names[:-1], unlearned_preds, seed))
+    with timer.part("probes"):
+        layers.update(probe_report(acts, subset, names[:-1], unlearned_preds, seed, memo))
     if "twin" in models:
-        twin_acts = {**acts, "twin": activations(models["twin"], exp, subset,
-                                                 reference_keys.get("twin"))}
-        layers["seed_noise"] = seed_noise(twin_acts, subset, names)
+        with timer.part("seed noise"):
+            twin_acts = {**acts, "twin": activations(models["twin"], exp, subset,
+                                                     reference_keys.get("twin"))}
+            layers["seed_noise"] = seed_noise(twin_acts, subset, names)
     layers["verdict"] = verdict(acc, layers)
 
     progress.update(0.75, "evaluating: membership inference")
-    mia, arrays = privacy_report(preds, exp.split, seed)
+    with timer.part("mia"):
+        mia, arrays = privacy_report(preds, exp.split, seed, memo)
     arrays.update({"eval/probe_index": subset.index, "eval/probe_part": subset.part,
                    "eval/probe_label": subset.labels})
     for role in ROLES:
         arrays[f"eval/pred/{role}"] = acts[role][names[-1]].argmax(1)
     progress.update(0.9, "evaluating: embeddings")
-    for layer in names:
-        pca = fit_joint_pca({role: acts[role][layer] for role in ROLES}, seed=seed)
-        for role in ROLES:
-            arrays[f"eval/pca/{layer}/{role}"] = pca.coords[role].astype(np.float32)
-        arrays[f"eval/pca_variance/{layer}"] = np.asarray(pca.explained_variance_ratio)
+    with timer.part("pca"):
+        for layer in names:
+            pca = fit_joint_pca({role: acts[role][layer] for role in ROLES}, seed=seed)
+            for role in ROLES:
+                arrays[f"eval/pca/{layer}/{role}"] = pca.coords[role].astype(np.float32)
+            arrays[f"eval/pca_variance/{layer}"] = np.asarray(pca.explained_variance_ratio)
     if exp.spec.forget.kind == "poison":
         progress.update(0.95, "evaluating: the backdoor")
-        poison, poison_arrays = poison_report(models, exp, names, seed=seed,
-                                              reference_keys=reference_keys)
+        with timer.part("poison"):
+            poison, poison_arrays = poison_report(models, exp, names, seed=seed,
+                                                  reference_keys=reference_keys)
         arrays.update(poison_arrays)
     report = {
         "oracle": {"init": exp.spec.oracle_init, "seed": exp.spec.oracle_seed,
                    "key": reference_keys.get("oracle")},
         "accuracy": acc,
         "gap_to_oracle": gaps_to_oracle(acc["unlearned"], acc["oracle"]),
-        "cost": cost_section(exp, seconds, oracle_seconds),
+        "cost": {**cost_section(exp, seconds, oracle_seconds),
+                 "evaluate_parts": timer.seconds},
         "split": exp.split.sizes(),
         "classes": list(exp.dataset.classes),
         "forget_classes": list(exp.split.forget_classes),

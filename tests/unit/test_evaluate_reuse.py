@@ -1,0 +1,107 @@
+"""evaluate() computes each number once and reuses the references' parts across runs of
+a setup (issue 22); these tests hold the faster path to the computations it replaced:
+
+* bands and the paired CKA difference built from one set of bootstrap draws per pair
+  equal `bootstrap_cka` and `bootstrap_cka_difference` computed separately;
+* one forward pass per model gives the predictions and the probe-subset activations
+  that the two separate passes gave;
+* a second evaluation of a setup, which takes the original's and oracle's probes, MIA
+  and CKA to each other from the in-process cache, gives the same report and arrays
+  as the first, computed from scratch.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from unlearn_core.metrics.accuracy import predictions
+from unlearn_core.metrics.activations import (activations, clear_cache,
+                                              compute_predictions_and_activations, probe_subset)
+from unlearn_core.metrics.cka import bootstrap_cka, bootstrap_cka_difference
+from unlearn_core.metrics.layers import DEBIASED_BELOW, N_BOOT
+from unlearn_core.metrics.report import evaluate
+from unlearn_core.training import reference_key
+
+
+@pytest.fixture(scope="module")
+def perturbed_models(tiny_refs):
+    """The tiny references and an 'unlearned' model: the original with seeded noise."""
+    unlearned = copy.deepcopy(tiny_refs.original.model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in unlearned.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return {"unlearned": unlearned.eval(), **tiny_refs.models()}
+
+
+def _evaluate(tiny_refs, models):
+    setup = tiny_refs.experiment.spec
+    keys = {role: reference_key(setup, role) for role in ("original", "oracle")}
+    return evaluate(models, tiny_refs.experiment, seconds=1.0, oracle_seconds=2.0,
+                    reference_keys=keys)
+
+
+@pytest.fixture(scope="module")
+def first_and_second(tiny_refs, perturbed_models):
+    clear_cache()
+    first = _evaluate(tiny_refs, perturbed_models)
+    second = _evaluate(tiny_refs, perturbed_models)
+    return first, second
+
+
+def _without_timings(report: dict) -> dict:
+    report = copy.deepcopy(report)
+    report["cost"].pop("evaluate_parts")
+    return report
+
+
+def test_a_second_run_of_a_setup_reports_what_the_first_computed(first_and_second):
+    (first, first_arrays), (second, second_arrays) = first_and_second
+    assert _without_timings(second) == _without_timings(first)
+    assert set(second_arrays) == set(first_arrays)
+    for name, values in first_arrays.items():
+        np.testing.assert_array_equal(second_arrays[name], values, err_msg=name)
+
+
+def test_bands_and_excess_equal_the_separate_bootstraps(tiny_refs, perturbed_models,
+                                                        first_and_second):
+    (report, _), _ = first_and_second
+    exp = tiny_refs.experiment
+    subset = probe_subset(exp, seed=exp.spec.seed)
+    acts = {role: activations(model, exp, subset) for role, model in perturbed_models.items()}
+    layers = report["layers"]
+    for part in ("forget_train", "forget_test"):
+        rows = subset.mask(part)
+        debiased = int(rows.sum()) < DEBIASED_BELOW
+        for i, layer in enumerate(layers["names"]):
+            u, r, o = (acts[role][layer][rows] for role in ("unlearned", "oracle", "original"))
+            for pair, (a, b) in (("unlearned_vs_original", (u, o)),
+                                 ("oracle_vs_original", (r, o))):
+                value, low, high = bootstrap_cka(a, b, n_boot=N_BOOT, seed=exp.spec.seed,
+                                                 debiased=debiased)
+                assert layers["cka"][pair][part][i] == pytest.approx(value, abs=1e-6)
+                assert layers["cka_band"][pair][part]["low"][i] == pytest.approx(low, abs=1e-6)
+                assert layers["cka_band"][pair][part]["high"][i] == pytest.approx(high, abs=1e-6)
+            expected = bootstrap_cka_difference(u, r, o, n_boot=N_BOOT, seed=exp.spec.seed,
+                                                debiased=debiased)
+            excess = layers["cka_excess"][part]
+            assert [excess[k][i] for k in ("value", "low", "high")] == pytest.approx(
+                list(expected), abs=1e-6), (part, layer)
+
+
+def test_one_forward_pass_gives_what_the_two_separate_passes_gave(tiny_refs, perturbed_models):
+    exp = tiny_refs.experiment
+    subset = probe_subset(exp, seed=exp.spec.seed)
+    model = perturbed_models["unlearned"]
+    preds, acts = compute_predictions_and_activations(model, exp, subset)
+    separate = predictions(model, exp)
+    for field in ("train_probs", "test_probs"):
+        np.testing.assert_allclose(getattr(preds, field), getattr(separate, field), atol=1e-6)
+    for field in ("train_labels", "test_labels"):
+        np.testing.assert_array_equal(getattr(preds, field), getattr(separate, field))
+    expected = activations(model, exp, subset)
+    assert list(acts) == list(expected)
+    for layer, values in expected.items():
+        np.testing.assert_allclose(acts[layer], values, atol=1e-5, err_msg=layer)
