@@ -14,10 +14,14 @@ def texts(elements) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 
+def chart_specs(at: AppTest) -> list[dict]:
+    """The page's plotly figures (their JSON specs), in page order."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
 def charts(at: AppTest) -> dict[str, dict]:
-    """The page's plotly figures (their JSON specs) by title."""
-    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+    """The page's plotly figures by title (of several with one title, the last)."""
+    return {spec["layout"]["title"]["text"]: spec for spec in chart_specs(at)}
 
 
 def chart(at: AppTest, title_start: str) -> dict:

@@ -16,7 +16,7 @@ from unlearn_core import compare
 from unlearn_core.config import MethodSpec, RunSpec
 from unlearn_core.instance import forget_examples
 from unlearn_core.runs import RunStore
-from tests.app.helpers import TIMEOUT, chart, charts, texts
+from tests.app.helpers import TIMEOUT, chart, chart_specs, charts, texts
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "compare.py")
 
@@ -78,11 +78,12 @@ def test_runs_a_and_b_side_by_side_on_every_view(page):
     assert pair.loc["Forget acc.", "B"] == pytest.approx(b["forget_acc"])
     assert pair.loc["Avg gap to oracle", "B − A"] == pytest.approx(b["avg_gap"] - a["avg_gap"])
 
-    per_class = [c for title, c in charts(at).items() if title.startswith("Test accuracy per class")]
+    per_class = [c for c in chart_specs(at)
+                 if c["layout"]["title"]["text"].startswith("Test accuracy per class")]
     unlearned = [next(t for t in c["data"] if t["name"] == "Unlearned")["y"] for c in per_class]
     assert unlearned == [pytest.approx([100 * v for v in store.get(ids[name]).report[
         "accuracy"]["unlearned"]["per_class_test"]]) for name in ("neggrad_plus", "finetune")]
-    titles = list(charts(at))
+    titles = [c["layout"]["title"]["text"] for c in chart_specs(at)]
     for view in ("Linear CKA per layer", "Linear probe accuracy", "MIA efficacy",
                  "Confidence: forget vs test", "embedding: one joint PCA"):
         assert sum(title.startswith(view) for title in titles) == 2, view
