@@ -247,3 +247,11 @@ def test_model_registry_refuses_a_name_twice():
     from unlearn_core.models.registry import register_model
     with pytest.raises(ValueError, match="registered twice"):
         register_model("torchvision/resnet18", description="again")(lambda *a: None)
+
+
+def test_batchnorm_statistics_follow_the_data_at_pytorchs_default_rate():
+    """torchvision's MobileNetV3 sets momentum 0.01: too slow for short recipes."""
+    model = build_model(ModelSpec("torchvision/mobilenet_v3_small", 0.25), in_channels=1,
+                        num_classes=10, image_size=28)
+    momenta = {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert momenta == {0.1}
