@@ -137,6 +137,9 @@ def test_a_refused_method_stops_before_anything_trains(tmp_path):
     assert store.list() == [] and not any(store.root.joinpath("cache").glob("*"))
 
 
+# Alone on the 2 cores each case takes about 2-5 min (training two references and the
+# full evaluation); with four sessions sharing them, one took over 10.
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("model, method, params", [
     (ModelSpec("torchvision/resnet18", 0.125, small_stem=True), "del", {"epochs": 1}),
     (ModelSpec("torchvision/mobilenet_v3_small", 0.25, small_stem=True), "lau", {}),
