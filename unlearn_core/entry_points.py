@@ -53,9 +53,11 @@ def _import(module: str, field: str):
             return importlib.import_module(module)
         if not path.is_file():
             raise UserError(f"{field}: no such Python file {str(path)!r}")
-        # One module object per file, named after its resolved path: loading the same
-        # file twice gives the same functions instead of a second copy of the module.
-        name = "unlearn_lens_user_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+        # One module object per file content: loading the same file twice gives the same
+        # functions, and an edited file (a new source hash, so a new setup) is run anew
+        # rather than served from the first import.
+        key = f"{path.resolve()}\0{hashlib.sha256(path.read_bytes()).hexdigest()}"
+        name = "unlearn_lens_user_" + hashlib.sha256(key.encode()).hexdigest()[:12]
         if name in sys.modules:
             return sys.modules[name]
         spec = importlib.util.spec_from_file_location(name, path)

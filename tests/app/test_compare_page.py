@@ -16,7 +16,7 @@ from unlearn_core import compare
 from unlearn_core.config import MethodSpec, RunSpec
 from unlearn_core.instance import forget_examples
 from unlearn_core.runs import RunStore
-from tests.app.helpers import TIMEOUT, chart, chart_specs, charts, texts
+from tests.app.helpers import TIMEOUT, chart, chart_specs, texts
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "compare.py")
 

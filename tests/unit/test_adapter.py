@@ -215,3 +215,44 @@ def test_model_spec_refuses_misplaced_fields(changes, message):
 
 def test_new_fields_leave_old_hashes_alone():
     assert ModelSpec().to_dict() == {"name": "small_cnn", "width": 1.0}
+
+
+class FunctionalDropout(nn.Module):
+    """Dropout written as F.dropout(training=self.training): fx fixes the flag when it
+    traces, so the chain would drop out in eval mode too."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 8))
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(nn.functional.dropout(self.body(x), 0.5, training=self.training))
+
+
+def test_a_branch_fixed_at_trace_time_is_caught_by_the_sample_check():
+    with pytest.raises(UserError, match=r"^model: the stages of FunctionalDropout do not "
+                                        r"compute what its forward does"):
+        adapt_module(FunctionalDropout().eval(), sample=torch.randn(4, 1, 8, 8))
+
+
+def test_timm_models_by_name():
+    pytest.importorskip("timm")
+    model = build_model(ModelSpec("timm/resnet10t"), in_channels=1, num_classes=10, image_size=28)
+    assert model.probe_layers[-4:] == ("layer3", "layer4", "embedding", LOGITS)
+    with pytest.raises(UserError, match=r"^model.name: timm has no model 'nope'"):
+        build_model(ModelSpec("timm/nope"), in_channels=1, num_classes=10, image_size=28)
+
+
+def test_model_registry_refuses_a_name_twice():
+    from unlearn_core.models.registry import register_model
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model("torchvision/resnet18", description="again")(lambda *a: None)
+
+
+def test_batchnorm_statistics_follow_the_data_at_pytorchs_default_rate():
+    """torchvision's MobileNetV3 sets momentum 0.01: too slow for short recipes."""
+    model = build_model(ModelSpec("torchvision/mobilenet_v3_small", 0.25), in_channels=1,
+                        num_classes=10, image_size=28)
+    momenta = {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert momenta == {0.1}

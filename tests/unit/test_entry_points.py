@@ -61,3 +61,9 @@ def test_source_hash_follows_the_file(user_file):
     user_file.write_text(user_file.read_text() + "\n# edited\n")
     assert entry_point_source_hash(f"{user_file}:build") != before
     assert entry_point_source_hash("math:sqrt") == ""  # a compiled module: no source to hash
+
+
+def test_an_edited_file_is_loaded_anew(user_file):
+    first = load_entry_point(f"{user_file}:build")
+    user_file.write_text(user_file.read_text().replace("'plain'", "'edited'"))
+    assert load_entry_point(f"{user_file}:build")() == "edited" and first() == "plain"

@@ -429,7 +429,8 @@ class EraseAtTheCore(Method):
         log = fit(model, lambda: ((batch, next(retain_batches)) for batch in forget),
                   lambda pair: loss(*pair), optimizer, epochs=p["epochs"],
                   steps_per_epoch=len(forget), progress=ctx.progress.stage(0.2, 1.0),
-                  label="EC", stop=stop, stop_every=p["check_every"])
+                  label="EC", stop=stop, stop_every=p["check_every"],
+                  precision=ctx.experiment.spec.train.precision)
         return Outcome(model, curves={"loss": log.epoch_losses,
                                       **loss.epoch_curves(log.epoch_ends)},
                        info=fit_info(log, stop_reason=stop_reason, stop_target=target,

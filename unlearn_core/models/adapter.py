@@ -33,14 +33,16 @@ _MIN_DEFAULT_PROBES = 3
 
 
 class _LeafTracer(fx.Tracer):
-    """fx's tracer, keeping the named modules as single calls."""
+    """fx's tracer, keeping the named modules, and every nn.Linear (also a library's
+    subclass, as timm's), as single calls."""
 
     def __init__(self, leaves: set[str]):
         super().__init__()
         self.leaves = leaves
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return qualified_name in self.leaves or super().is_leaf_module(module, qualified_name)
+        return (qualified_name in self.leaves or isinstance(module, nn.Linear)
+                or super().is_leaf_module(module, qualified_name))
 
 
 def _trace(module: nn.Module, leaves: set[str]) -> fx.Graph:
@@ -168,7 +170,9 @@ def adapt_module(module: nn.Module, *, probe_layers: Sequence[str] | None = None
     checks that the stages compute exactly what the module does."""
     if not isinstance(module, nn.Module):
         raise UserError(f"model: expected a torch.nn.Module, got {type(module).__name__}")
-    module = copy.deepcopy(module)
+    # Traced in train mode: a `self.training` branch is fixed at trace time, so training
+    # keeps its behaviour and a differing eval branch shows in the `sample` check.
+    module = copy.deepcopy(module).train()
     _without_inplace_ops(module)
     names = dict(module.named_modules())
     if head is not None and not isinstance(names.get(head), nn.Linear):
