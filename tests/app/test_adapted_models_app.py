@@ -1,15 +1,16 @@
 """Setup and Unlearn pages with an adapted model: a user's module by entry point checked
 before anything trains, and methods that do not apply saying why, Run disabled."""
 
-from pathlib import Path
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app.helpers import ROOT, TIMEOUT, texts
 from ui.state import SETUP_KEY
 
-TIMEOUT = 60
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
+APP = str(ROOT / "app.py")
 MODULE = """
 from torch import nn
 
@@ -37,7 +38,7 @@ def app(tmp_path, monkeypatch):
 
 
 def errors(at) -> str:
-    return "\n".join(str(e.value) for e in at.error)
+    return texts(at.error)
 
 
 def test_user_module_is_checked_on_the_setup_page(app, tmp_path):

@@ -15,6 +15,9 @@ from test_app import TIMEOUT, choose_tiny_digits_setup, run_until, texts
 from unlearn_core import pipeline, runs
 from unlearn_core.runs import RunStore
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 

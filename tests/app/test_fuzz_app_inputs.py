@@ -7,6 +7,7 @@ import os
 import time
 from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
@@ -15,6 +16,9 @@ from conftest import tiny_setup
 from ui import state
 from unlearn_core.runs import RunStore
 from tests.app.helpers import ROOT
+
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 APP_FUZZ = settings(max_examples=int(os.environ.get("LENS_FUZZ_APP_EXAMPLES", "15")),
                     deadline=None, database=None,

@@ -15,6 +15,9 @@ from unlearn_core import pipeline
 from unlearn_core.runs import RunStore
 from tests.app.helpers import TIMEOUT, texts
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "sweeps.py")
 
 

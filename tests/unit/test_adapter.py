@@ -246,7 +246,7 @@ def test_timm_models_by_name():
 
 def test_model_registry_refuses_a_name_twice():
     from unlearn_core.models.registry import register_model
-    with pytest.raises(ValueError, match="registered twice"):
+    with pytest.raises(ValueError, match="already registered"):
         register_model("torchvision/resnet18", description="again")(lambda *a: None)
 
 

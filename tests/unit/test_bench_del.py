@@ -12,6 +12,9 @@ from unlearn_core.metrics.report import average_gap
 from unlearn_core.methods.localized import TUNING_GRID, grid_settings
 from unlearn_core.runs import RunStore
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):

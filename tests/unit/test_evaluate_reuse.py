@@ -24,6 +24,9 @@ from unlearn_core.metrics.layers import DEBIASED_BELOW, N_BOOT
 from unlearn_core.metrics.report import evaluate
 from unlearn_core.training import reference_key
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def perturbed_models(tiny_refs):

@@ -7,10 +7,14 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import nbformat
 from nbclient import NotebookClient
 
 from unlearn_core.runs import RunStore
+
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "examples" / "lens-notebook.ipynb"

@@ -24,6 +24,9 @@ from unlearn_core.config import MethodSpec, RunSpec
 from unlearn_core.jobs import DONE, FAILED, JobRunner
 from unlearn_core.runs import RunStore
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 KILL_WAIT_S = 120
 
 

@@ -34,6 +34,9 @@ from conftest import TINY_CLI_ARGS, tiny_setup
 from unlearn_core import cli
 from unlearn_core.runs import RunStore
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 FUZZ = settings(max_examples=int(os.environ.get("LENS_FUZZ_EXAMPLES", "40")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -21,6 +21,9 @@ from unlearn_core.methods import Method, Param
 from unlearn_core.pipeline import import_run, train_references
 from unlearn_core.runs import RunStore
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TINY = tiny_setup()
 
 

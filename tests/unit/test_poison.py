@@ -16,6 +16,9 @@ from unlearn_core.errors import UserError
 from unlearn_core.metrics.poison import nearest_class_mean, poison_report
 from unlearn_core.training import prepare
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 POISON = ForgetSpec("poison", poison=PoisonSpec(fraction=0.1, target=3))
 
 

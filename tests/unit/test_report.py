@@ -13,6 +13,9 @@ from unlearn_core.metrics.activations import probe_subset
 from unlearn_core.metrics.privacy import balanced_members
 from unlearn_core.pipeline import run_unlearning
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def retrain_run(shared_store, tiny_refs):

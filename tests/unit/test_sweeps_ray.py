@@ -37,6 +37,9 @@ from unlearn_core.runs import RunStore
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402  (after the skip)
 
+# Several seconds or more on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"device": "cpu", "data": {"name": "digits"}, "train": {"epochs": 3, "batch_size": 32}}
 

@@ -139,6 +139,7 @@ def test_a_refused_method_stops_before_anything_trains(tmp_path):
 
 # Alone on the 2 cores each case takes about 2-5 min (training two references and the
 # full evaluation); with four sessions sharing them, one took over 10.
+@pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("model, method, params", [
     (ModelSpec("torchvision/resnet18", 0.125, small_stem=True), "del", {"epochs": 1}),
