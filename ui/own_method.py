@@ -47,11 +47,7 @@ def own_method_section(spec: SetupSpec) -> None:
                 st.error(str(exc))
                 return
             store = state.store()
-            job = state.submit(f"{method.title} on {spec.data.name}, forget "
-                               f"{spec.forget.describe()}",
-                               lambda progress: run_unlearning(run_spec, store, progress))
-            st.session_state[JOB_KEY] = job.id
-            st.rerun()
+            _start(method.title, spec, lambda progress: run_unlearning(run_spec, store, progress))
 
 
 def _read_upload(upload) -> dict:
@@ -89,10 +85,13 @@ def import_section(spec: SetupSpec) -> None:
             st.error(str(exc))
             return
         store = state.store()
-        job = state.submit(f"Imported {upload.name} on {spec.data.name}, forget "
-                           f"{spec.forget.describe()}",
-                           lambda progress: import_run(spec, weights, store, progress,
-                                                       seconds=seconds or None,
-                                                       source=upload.name))
-        st.session_state[JOB_KEY] = job.id
-        st.rerun()
+        _start(f"Imported {upload.name}", spec,
+               lambda progress: import_run(spec, weights, store, progress,
+                                           seconds=seconds or None, source=upload.name))
+
+
+def _start(what: str, spec: SetupSpec, work) -> None:
+    """Submit the work as the Unlearn page's job (its panel follows JOB_KEY) and rerun."""
+    job = state.submit(f"{what} on {spec.data.name}, forget {spec.forget.describe()}", work)
+    st.session_state[JOB_KEY] = job.id
+    st.rerun()

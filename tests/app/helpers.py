@@ -30,3 +30,13 @@ def chart(at: AppTest, title_start: str) -> dict:
 
 def trace(spec: dict, name: str) -> dict:
     return next(t for t in spec["data"] if t.get("name") == name)
+
+
+def open_setup_page(store_root, monkeypatch) -> AppTest:
+    """The app on a store, switched to the Setup page by name (it opens on the Tour)."""
+    monkeypatch.setenv("LENS_STORE", str(store_root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("app_pages/setup.py").run()
+    assert not at.exception, at.exception
+    return at

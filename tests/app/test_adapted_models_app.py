@@ -2,15 +2,13 @@
 before anything trains, and methods that do not apply saying why, Run disabled."""
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from tests.app.helpers import ROOT, TIMEOUT, texts
+from tests.app.helpers import TIMEOUT, open_setup_page, texts
 from ui.state import SETUP_KEY
 
 # Several seconds or more on 2 cores: left out of `make test-fast`.
 pytestmark = pytest.mark.slow
 
-APP = str(ROOT / "app.py")
 MODULE = """
 from torch import nn
 
@@ -27,10 +25,7 @@ def three_classes():
 
 @pytest.fixture
 def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("LENS_STORE", str(tmp_path / "store"))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("app_pages/setup.py").run()
+    at = open_setup_page(tmp_path / "store", monkeypatch)
     at.selectbox(key="dataset").set_value("digits").run(timeout=TIMEOUT)
     at.selectbox(key="device").set_value("cpu").run(timeout=TIMEOUT)
     assert not at.exception

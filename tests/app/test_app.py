@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from unlearn_core.config import DataSpec, ForgetSpec
 from unlearn_core.data import load_dataset, make_split
 from unlearn_core.runs import RunStore
-from tests.app.helpers import TIMEOUT, texts
+from tests.app.helpers import TIMEOUT, open_setup_page, texts
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -38,13 +38,7 @@ def choose_tiny_digits_setup(at: AppTest) -> None:
 
 @pytest.fixture
 def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("LENS_STORE", str(tmp_path / "store"))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    # The Setup page by name: the app opens on the Tour.
-    at.switch_page("app_pages/setup.py").run()
-    assert not at.exception
-    return at
+    return open_setup_page(tmp_path / "store", monkeypatch)
 
 
 def test_setup_unlearn_results_path(app, tmp_path):

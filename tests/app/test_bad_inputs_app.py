@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from conftest import (accuracy_and_mia_only, assert_run_intact, imagefolder_with_corrupt_images,
                       store_with_one_run)
 from test_app import TIMEOUT, choose_tiny_digits_setup, run_until, texts
+from tests.app.helpers import open_setup_page
 from unlearn_core import pipeline, runs
 from unlearn_core.runs import RunStore
 
@@ -28,12 +29,7 @@ def stored(tmp_path_factory):
 
 @pytest.fixture
 def app(stored, monkeypatch):
-    monkeypatch.setenv("LENS_STORE", str(stored[0].root))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("app_pages/setup.py").run()  # the app opens on the Tour
-    assert not at.exception, at.exception
-    return at
+    return open_setup_page(stored[0].root, monkeypatch)
 
 
 def assert_nothing_lost(stored) -> None:
