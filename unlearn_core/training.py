@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.ops import StochasticDepth
 
 from .config import ENCODER_MODELS, SetupSpec, TrainSpec, content_hash
 from .data import Dataset, Split, TensorLoader, load_dataset, make_split
@@ -261,8 +262,21 @@ def train_classifier(model: LensModel, exp: Experiment, part: str, recipe: Train
         x, y = batch
         return F.cross_entropy(model(x), y)
 
-    return fit(model, lambda: loader, loss_fn, optimizer, epochs=recipe.epochs,
-               progress=progress, label=label, precision=recipe.precision)
+    # Dropout draws from torch's global generator: seeded, a retrain with the oracle's seed
+    # is the oracle (MobileNetV3 and EfficientNet have dropout heads). The seed holds a
+    # process-wide lock, so only models that draw take it.
+    draws = _draws_randomness(model)
+    with seeded(exp.spec.seed if seed is None else seed) if draws else nullcontext():
+        return fit(model, lambda: loader, loss_fn, optimizer, epochs=recipe.epochs,
+                   progress=progress, label=label, precision=recipe.precision)
+
+
+_RANDOM_MODULES = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d,
+                   torch.nn.AlphaDropout, torch.nn.FeatureAlphaDropout, StochasticDepth)
+
+
+def _draws_randomness(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, _RANDOM_MODULES) and m.p > 0 for m in model.modules())
 
 
 @torch.no_grad()

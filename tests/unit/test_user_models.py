@@ -38,6 +38,11 @@ def crashes():
     raise RuntimeError("out of ideas")
 
 
+def with_dropout(num_classes, in_channels):
+    return nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Dropout(0.5), nn.Linear(8 * 8 * 8, num_classes))
+
+
 def not_a_classifier():
     return nn.Sequential(nn.Conv2d(1, 10, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.ReLU())
 """
@@ -119,6 +124,20 @@ def test_cli_and_setup_json_train_a_user_module(tmp_path, user_file, capsys):
     assert len(list((store / "cache").iterdir())) == 2
 
 
+def test_retrain_reproduces_the_oracle_of_a_model_with_dropout(tmp_path, user_file):
+    """Dropout draws from torch's global generator: training is seeded so that a retrain
+    with the oracle's seed is the oracle, whatever ran in the process before."""
+    setup = SetupSpec(data=DataSpec("digits"), model=user_spec(user_file, "with_dropout"),
+                      device="cpu", train=TrainSpec(epochs=1, batch_size=64))
+    store = RunStore(tmp_path / "store")
+    run_id = pipeline.run_unlearning(RunSpec(setup, MethodSpec("retrain", {})), store)
+    gaps = store.get(run_id).report["gap_to_oracle"]
+    assert gaps and all(gap == 0.0 for gap in gaps.values() if gap is not None), gaps
+    other = pipeline.run_unlearning(RunSpec(setup, MethodSpec("retrain", {"seed_offset": 1})),
+                                    store)
+    assert store.get(other).report["gap_to_oracle"]["retain_train"] != 0.0
+
+
 def test_methods_say_whether_they_apply_to_an_adapted_model():
     setup = SetupSpec(data=DataSpec("digits"), device="cpu",
                       model=ModelSpec("torchvision/mobilenet_v3_small", 0.25, small_stem=True))
@@ -167,3 +186,23 @@ def test_adapted_models_get_every_view(tmp_path, model, method, params):
         assert arrays["mask/criticality"].shape[1] == len(info["weight_tensors"])
         assert {label.split("/")[0] for label in info["weight_tensors"]} >= set(names[:-2])
     json.dumps(report)  # storable as it is
+    assert_every_view_opens(store, run_id, masks=method == "del")
+
+
+def assert_every_view_opens(store: RunStore, run_id: str, masks: bool) -> None:
+    """The app's analysis pages draw the run: no exception, the figures each page shows
+    for a run of a built-in model (Localization's only for a run with channel masks)."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.helpers import ROOT, TIMEOUT, chart_specs
+    from ui.state import SELECTED_RUN_KEY
+    for page, least in {"results": 2, "layers": 6, "privacy": 3, "embeddings": 1,
+                        "localization": 1 if masks else 0}.items():
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+        at.session_state[SELECTED_RUN_KEY] = run_id
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LENS_STORE", str(store.root))
+            at.run()
+            at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, (page, at.exception)
+        assert len(chart_specs(at)) >= least, page
