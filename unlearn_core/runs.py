@@ -220,6 +220,8 @@ def run_summary(spec: Mapping, report: Mapping) -> dict:
         "backdoor": _lookup(poison, "verdict", "kind"),
         "oracle_asr": _lookup(poison, "asr", "oracle"),
         "original_asr": _lookup(poison, "asr", "original"),
+        # Which views the run has (a report stored before a section existed lacks it).
+        "sections": sorted(report),
     }
 
 
@@ -603,10 +605,10 @@ class RunStore:
 
     def query(self, kind: str | None = None, status: str | None = None, *,
               setup: str | None = None, methods: Sequence[str] | None = None,
-              order: str = "newest", limit: int | None = None, offset: int = 0
-              ) -> list[RunRecord]:
-        """Runs from the index alone: of a `kind`, a `status`, a `setup` (setup_key) and
-        one of `methods` (method names), in `order` ("newest" or "oldest"), `limit` of
+              ids: Sequence[str] | None = None, order: str = "newest",
+              limit: int | None = None, offset: int = 0) -> list[RunRecord]:
+        """Runs from the index alone: of a `kind`, a `status`, a `setup` (setup_key), one
+        of `methods` (method names) and one of `ids`, in `order` ("newest" or "oldest"), `limit` of
         them from `offset`. Their reports are read only when used (RunRecord.report). A
         finished run whose folder is unusable has status "damaged" and its reason in
         `damage`: `status="done"` leaves it out (so a page may hold fewer than `limit`),
@@ -616,7 +618,7 @@ class RunStore:
         for name, value in (("limit", limit), ("offset", offset)):
             if value is not None and (not isinstance(value, int) or value < 0):
                 raise UserError(f"{name}: expected a whole number >= 0, got {value!r}")
-        where, values = self._where(kind, status, setup, methods)
+        where, values = self._where(kind, status, setup, methods, ids)
         page = "" if limit is None else f" LIMIT {limit} OFFSET {offset}"
         with self._connect() as connection:
             rows = connection.execute(
@@ -627,15 +629,16 @@ class RunStore:
         return records
 
     def count(self, kind: str | None = None, status: str | None = None, *,
-              setup: str | None = None, methods: Sequence[str] | None = None) -> int:
+              setup: str | None = None, methods: Sequence[str] | None = None,
+              ids: Sequence[str] | None = None) -> int:
         """How many runs `query` pages through (damaged ones counted with "done": the
         index alone cannot tell them)."""
-        where, values = self._where(kind, status, setup, methods)
+        where, values = self._where(kind, status, setup, methods, ids)
         with self._connect() as connection:
             return connection.execute(f"SELECT COUNT(*) FROM runs {where}", values).fetchone()[0]
 
     @staticmethod
-    def _where(kind, status, setup, methods) -> tuple[str, list]:
+    def _where(kind, status, setup, methods, ids) -> tuple[str, list]:
         if status is not None and status not in STATUSES + (DAMAGED,):
             raise UserError(f"status: expected one of {', '.join(STATUSES + (DAMAGED,))}, "
                             f"got {status!r}")
@@ -645,10 +648,11 @@ class RunStore:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 values.append(value)
-        if methods is not None:
-            methods = list(methods)
-            clauses.append(f"method IN ({', '.join('?' * len(methods))})")
-            values.extend(methods)
+        for column, chosen in (("method", methods), ("id", ids)):
+            if chosen is not None:
+                chosen = list(chosen)
+                clauses.append(f"{column} IN ({', '.join('?' * len(chosen))})")
+                values.extend(chosen)
         return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), values
 
     def delete(self, run_id: str) -> None:

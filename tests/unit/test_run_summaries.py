@@ -91,7 +91,7 @@ def test_a_report_damaged_after_listing_is_a_user_error_naming_the_run(tmp_path)
     (record,) = store.query(status="done")
     (record.path / "report.json").write_text("{")
     with pytest.raises(UserError, match=f"run {run_id} is damaged: report.json is unreadable"):
-        record.report
+        _ = record.report
 
 
 def test_query_filters_orders_and_pages(tmp_path):
