@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
 
-from unlearn_core.methods import Method
 from unlearn_core.runs import RunRecord, RunStore
 from . import state
+
+if TYPE_CHECKING:  # the methods import torch: not needed before a page that runs one
+    from unlearn_core.methods import Method
 
 RUN_PICKER_KEY = "picked_run"
 

@@ -40,13 +40,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from . import io
 from .errors import UserError
+
+if TYPE_CHECKING:  # the store itself needs no torch (see io)
+    import torch
 
 STORE_ENV_VAR = "LENS_STORE"
 STATUSES = ("running", "done", "failed", "cancelled")
@@ -155,7 +157,7 @@ class RunRecord:
     def report(self) -> dict | None:
         """The stored report of a finished run (None for other statuses), read once."""
         if self._loaded_report is None and self.status == "done":
-            report, reason = _read_json_object(self.path / REPORT_FILE)
+            report, reason = _stored_report(self.path)
             if reason is not None:
                 raise UserError(f"run {self.id} is damaged: {reason}; delete it on the "
                                 f"Compare page or with `python -m unlearn_core runs delete`")
@@ -181,6 +183,11 @@ def setup_key(spec: Mapping) -> str | None:
     return content_hash(setup) if isinstance(setup, Mapping) else None
 
 
+# Raised when run_summary gains or changes a field: summaries of another version are
+# made again from report.json when a store is opened.
+SUMMARY_VERSION = 1
+
+
 def run_summary(spec: Mapping, report: Mapping) -> dict:
     """What the run lists and Compare show of a finished run, from its spec and report:
     setup, method, the unlearned model's headline numbers, the verdict and the cost. A
@@ -195,6 +202,7 @@ def run_summary(spec: Mapping, report: Mapping) -> dict:
     poison = report.get("poison") if _lookup(report, "poison", "asr") is not None else None
     verdict = _lookup(report, "layers", "verdict")
     return {
+        "version": SUMMARY_VERSION,
         "method": _lookup(report, "method", "title"),
         "params": _lookup(report, "method", "params") or {},
         "dataset": _lookup(setup, "data", "name"),
@@ -301,6 +309,12 @@ def _read_json_object(path: Path) -> tuple[dict | None, str | None]:
     if reason is None and not isinstance(content, dict):
         return None, f"{path.name} does not hold a JSON object"
     return content, reason
+
+
+def _stored_report(folder: Path) -> tuple[dict | None, str | None]:
+    """(report, None) of a run folder, or (None, why it cannot be read): every read of a
+    stored report (a record's `.report`, the summaries) goes through here."""
+    return _read_json_object(folder / REPORT_FILE)
 
 
 def _file_stamps(folder: Path, names) -> dict[str, list[int]]:
@@ -549,15 +563,15 @@ class RunStore:
         file is reported when it is loaded)."""
         if not path.is_dir():
             return "its run folder is missing", None
-        for name in (SPEC_FILE, REPORT_FILE):
-            content, reason = _read_json_object(path / name)
-            if reason is not None:
-                return reason, None
+        _, reason = _read_json_object(path / SPEC_FILE)
+        report, reason = (None, reason) if reason is not None else _stored_report(path)
+        if reason is not None:
+            return reason, None
         missing = [name for name in RunStore._stored_files(path, kind)
                    if not (path / name).is_file()]
         if missing:
             return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing", None
-        return None, content  # content: report.json, the last file read above
+        return None, report
 
     @staticmethod
     def _stored_files(path: Path, kind: str) -> list[str]:
@@ -570,12 +584,14 @@ class RunStore:
                 and name not in (SPEC_FILE, REPORT_FILE)]
 
     def backfill_summaries(self) -> int:
-        """Give every finished run the index lacks a summary for (stored before the index
-        kept them, or added by `repair`) its summary, from its report.json; a damaged
-        run keeps none and is checked in full when listed. Returns how many were added."""
+        """Give every finished run the index lacks a current summary for (stored before
+        the index kept them or before SUMMARY_VERSION, or added by `repair`) its summary,
+        from its report.json; a damaged run keeps none and is checked in full when
+        listed. Returns how many were added."""
         with self._connect() as connection:
             rows = connection.execute(
-                "SELECT id, kind, spec FROM runs WHERE status = 'done' AND summary IS NULL"
+                "SELECT id, kind, spec FROM runs WHERE status = 'done' AND (summary IS NULL "
+                "OR json_extract(summary, '$.version') IS NOT ?)", (SUMMARY_VERSION,)
             ).fetchall()
         added = 0
         for row in rows:
@@ -592,8 +608,7 @@ class RunStore:
             with self._transaction() as connection:
                 added += connection.execute(
                     "UPDATE runs SET summary = ?, files = ?, method = ?, dataset = ?, "
-                    "model = ?, setup_key = ? WHERE id = ? AND summary IS NULL",
-                    (*columns, row["id"])).rowcount
+                    "model = ?, setup_key = ? WHERE id = ?", (*columns, row["id"])).rowcount
         return added
 
     def get(self, run_id: str) -> RunRecord:

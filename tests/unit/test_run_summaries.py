@@ -112,6 +112,7 @@ def test_query_filters_orders_and_pages(tmp_path):
         == [ids[0], ids[1], ids[3]]
     assert store.count(setup=seed_0, methods=["neggrad"]) == 1
     assert [r.id for r in store.query(status="failed")] == [failed]
+    assert [r.id for r in store.query(ids=[ids[1], failed], order="oldest")] == [ids[1], failed]
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -141,3 +142,14 @@ def test_repair_gives_the_runs_it_adds_their_summaries(tmp_path):
     runs.repair(store.root)
     (record,) = RunStore(store.root).query(status="done")
     assert record.id == run_id and record.summary["test_acc"] == 0.42
+
+
+def test_a_summary_of_another_version_is_made_again_when_the_store_opens(tmp_path):
+    store = RunStore(tmp_path / "store")
+    run_id = _store_run(store, test_acc=0.42)
+    with sqlite3.connect(store.db_path) as connection:
+        connection.execute("UPDATE runs SET summary = json_set(summary, '$.version', 0, "
+                           "'$.test_acc', 0.0)")
+    (record,) = RunStore(store.root).query(ids=[run_id])
+    assert record.summary["version"] == runs.SUMMARY_VERSION
+    assert record.summary["test_acc"] == 0.42
