@@ -220,6 +220,7 @@ def run_summary(spec: Mapping, report: Mapping) -> dict:
         "seconds": _lookup(report, "cost", "seconds"),
         "speedup": _lookup(report, "cost", "speedup"),
         "oracle_seconds": _lookup(report, "cost", "oracle_seconds"),
+        "device": _lookup(report, "cost", "device"),
         "oracle_test_acc": _lookup(accuracy, "oracle", "test"),
         "original_test_acc": _lookup(accuracy, "original", "test"),
         # Backdoor runs only (a Gaussian poisoning has no trigger, so no attack success).
