@@ -191,7 +191,7 @@ def time_tour() -> None:
             wait_until(lambda: heading(page, TOUR_TITLE).count() > 0, "the Tour title")
             runs.wait_after(page, answered, "the Tour page to finish")
             clicked = time.perf_counter()
-            page.locator(".st-key-tour-start button").click()
+            page.get_by_role("button", name="Start the tour").first.click()
             last_step = page.locator("[data-testid='stMain'] h3", has_text=re.compile(r"^6\. "))
             line, deadline = "", time.monotonic() + TOUR_TIMEOUT_S
             while last_step.count() == 0:
