@@ -2,7 +2,7 @@
 
 The paper tunes Reset + Finetune per budget ρ and strategy. Here the tuning runs on setup
 seed 0 only: DEL's mask, the random control (DEL's per-layer counts, channels drawn at
-random) and SalLoc, each at every ρ over `localized.TUNING_GRID`. Per (scenario,
+random) and SalLoc, each at every ρ over `del_localized.TUNING_GRID`. Per (scenario,
 strategy, ρ) the setting closest to seed 0's oracle (SalUn's average gap) is kept and run
 on the held-out seeds 1..n-1, where the claims are read, so no number in the claims
 table comes from a run its setting was chosen on. Runs go through the shared runner
@@ -18,7 +18,7 @@ from .bench import render, run_specs, scenario_title, suite_header
 from .config import MethodSpec, SetupSpec, canonical_json
 from .errors import UserError
 from .metrics.report import average_gap
-from .methods.localized import SWEEP_RHOS, TUNING_GRID, grid_settings
+from .methods.del_localized import SWEEP_RHOS, TUNING_GRID, grid_settings
 from .runs import RunStore
 from .sweeps import Log, RunResult, format_stat, run_summary, stat, tabulate
 

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from ui import state
 from unlearn_core.config import MethodSpec, RunSpec, SetupSpec
 from unlearn_core.methods import get_method
-from unlearn_core.methods.localized import SWEEP_RHOS, TUNING_GRID, grid_settings
+from unlearn_core.methods.del_localized import SWEEP_RHOS, TUNING_GRID, grid_settings
 from unlearn_core.progress import Progress
 from unlearn_core.runs import RunStore
 from tests.app.helpers import ROOT, TIMEOUT, chart

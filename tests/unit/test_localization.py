@@ -329,7 +329,7 @@ def test_tuned_budget_sweep_takes_the_run_closest_to_each_seeds_oracle():
 
 def test_budget_sweep_specs_cover_every_budget_and_grid_setting():
     from conftest import tiny_setup
-    from unlearn_core.methods.localized import TUNING_GRID, budget_sweep_specs
+    from unlearn_core.methods.del_localized import TUNING_GRID, budget_sweep_specs
     specs = budget_sweep_specs(tiny_setup(), {"strategy": "del"}, rhos=(0.1, 0.3),
                                tuning_grid=TUNING_GRID)
     settings = {(s.method.params["rho"], s.method.params["lr"], s.method.params["epochs"])
