@@ -186,6 +186,7 @@ def test_app_text_fields_parse_like_toml_lists():
 # --- a tiny sweep, locally --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_sweep_groups_over_seeds_marks_the_best_and_reuses(tmp_path, capsys):
     path = _write(tmp_path, TINY_TOML)
     store = tmp_path / "store"
@@ -233,6 +234,7 @@ def test_cli_sweep_groups_over_seeds_marks_the_best_and_reuses(tmp_path, capsys)
     assert len(RunStore(store).list()) == 4
 
 
+@pytest.mark.slow
 def test_local_sweep_reports_progress_and_stops_on_cancel(tmp_path):
     config = sweeps.load_config(_write(tmp_path, TINY_TOML))
     store = RunStore(tmp_path / "store")
