@@ -36,7 +36,7 @@ cols[4].metric("Time", f"{cost['seconds']:.1f} s",
                None if speed is None else f"speed-up {speed:.1f}x over retraining",
                delta_color="off")
 
-table = pd.DataFrame({figures.ROLE_NAMES[r]: [acc[r][k] for k in figures.ACCURACY_LABELS]
+table = pd.DataFrame({figures.ROLE_LABELS[r]: [acc[r][k] for k in figures.ACCURACY_LABELS]
                       for r in ("unlearned", "original", "oracle")},
                      index=list(figures.ACCURACY_LABELS.values()))
 table["Gap to oracle"] = [gap[k] for k in figures.ACCURACY_LABELS]

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from . import array_keys
 from .config import ENCODER_MODELS, MethodSpec, RunSpec, SetupSpec
 from .data import user as user_data
 from .errors import Cancelled, DivergedError
@@ -297,7 +298,7 @@ def rebuild_run(store: RunStore, run_id: str, purpose: str,
     refs = train_references(spec.setup, store, progress.stage(0.0, 0.25))
     exp = refs.experiment
     subset = probe_subset(exp, seed=spec.setup.seed)
-    if not np.array_equal(subset.index, store.load_arrays(run_id)["eval/probe_index"]):
+    if not np.array_equal(subset.index, store.load_arrays(run_id)[array_keys.PROBE_INDEX]):
         raise UserError(f"run {run_id} was evaluated on another probe subset than this "
                         f"version draws; run it again to {purpose}")
     models = {"original": refs.original.model, "unlearned": unlearned_model(store, run_id, exp),
@@ -335,7 +336,7 @@ def umap_of_run(store: RunStore, run_id: str, layer: str,
     progress.update(0.4, f"fitting one UMAP on {sum(len(f) for f in features.values()):,} points")
     coords = joint_umap(features, seed=run.spec.setup.seed)
     progress.check()
-    result = {f"eval/umap/{layer}/{role}": coords[role].astype(np.float32) for role in features}
+    result = {array_keys.embedding("umap", layer, role): coords[role].astype(np.float32) for role in features}
     store.put_derived(run_id, name, result)
     progress.update(1.0, "UMAP ready")
     return result
