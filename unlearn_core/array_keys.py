@@ -52,8 +52,11 @@ def forget_pred(role: str) -> str:
     return f"eval/forget_pred/{role}"
 
 
+DISTINGUISHABILITY_CURVES = ("thresholds", "fpr", "fnr")
+
+
 def distinguishability(feature: str, curve: str) -> str:
-    """The distinguishability curve of `feature`: `curve` is "thresholds", "fpr" or "fnr"."""
+    """The distinguishability curve of `feature`: `curve` one of DISTINGUISHABILITY_CURVES."""
     return f"eval/dist/{feature}/{curve}"
 
 

@@ -37,7 +37,7 @@ from .errors import UserError
 from .methods import get_method, list_methods
 from .pipeline import run_unlearning, train_references
 from .runs import RunStore, default_store_root
-from .sweeps import (Cell, Log, References, RunResult, format_stat as _fmt, grid_specs,
+from .sweeps import (Cell, Log, ReferenceCosts, RunResult, format_stat as _fmt, grid_specs,
                      method_label, run_cells, run_summary, stat as _stat, tabulate)
 from .training import resolve_device
 
@@ -222,7 +222,7 @@ def scenario_setup(base: SetupSpec, scenario: str, seed: int) -> SetupSpec:
 
 def run_specs(base: SetupSpec, scenarios: Sequence[str], seeds: Sequence[int],
               methods: Sequence[MethodSpec], store: RunStore, log: Log | None = None,
-              retry_failed: bool = False) -> tuple[list[RunResult], list[References]]:
+              retry_failed: bool = False) -> tuple[list[RunResult], list[ReferenceCosts]]:
     """Run every method spec on every (scenario, seed) of `base` with the sweeps
     runner (`sweeps.run_cells`: reuses runs the store already has, records failures
     and goes on)."""

@@ -320,7 +320,7 @@ def score_histograms(arrays: dict, feature: str = "conf") -> go.Figure:
 
 def _distinguishability_arrays(arrays: dict, feature: str):
     return tuple(np.asarray(arrays[array_keys.distinguishability(feature, curve)], dtype=float)
-                 for curve in ("thresholds", "fpr", "fnr"))
+                 for curve in array_keys.DISTINGUISHABILITY_CURVES)
 
 
 def rates_at_threshold(arrays: dict, feature: str, threshold: float) -> dict[str, float]:

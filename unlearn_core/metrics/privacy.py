@@ -83,7 +83,7 @@ def privacy_report(preds: dict[str, Predictions], split: Split, seed: int,
                                    arrays[array_keys.score(short, "oracle", "forget")])
         dist[feature] = {"epsilon": float(curve["epsilon"]),
                          "privacy_score": float(curve["privacy_score"])}
-        for name in ("thresholds", "fpr", "fnr"):
+        for name in array_keys.DISTINGUISHABILITY_CURVES:
             arrays[array_keys.distinguishability(feature, name)] = np.asarray(curve[name])
     report = {"efficacy": efficacy, "gap_to_oracle": mia_gaps_to_oracle(efficacy),
               "headline": HEADLINE, "features": list(FEATURES),
