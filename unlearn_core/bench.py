@@ -40,6 +40,7 @@ from .runs import RunStore, default_store_root
 from .sweeps import (Cell, Log, ReferenceCosts, RunResult, format_stat as _fmt, grid_specs,
                      method_label, run_cells, run_summary, stat as _stat, tabulate)
 from .training import resolve_device
+from .vocabulary import format_params
 
 SCENARIOS = ("class", "random", "non_iid", "poison")
 DEFAULT_SCENARIOS = ("class", "random")
@@ -290,7 +291,7 @@ def markdown_tables(rows: Sequence[dict]) -> str:
             cells.append(f"*{r['label']}*" if reference else
                          (f"**{r['method']}**" if r.get("best") else r["method"]))
             if with_params:
-                cells.append(", ".join(f"{k}={v}" for k, v in r["params"].items()))
+                cells.append(format_params(r["params"]))
             cells += [_fmt(m["forget_train"]), _fmt(m["retain_train"])]
             cells += [_fmt(m[k]) for k, _ in test_cols]
             cells += [_fmt(m["mia"]), _fmt(m["avg_gap"], digits=2),

@@ -43,6 +43,7 @@ PART_LABELS = {p.name: p.label for p in PARTS}
 
 
 def format_params(params: Mapping) -> str:
-    """Hyperparameters as "a=1, b=0.5", sorted by name so equal settings read the same."""
-    return ", ".join(f"{name}={params[name]}" for name in sorted(params))
+    """Hyperparameters as "a=1, b=0.5", in the given order: a stored report's are sorted
+    by name (report.json is written with sorted keys), a grid's follow its method."""
+    return ", ".join(f"{name}={value}" for name, value in params.items())
 

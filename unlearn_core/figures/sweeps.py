@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from ..vocabulary import format_params
 from . import ROLE_COLORS, ROLE_LABELS
 
 TRADEOFF_AXES = {"avg_gap": "avg gap to the oracle (pp)",
@@ -46,7 +47,7 @@ def tradeoff_scatter(rows: list[dict], x: str = "avg_gap") -> go.Figure:
         ys = [100 * r["metrics"]["test"]["mean"] for r in mine]
         x_err = [_half_width(r["metrics"][x]) for r in mine]
         y_err = [_half_width(r["metrics"]["test"]) for r in mine]
-        labels = [", ".join(f"{k}={v}" for k, v in r["params"].items()) or r["label"]
+        labels = [format_params(r["params"]) or r["label"]
                   if kind == "method" else ROLE_LABELS[kind] for r in mine]
         hover = [f"{label}<br>{x}: {px:.2f} pp<br>test: {py:.1f}%<br>time: "
                  + ("n/a" if r["metrics"]["seconds"]["mean"] is None
