@@ -7,6 +7,7 @@ from ui import explainers, state, widgets
 from ui.poison import backdoor_section
 from unlearn_core import figures
 from unlearn_core.figures import lau as lau_figures
+from unlearn_core.vocabulary import ROLES
 
 st.title("Results")
 failed = [r for r in state.store().list(kind="unlearn")
@@ -37,7 +38,7 @@ cols[4].metric("Time", f"{cost['seconds']:.1f} s",
                delta_color="off")
 
 table = pd.DataFrame({figures.ROLE_LABELS[r]: [acc[r][k] for k in figures.ACCURACY_LABELS]
-                      for r in ("unlearned", "original", "oracle")},
+                      for r in ROLES},
                      index=list(figures.ACCURACY_LABELS.values()))
 table["Gap to oracle"] = [gap[k] for k in figures.ACCURACY_LABELS]
 st.dataframe((table * 100).round(1), width="stretch")

@@ -10,6 +10,7 @@ import streamlit as st
 from unlearn_core import array_keys
 from unlearn_core.methods import Method
 from unlearn_core.runs import RunRecord, RunStore
+from unlearn_core.vocabulary import ROLES_BEFORE_AFTER
 from . import state
 
 RUN_PICKER_KEY = "picked_run"
@@ -171,7 +172,7 @@ def small_forget_view(record: RunRecord, arrays: dict[str, np.ndarray]) -> None:
         labels = dataset.train.labels.numpy()
     except Exception:  # the dataset may be gone; the table still shows the scores
         labels = None
-    roles = ("original", "unlearned", "oracle")
+    roles = ROLES_BEFORE_AFTER
     for position, index in enumerate(arrays[array_keys.FORGET_INDEX]):
         label = None if labels is None else int(labels[int(index)])
         name = (classes[label] if label is not None and label < len(classes) else label)

@@ -34,6 +34,7 @@ from .models import LensModel
 from .runs import RunStore
 from .training import (CheckpointCache, Experiment, TrainedModel, encoder_setup, get_oracle,
                        get_original, get_twin, prepare, reference_key)
+from .vocabulary import REFERENCE_ROLES, ROLES, TWIN
 
 # A checkpoint-cache entry: (state dict on the CPU, meta), as `RunStore.cache_get` gives.
 CacheEntry = tuple[dict[str, torch.Tensor], dict]
@@ -95,7 +96,7 @@ class MemoryCache:
 def reference_roles(spec: SetupSpec) -> tuple[str, ...]:
     """The reference models a setup has: the original, the oracle and, with an independent
     oracle, the twin original."""
-    return ("original", "oracle") + (("twin",) if spec.oracle_init == "independent" else ())
+    return REFERENCE_ROLES + ((TWIN,) if spec.oracle_init == "independent" else ())
 
 
 def reference_cache_keys(spec: SetupSpec) -> list[str]:
@@ -402,7 +403,7 @@ def readouts_of_run(store: RunStore, run_id: str, progress: Progress | None = No
     run = rebuild_run(store, run_id, "read its layers out", progress.stage(0.0, 0.5))
     layers = list(run.models["unlearned"].feature_layers)
     roles = {}
-    for step, role in enumerate(("unlearned", "original", "oracle")):
+    for step, role in enumerate(ROLES):
         progress.update(0.5 + 0.15 * step, f"readouts of the {role} model")
         roles[role] = model_readouts(run.activations[role], run.subset, layers,
                                      seed=run.spec.setup.seed)

@@ -8,7 +8,8 @@ from plotly.subplots import make_subplots
 
 from .. import array_keys
 # The labels are the vocabulary's; pages and exports read them through figures.
-from ..vocabulary import PART_LABELS, ROLE_LABELS, ROLES_BEFORE_AFTER  # noqa: F401
+from ..vocabulary import (PART_LABELS, REFERENCE_ROLES, ROLE_LABELS,  # noqa: F401
+                          ROLES_BEFORE_AFTER)
 
 ROLE_COLORS = {"unlearned": "#d62728", "original": "#7f7f7f", "oracle": "#2ca02c"}
 SEED_NOISE_COLOR = "#9467bd"
@@ -30,7 +31,7 @@ def accuracy_overview(report: dict) -> go.Figure:
     """Grouped bars: each accuracy of the protocol for unlearned, original and oracle."""
     keys = [k for k in ACCURACY_LABELS if report["accuracy"]["unlearned"][k] is not None]
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
+    for role in ROLES_BEFORE_AFTER:
         values = _percent(report["accuracy"][role][k] for k in keys)
         fig.add_bar(name=ROLE_LABELS[role], x=[ACCURACY_LABELS[k] for k in keys], y=values,
                     marker_color=ROLE_COLORS[role],
@@ -47,7 +48,7 @@ def per_class_accuracy(report: dict) -> go.Figure:
     forget = set(report.get("forget_classes", []))
     labels = [f"{name} ✕" if i in forget else name for i, name in enumerate(classes)]
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
+    for role in ROLES_BEFORE_AFTER:
         fig.add_bar(name=ROLE_LABELS[role], x=labels,
                     y=_percent(report["accuracy"][role]["per_class_test"]),
                     marker_color=ROLE_COLORS[role])
@@ -126,7 +127,7 @@ def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "origi
     "oracle"), one solid line per part, next to the dashed oracle-vs-original curve: the
     change a retrained model shows, i.e. what core forgetting looks like. The shaded band
     is the 95% bootstrap interval over examples."""
-    if reference not in ("original", "oracle"):
+    if reference not in REFERENCE_ROLES:
         raise ValueError(f"reference: expected 'original' or 'oracle', got {reference!r}")
     layers = report["layers"]
     names = layers["names"]
@@ -239,7 +240,7 @@ def probe_accuracy_per_layer(report: dict) -> go.Figure | None:
     names = layers["probe_layers"]
     retain = layers.get("probes_retain") or {}
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
+    for role in ROLES_BEFORE_AFTER:
         fig.add_scatter(x=names, y=_percent(layers["probes"][role]), mode="lines+markers",
                         name=ROLE_LABELS[role], line_color=ROLE_COLORS[role])
         if any(v is not None for v in retain.get(role, [])):
@@ -277,7 +278,7 @@ def mia_efficacy_bars(report: dict) -> go.Figure:
     efficacy = report["mia"]["efficacy"]
     features = [f for f in MIA_FEATURE_LABELS if f in efficacy["unlearned"]]
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
+    for role in ROLES_BEFORE_AFTER:
         values = _percent(efficacy[role][f] for f in features)
         name = ROLE_LABELS[role] + (" (target)" if role == "oracle" else "")
         fig.add_bar(name=name, x=[MIA_FEATURE_LABELS[f] for f in features], y=values,

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..vocabulary import ROLES_BEFORE_AFTER
 from . import ROLE_COLORS, ROLE_LABELS
 
 # Marker diameters (px) for the shortest and the longest time in the chart.
@@ -88,7 +89,7 @@ def instance_margins(info: dict) -> go.Figure | None:
     if info["margins"] is None:
         return None
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
+    for role in ROLES_BEFORE_AFTER:
         fig.add_scatter(x=info["probe_layers"], y=info["margins"][role], mode="lines+markers",
                         name=ROLE_LABELS[role], line_color=ROLE_COLORS[role])
     fig.add_hline(y=0, line_width=1, line_color="grey")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from ..vocabulary import REFERENCE_ROLES, ROLES_BEFORE_AFTER
 from . import ROLE_COLORS, ROLE_LABELS, _percent, layer_axes
 
-ROLE_ORDER = ("original", "unlearned", "oracle")
 
 
 def asr_bars(report: dict) -> go.Figure:
@@ -15,7 +15,7 @@ def asr_bars(report: dict) -> go.Figure:
     measures = {"ASR": poison["asr"], "ASR after a head refit": poison["asr_head_refit"],
                 "base rate (clean images)": poison["base_rate"]}
     fig = go.Figure()
-    for role in ROLE_ORDER:
+    for role in ROLES_BEFORE_AFTER:
         values = _percent(measures[label][role] for label in measures)
         fig.add_bar(name=ROLE_LABELS[role], x=list(measures), y=values,
                     marker_color=ROLE_COLORS[role],
@@ -34,7 +34,7 @@ def trigger_readout_per_layer(report: dict) -> go.Figure:
     poison = report["poison"]
     names = poison["readout_layers"]
     fig = go.Figure()
-    for role in ROLE_ORDER:
+    for role in ROLES_BEFORE_AFTER:
         fig.add_scatter(x=names, y=_percent(poison["readout"][role]), mode="lines+markers",
                         name=ROLE_LABELS[role], line_color=ROLE_COLORS[role])
     fig.update_layout(title="Trigger readout per layer (held-out triggered images)",
@@ -71,7 +71,7 @@ def asr_by_run(reports: dict[str, dict]) -> go.Figure:
                     text=[None if v is None else f"{v:.0f}" for v in values],
                     textposition="outside")
     first = next(iter(reports.values()))["poison"]["asr"]
-    for role in ("original", "oracle"):
+    for role in REFERENCE_ROLES:
         if first[role] is not None:
             fig.add_hline(y=100 * first[role], line_dash="dot", line_color=ROLE_COLORS[role],
                           annotation_text=f"{ROLE_LABELS[role]} ASR",
@@ -86,7 +86,7 @@ def imprint_bars(report: dict) -> go.Figure:
     """A Gaussian-poisoning run: each model's mean noise imprint with ±2 standard errors."""
     poison = report["poison"]
     fig = go.Figure()
-    for role in ROLE_ORDER:
+    for role in ROLES_BEFORE_AFTER:
         se = poison["imprint_se"][role]
         fig.add_bar(x=[ROLE_LABELS[role]], y=[poison["imprint"][role]], name=ROLE_LABELS[role],
                     marker_color=ROLE_COLORS[role],

@@ -6,16 +6,16 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from ..metrics.readouts import READOUT_LABELS
+from ..vocabulary import ROLES_BEFORE_AFTER
 from . import ROLE_COLORS, ROLE_LABELS, _percent
 
-ROLE_ORDER = ("original", "unlearned", "oracle")
 
 
 def relearn_curves(report: dict) -> go.Figure:
     """Held-out forget score against fine-tuning step for each model of a
     `relearn_report`, with the level that counts as relearned as a dotted line."""
     fig = go.Figure()
-    for role in ROLE_ORDER:
+    for role in ROLES_BEFORE_AFTER:
         curve = report["curves"].get(role)
         if curve is None:
             continue
@@ -42,7 +42,7 @@ def readout_per_layer(readouts: dict, name: str) -> go.Figure:
     of each model as solid lines, the retain baseline of each as dotted lines."""
     layers = readouts["layers"]
     fig = go.Figure()
-    for role in ROLE_ORDER:
+    for role in ROLES_BEFORE_AFTER:
         values = readouts["roles"].get(role)
         if values is None:
             continue
