@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Literal, Mapping, TypedDict
 
 from .errors import UserError
-from .vocabulary import ORACLE, ORIGINAL, UNLEARNED
+from .vocabulary import ORACLE, ORIGINAL, ROLES, UNLEARNED
 
 SCHEMA_VERSION = 2
 # A report without the field was stored before versions existed.
@@ -184,8 +184,8 @@ def schema_version(report: Mapping) -> int:
 def _evaluated(report: Mapping) -> bool:
     """Whether `report` holds the numbers of an evaluated run that version 2 derives from."""
     try:
-        return all(role in report["accuracy"] for role in (UNLEARNED, ORIGINAL, ORACLE)) and \
-            all(role in report["mia"]["efficacy"] for role in (UNLEARNED, ORIGINAL, ORACLE))
+        return all(role in report["accuracy"] and role in report["mia"]["efficacy"]
+                   for role in ROLES)
     except (KeyError, TypeError):
         return False
 
@@ -197,7 +197,10 @@ def upgrade(report: dict, run_id: str) -> Report:
     report that is not an evaluated run's (the store keeps any JSON object) is returned
     as it is."""
     version = schema_version(report)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
+    if not isinstance(version, int):
+        raise UserError(f"run {run_id}: its report's schema_version {version!r} is not a "
+                        "version number; the report was edited by hand or is damaged")
+    if version > SCHEMA_VERSION:
         raise UserError(f"run {run_id}: its report has schema_version {version!r}, newer than "
                         f"this code reads ({SCHEMA_VERSION}); update Unlearning Lens to open it")
     if version == SCHEMA_VERSION or not _evaluated(report):
