@@ -13,7 +13,7 @@ from .. import array_keys
 from ..models import LensModel
 from ..progress import Progress
 # average_gap is defined beside the report's types (an older report's upgrade computes it);
-# the sweeps and benchmarks rank by it from here.
+# the sweeps rank by it from here (the oracle's row too, which the report does not store).
 from ..report_schema import SCHEMA_VERSION, Report, average_gap, average_gaps  # noqa: F401
 from ..training import Experiment, speedup
 from ..vocabulary import ROLES
