@@ -5,14 +5,14 @@ reports (docs/report-schema.md); nothing is recomputed."""
 from __future__ import annotations
 
 import time
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import pandas as pd
 
-from .sweeps import role_metrics  # the avg gap sweeps rank by: one definition for both
 from .config import ForgetSpec
 from .errors import UserError
 from .runs import RunRecord
+from .vocabulary import format_params
 
 # Column -> label shown in the app. Accuracies, MIA and gaps stay fractions in [0, 1], as
 # in the report: the app formats them, exports keep them exact.
@@ -38,11 +38,6 @@ PAIR_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia", "avg_gap", "mean_
                 "seconds", "speedup")
 
 
-def format_params(params: Mapping) -> str:
-    """Hyperparameters as "a=1, b=0.5", sorted by name so equal settings read the same."""
-    return ", ".join(f"{name}={params[name]}" for name in sorted(params))
-
-
 def run_row(record: RunRecord) -> dict:
     """One table row of a finished unlearning run, from its spec and stored report."""
     report = record.report
@@ -50,8 +45,7 @@ def run_row(record: RunRecord) -> dict:
         raise UserError(f"run {record.id} is {record.status}: only a finished run has a row")
     setup = record.spec["setup"]
     forget = ForgetSpec.from_dict(setup["forget"]).describe()
-    unlearned = role_metrics(report, "unlearned")
-    original = role_metrics(report, "original")
+    unlearned = report["accuracy"]["unlearned"]
     cost = report["cost"]
     verdict = report.get("layers", {}).get("verdict", {})
     # Backdoor runs only (a Gaussian poisoning has no trigger, so no attack success rate).
@@ -67,15 +61,15 @@ def run_row(record: RunRecord) -> dict:
         "forget_acc": unlearned["forget_train"],
         "retain_acc": unlearned["retain_train"],
         "test_acc": unlearned["test"],
-        "mia": unlearned["mia"],
-        "avg_gap": unlearned["avg_gap"],
+        "mia": report["mia"]["efficacy"]["unlearned"]["confidence"],
+        "avg_gap": report["average_gap"]["unlearned"],
         "mean_depth": verdict.get("mean_depth"),
         "verdict": verdict.get("kind"),
         "seconds": cost["seconds"],
         "speedup": cost["speedup"],
         "oracle_test_acc": report["accuracy"]["oracle"]["test"],
-        "original_test_acc": original["test"],
-        "original_avg_gap": original["avg_gap"],
+        "original_test_acc": report["accuracy"]["original"]["test"],
+        "original_avg_gap": report["average_gap"]["original"],
         "oracle_seconds": cost["oracle_seconds"],
         # Poison runs only: the backdoor (attack success rate) of each model.
         "asr": poison["asr"]["unlearned"] if poison else None,

@@ -45,7 +45,7 @@ from typing import Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from . import io
+from . import io, report_schema
 from .errors import UserError
 
 STORE_ENV_VAR = "LENS_STORE"
@@ -386,7 +386,10 @@ class RunStore:
             if found is not None:
                 damage = found
             elif damage is None:
-                report = content
+                try:
+                    report = report_schema.upgrade(content, row["id"])
+                except UserError as exc:  # stored by a newer version: say what to do
+                    damage = str(exc)
         status = DAMAGED if damage is not None and row["status"] == "done" else row["status"]
         return RunRecord(id=row["id"], kind=row["kind"], status=status,
                          label=row["label"], created=row["created"], finished=row["finished"],
