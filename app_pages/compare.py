@@ -6,7 +6,7 @@ import streamlit as st
 
 from ui import exports, state, widgets
 from ui.instance import instance_drilldown
-from unlearn_core import compare, export, figures
+from unlearn_core import array_keys, compare, export, figures
 from unlearn_core.errors import UserError
 from unlearn_core.figures.compare import TRADEOFF_X, tradeoff_scatter
 
@@ -105,7 +105,7 @@ with mia_tab:
     side_by_side("mia", lambda report, _, run: figures.mia_efficacy_bars(report)
                  if "mia" in report else None, "no MIA section (stored before it existed)")
     side_by_side("mia-histogram", lambda _, run_arrays, run: figures.score_histograms(
-        run_arrays) if "eval/conf/unlearned/forget" in run_arrays else None,
+        run_arrays) if array_keys.score("conf", "unlearned", "forget") in run_arrays else None,
         "no per-example scores stored")
 selected_examples: dict[str, list[int]] = {"A": [], "B": []}
 with embeddings_tab:

@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import explainers, state, widgets
 from ui.instance import instance_drilldown
-from unlearn_core import figures
+from unlearn_core import array_keys, figures
 from unlearn_core.config import DataSpec
 from unlearn_core.data import load_dataset
 from unlearn_core.pipeline import umap_of_run
@@ -57,7 +57,7 @@ event = st.plotly_chart(
     width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
     key=f"embeddings-chart-{record.id}-{layer}-{projection}")
 if projection == "PCA":
-    variance = arrays[f"eval/pca_variance/{layer}"]
+    variance = arrays[array_keys.embedding_variance("pca", layer)]
     st.caption(f"PCA on the three models' activations pooled: the two axes explain "
                f"{100 * variance[0]:.1f}% and {100 * variance[1]:.1f}% of the variance "
                f"({100 * variance[:2].sum():.1f}% together).")
@@ -67,15 +67,15 @@ if rows:
     dataset = load_dataset(DataSpec.from_dict(record.spec["setup"]["data"]))
     parts = report["layers"]["parts"]
     classes = report["classes"]
-    predicted = {role: arrays[f"eval/pred/{role}"] for role in ("original", "unlearned")}
+    predicted = {role: arrays[array_keys.pred(role)] for role in ("original", "unlearned")}
     shown = rows[:SELECTION_SHOWN]
-    images = [(dataset.test if parts[arrays["eval/probe_part"][row]].endswith("_test")
-               else dataset.train).images[int(arrays["eval/probe_index"][row])].numpy()
+    images = [(dataset.test if parts[arrays[array_keys.PROBE_PART][row]].endswith("_test")
+               else dataset.train).images[int(arrays[array_keys.PROBE_INDEX][row])].numpy()
               for row in shown]
     st.subheader(f"Selected: {len(rows)} example{'s' if len(rows) != 1 else ''}"
                  + (f" (first {SELECTION_SHOWN} shown)" if len(rows) > SELECTION_SHOWN else ""))
     widgets.image_grid(
-        images, [f"{classes[arrays['eval/probe_label'][row]]}: "
+        images, [f"{classes[arrays[array_keys.PROBE_LABEL][row]]}: "
                  f"{classes[predicted['original'][row]]} → {classes[predicted['unlearned'][row]]}"
                  for row in shown])
     st.caption("Caption: label: predicted by the original → by the unlearned model.")

@@ -32,7 +32,7 @@ parts = part_column.segmented_control(
     format_func=figures.PART_LABELS.get, key="layers-parts")
 reference = reference_column.radio(
     "Compare the unlearned model with", ["original", "oracle"], horizontal=True,
-    format_func=lambda role: figures.ROLE_NAMES[role].lower(), key="layers-reference")
+    format_func=lambda role: figures.ROLE_LABELS[role].lower(), key="layers-reference")
 show_band = band_column.toggle("95% band", value=True, key="layers-band")
 
 if parts:

@@ -9,7 +9,7 @@ from unlearn_core.errors import UserError
 from unlearn_core.figures import localization as figs
 from unlearn_core.methods import get_method
 from unlearn_core.methods.localization import REFERENCE_STRATEGIES, STRATEGIES
-from unlearn_core.methods.localized import (ALGORITHM_TITLES, ALGORITHMS, SWEEP_RHOS,
+from unlearn_core.methods.del_localized import (ALGORITHM_TITLES, ALGORITHMS, SWEEP_RHOS,
                                             TUNING_GRID, budget_sweep_specs, grid_settings)
 from unlearn_core.pipeline import run_unlearning
 from unlearn_core.progress import Progress

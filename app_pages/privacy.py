@@ -6,7 +6,7 @@ import streamlit as st
 
 from ui import explainers, widgets
 from ui.instance import instance_drilldown
-from unlearn_core import figures
+from unlearn_core import array_keys, figures
 
 
 st.title("Privacy")
@@ -18,8 +18,7 @@ headline = mia["headline"]
 
 explainers.explain("privacy")
 
-gap = (None if efficacy["unlearned"][headline] is None or efficacy["oracle"][headline] is None
-       else efficacy["unlearned"][headline] - efficacy["oracle"][headline])
+gap = mia["gap_to_oracle"][headline]
 headline_label = figures.MIA_FEATURE_LABELS[headline].lower()
 unlearned_column, oracle_column, original_column = st.columns(3)
 unlearned_column.metric(f"MIA efficacy ({headline_label})",
@@ -30,7 +29,7 @@ original_column.metric("Original", figures.format_percent(efficacy["original"][h
 
 chart_column, table_column = st.columns([3, 2])
 chart_column.plotly_chart(figures.mia_efficacy_bars(report), width="stretch")
-table = pd.DataFrame({figures.ROLE_NAMES[role]: efficacy[role]
+table = pd.DataFrame({figures.ROLE_LABELS[role]: efficacy[role]
                       for role in ("unlearned", "oracle", "original")})
 table.index = [figures.MIA_FEATURE_LABELS[feature] for feature in table.index]
 table_column.dataframe((table * 100).round(1), width="stretch")
@@ -42,13 +41,13 @@ if widgets.show_not_estimable(report, "mia").get("distinguishability"):
     st.subheader("Drill-down: one forget example")
     instance_drilldown(record, arrays, key="privacy", by_membership=True)
     st.stop()
-scored_features = [f for f in figures.SCORE_ARRAY_NAMES if f in mia["distinguishability"]]
+scored_features = [f for f in array_keys.SCORE_ARRAY_NAMES if f in mia["distinguishability"]]
 feature = st.radio("Score", scored_features, horizontal=True,
                    format_func=figures.MIA_FEATURE_LABELS.get, key="privacy-feature")
-st.plotly_chart(figures.score_histograms(arrays, figures.SCORE_ARRAY_NAMES[feature]),
+st.plotly_chart(figures.score_histograms(arrays, array_keys.SCORE_ARRAY_NAMES[feature]),
                 width="stretch")
 
-thresholds = arrays[f"eval/dist/{feature}/thresholds"]
+thresholds = arrays[array_keys.distinguishability(feature, "thresholds")]
 low, high = float(thresholds.min()), float(thresholds.max())
 threshold = None
 if high > low:

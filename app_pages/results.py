@@ -7,6 +7,7 @@ from ui import explainers, state, widgets
 from ui.poison import backdoor_section
 from unlearn_core import figures
 from unlearn_core.figures import lau as lau_figures
+from unlearn_core.vocabulary import ROLES
 
 st.title("Results")
 failed = [r for r in state.store().list(kind="unlearn")
@@ -36,8 +37,8 @@ cols[4].metric("Time", f"{cost['seconds']:.1f} s",
                None if speed is None else f"speed-up {speed:.1f}x over retraining",
                delta_color="off")
 
-table = pd.DataFrame({figures.ROLE_NAMES[r]: [acc[r][k] for k in figures.ACCURACY_LABELS]
-                      for r in ("unlearned", "original", "oracle")},
+table = pd.DataFrame({figures.ROLE_LABELS[r]: [acc[r][k] for k in figures.ACCURACY_LABELS]
+                      for r in ROLES},
                      index=list(figures.ACCURACY_LABELS.values()))
 table["Gap to oracle"] = [gap[k] for k in figures.ACCURACY_LABELS]
 st.dataframe((table * 100).round(1), width="stretch")

@@ -11,10 +11,12 @@ from unlearn_core.config import (ADAPTED_PREFIXES, AUGMENTATIONS, DEFAULT_ENCODE
                                  USER_MODULE, BottleneckSpec, DataSpec, ForgetSpec, ModelSpec,
                                  PoisonSpec, SetupSpec, TrainSpec)
 from unlearn_core.data import list_datasets, load_dataset, make_split, read_index_csv
+from unlearn_core import figures
 from unlearn_core.errors import UserError
 from unlearn_core.models import build_model, list_models
 from unlearn_core.pipeline import reference_roles, train_references
 from unlearn_core.training import reference_key
+from unlearn_core.vocabulary import PARTS
 
 FORGET_LABELS = {"classes": "Whole classes", "random": "Random (IID) fraction",
                  "non_iid": "Fraction of chosen classes (non-IID)", "indices": "Uploaded index CSV",
@@ -201,8 +203,7 @@ if dataset is not None:
         st.warning(note)
     st.subheader("Split")
     cols = st.columns(4)
-    labels = {"forget": "Forget (train)", "retain": "Retain (train)",
-              "test_forget": "Test, forget classes", "test_retain": "Test, retain classes"}
+    labels = {part.split_attr: figures.ACCURACY_LABELS[part.accuracy_key] for part in PARTS}
     for col, (key, size) in zip(cols, split.sizes().items()):
         col.metric(labels[key], f"{size:,}")
     if spec.forget.kind == "poison":

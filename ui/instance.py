@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from unlearn_core import figures
+from unlearn_core import array_keys, figures
 from unlearn_core.errors import UserError
 from unlearn_core.figures.compare import instance_margins
 from unlearn_core.instance import DERIVED_NAME, describe_instance, forget_examples, \
@@ -40,7 +40,7 @@ def instance_drilldown(record: RunRecord, arrays: dict, key: str,
         return
     in_forget = set(forget.tolist())
     first = [int(i) for i in suggested if int(i) in in_forget]
-    scores = arrays.get("eval/mia_score/unlearned")
+    scores = arrays.get(array_keys.mia_score("unlearned"))
     ordered = forget[np.argsort(-scores, kind="stable")] \
         if by_membership and scores is not None and len(scores) == len(forget) else forget
     options = first + [int(i) for i in ordered if int(i) not in set(first)]
@@ -61,7 +61,7 @@ def instance_drilldown(record: RunRecord, arrays: dict, key: str,
         widgets.image_grid(dataset.train.images[index:index + 1].numpy(),
                            [f"#{index}, label {classes[label]}"], columns=1, size=140)
     with table_column:
-        rows = {figures.ROLE_NAMES[role]: {
+        rows = {figures.ROLE_LABELS[role]: {
             "predicted": None if v["predicted"] is None else classes[v["predicted"]],
             "probability of the prediction": figures.format_percent(v["predicted_prob"]),
             f"p(label {classes[label]})": figures.format_percent(v["p_label"])}

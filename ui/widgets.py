@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import streamlit as st
 
+from unlearn_core import array_keys
 from unlearn_core.runs import RunRecord, RunStore
+from unlearn_core.vocabulary import ROLES_BEFORE_AFTER
 from . import state
 
 if TYPE_CHECKING:  # the methods import torch: not needed before a page that runs one
@@ -190,7 +192,7 @@ def small_forget_view(record: RunRecord, arrays: dict[str, np.ndarray]) -> None:
     from unlearn_core import figures
     report = record.report
     n = int(report["split"]["forget"])
-    if n > SMALL_FORGET_SET or "eval/forget_index" not in arrays:
+    if n > SMALL_FORGET_SET or array_keys.FORGET_INDEX not in arrays:
         return
     classes = report.get("classes") or []
     st.subheader(f"This run forgot {_examples(n)}")
@@ -203,19 +205,19 @@ def small_forget_view(record: RunRecord, arrays: dict[str, np.ndarray]) -> None:
         labels = dataset.train.labels.numpy()
     except Exception:  # the dataset may be gone; the table still shows the scores
         labels = None
-    roles = ("original", "unlearned", "oracle")
-    for position, index in enumerate(arrays["eval/forget_index"]):
+    roles = ROLES_BEFORE_AFTER
+    for position, index in enumerate(arrays[array_keys.FORGET_INDEX]):
         label = None if labels is None else int(labels[int(index)])
         name = (classes[label] if label is not None and label < len(classes) else label)
         st.markdown(f"**Training example {int(index)}**" +
                     (f" (label {name})" if label is not None else ""))
         rows = {}
         for role in roles:
-            pred = arrays.get(f"eval/forget_pred/{role}")
-            conf = arrays.get(f"eval/conf/{role}/forget")
-            score = arrays.get(f"eval/mia_score/{role}")
+            pred = arrays.get(array_keys.forget_pred(role))
+            conf = arrays.get(array_keys.score("conf", role, "forget"))
+            score = arrays.get(array_keys.mia_score(role))
             predicted = None if pred is None else int(pred[position])
-            rows[figures.ROLE_NAMES[role]] = {
+            rows[figures.ROLE_LABELS[role]] = {
                 "Predicted": "n/a" if predicted is None else str(
                     classes[predicted] if predicted < len(classes) else predicted),
                 "Confidence in its label": "n/a" if conf is None else f"{100 * float(conf[position]):.1f}%",

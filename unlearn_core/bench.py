@@ -37,9 +37,10 @@ from .errors import UserError
 from .methods import get_method, list_methods
 from .pipeline import run_unlearning, train_references
 from .runs import RunStore, default_store_root
-from .sweeps import (Cell, Log, References, RunResult, format_stat as _fmt, grid_specs,
+from .sweeps import (Cell, Log, ReferenceCosts, RunResult, format_stat as _fmt, grid_specs,
                      method_label, run_cells, run_summary, stat as _stat, tabulate)
 from .training import resolve_device
+from .vocabulary import format_params
 
 SCENARIOS = ("class", "random", "non_iid", "poison")
 DEFAULT_SCENARIOS = ("class", "random")
@@ -222,7 +223,7 @@ def scenario_setup(base: SetupSpec, scenario: str, seed: int) -> SetupSpec:
 
 def run_specs(base: SetupSpec, scenarios: Sequence[str], seeds: Sequence[int],
               methods: Sequence[MethodSpec], store: RunStore, log: Log | None = None,
-              retry_failed: bool = False) -> tuple[list[RunResult], list[References]]:
+              retry_failed: bool = False) -> tuple[list[RunResult], list[ReferenceCosts]]:
     """Run every method spec on every (scenario, seed) of `base` with the sweeps
     runner (`sweeps.run_cells`: reuses runs the store already has, records failures
     and goes on)."""
@@ -290,7 +291,7 @@ def markdown_tables(rows: Sequence[dict]) -> str:
             cells.append(f"*{r['label']}*" if reference else
                          (f"**{r['method']}**" if r.get("best") else r["method"]))
             if with_params:
-                cells.append(", ".join(f"{k}={v}" for k, v in r["params"].items()))
+                cells.append(format_params(r["params"]))
             cells += [_fmt(m["forget_train"]), _fmt(m["retain_train"])]
             cells += [_fmt(m[k]) for k, _ in test_cols]
             cells += [_fmt(m["mia"]), _fmt(m["avg_gap"], digits=2),

@@ -2,7 +2,7 @@
 
 The paper tunes Reset + Finetune per budget ρ and strategy. Here the tuning runs on setup
 seed 0 only: DEL's mask, the random control (DEL's per-layer counts, channels drawn at
-random) and SalLoc, each at every ρ over `localized.TUNING_GRID`. Per (scenario,
+random) and SalLoc, each at every ρ over `del_localized.TUNING_GRID`. Per (scenario,
 strategy, ρ) the setting closest to seed 0's oracle (SalUn's average gap) is kept and run
 on the held-out seeds 1..n-1, where the claims are read, so no number in the claims
 table comes from a run its setting was chosen on. Runs go through the shared runner
@@ -17,8 +17,7 @@ from typing import Sequence
 from .bench import render, run_specs, scenario_title, suite_header
 from .config import MethodSpec, SetupSpec, canonical_json
 from .errors import UserError
-from .metrics.report import average_gap
-from .methods.localized import SWEEP_RHOS, TUNING_GRID, grid_settings
+from .methods.del_localized import SWEEP_RHOS, TUNING_GRID, grid_settings
 from .runs import RunStore
 from .sweeps import Log, RunResult, format_stat, run_summary, stat, tabulate
 
@@ -37,7 +36,7 @@ def chosen_settings(results: Sequence[RunResult]) -> dict[tuple, tuple[MethodSpe
     runs, and that gap. A setting whose run failed cannot be chosen."""
     best: dict[tuple, tuple[MethodSpec, float]] = {}
     for r in results:
-        gap = None if r.report is None else average_gap(r.report)
+        gap = None if r.report is None else r.report["average_gap"]["unlearned"]
         if gap is None:
             continue
         key = (r.scenario, r.spec.params["strategy"], r.spec.params["rho"])
@@ -66,8 +65,8 @@ def claims_rows(chosen: dict[tuple, tuple[MethodSpec, float]],
             "forget": stat(rep["accuracy"]["unlearned"]["forget_train"] for rep in reports),
             "test": stat(rep["accuracy"]["unlearned"]["test"] for rep in reports),
             "mia": stat(rep["mia"]["efficacy"]["unlearned"]["confidence"] for rep in reports),
-            "gap": stat(average_gap(rep) for rep in reports),
-            "gap_by_seed": {r.seed: average_gap(r.report) for r in runs}})
+            "gap": stat(rep["average_gap"]["unlearned"] for rep in reports),
+            "gap_by_seed": {r.seed: r.report["average_gap"]["unlearned"] for r in runs}})
     return rows
 
 

@@ -18,6 +18,7 @@ from .bench import render, run_specs, suite_header
 from .config import MethodSpec, SetupSpec, canonical_json
 from .runs import RunStore
 from .sweeps import Log, format_stat, method_label, run_summary, stat, tabulate
+from .vocabulary import REFERENCE_ROLES
 
 # Every registered method whose model the embedded default has: the DKVB methods need a
 # "dkvb" model (a bottleneck on a frozen trunk) and `localized` is DEL's family, run as del.
@@ -57,7 +58,7 @@ def poison_rows(results, relearn: dict[str, dict] | None = None) -> list[dict]:
     for r in done:
         per_seed.setdefault(r.seed, r)
     rows = []
-    for role in ("original", "oracle"):
+    for role in REFERENCE_ROLES:
         firsts = list(per_seed.values())
         rows.append(_row(f"*{role}*", role, [r.report for r in firsts], readout_layers, names,
                          None, [relearn.get(r.run_id) for r in firsts]))

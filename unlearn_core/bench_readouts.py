@@ -30,8 +30,8 @@ from .pipeline import train_references
 from .runs import RunStore
 from .sweeps import format_stat, stat
 from .training import reference_key
+from .vocabulary import REFERENCE_ROLES
 
-ROLES = ("original", "oracle")
 SEPARATION_POINTS = 5.0
 Log = Callable[[str], None]
 
@@ -52,7 +52,7 @@ def measure_seed(base: SetupSpec, seed: int, store: RunStore, *, k: int = DEFAUL
     layers = list(refs.original.model.feature_layers)
     started = time.perf_counter()
     readouts = {}
-    for role in ROLES:
+    for role in REFERENCE_ROLES:
         if log:
             log(f"seed {seed}: readouts of the {role}")
         acts = activations(trained[role].model, exp, subset, reference_key(spec, role))
@@ -60,13 +60,13 @@ def measure_seed(base: SetupSpec, seed: int, store: RunStore, *, k: int = DEFAUL
     readouts_seconds = time.perf_counter() - started
     started = time.perf_counter()
     relearn = {}
-    for role in ROLES:
+    for role in REFERENCE_ROLES:
         if log:
             log(f"seed {seed}: relearning the {role}")
         relearn[role] = relearn_curve(trained[role].model, exp, k=k, steps=steps, lr=lr,
                                       seed=seed)
     return {"seed": seed, "layers": layers, "readouts": readouts, "relearn": relearn,
-            "test_accuracy": {role: trained[role].meta.get("test_accuracy") for role in ROLES},
+            "test_accuracy": {role: trained[role].meta.get("test_accuracy") for role in REFERENCE_ROLES},
             "seconds": {"references": references_seconds, "readouts": readouts_seconds,
                         "relearn": time.perf_counter() - started}}
 
@@ -117,7 +117,7 @@ def relearn_rows(per_seed: Sequence[dict]) -> list[dict]:
                      "original_higher": sum(d > 0 for d in differences),
                      "seeds": len(per_seed), "scale": 100.0})
     reach = {role: [steps_to_reach(s["relearn"][role]["scores"], DEFAULT_TARGET)
-                    for s in per_seed] for role in ROLES}
+                    for s in per_seed] for role in REFERENCE_ROLES}
     rows.append({"summary": f"steps to reach {DEFAULT_TARGET:.0%} (None: never)",
                  "reach": reach, "seeds": len(per_seed)})
     return rows
@@ -172,7 +172,7 @@ def markdown(result: dict) -> str:
     for r in result["relearn_rows"]:
         if "reach" in r:
             cells = [", ".join("never" if v is None else str(v) for v in r["reach"][role])
-                     for role in ROLES]
+                     for role in REFERENCE_ROLES]
             lines.append(f"| {r['summary']}, per seed | {cells[0]} | {cells[1]} | | |")
         else:
             lines.append(f"| {r['summary']} | {f(r['original'])} | {f(r['oracle'])} | "

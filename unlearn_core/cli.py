@@ -20,6 +20,7 @@ from .config import (DEFAULT_ENCODER, ENCODER_MODELS, FORGET_KINDS, ORACLE_INITS
 from .errors import Cancelled, DivergedError, UserError
 from .figures import format_percent
 from .progress import ConsoleProgress, Progress
+from .vocabulary import ROLES
 
 EXIT_USAGE = 2
 
@@ -291,7 +292,7 @@ def _print(obj: Any, as_json: bool, table: str) -> None:
 
 def accuracy_table(report: dict) -> str:
     from .metrics.accuracy import ACCURACY_KEYS
-    roles = ("unlearned", "original", "oracle")
+    roles = ROLES
     rows = [f"{'':14}" + "".join(f"{r:>11}" for r in roles) + f"{'gap':>9}"]
     for key in ACCURACY_KEYS:
         gap = report["gap_to_oracle"][key]

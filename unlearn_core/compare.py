@@ -5,12 +5,13 @@ reports (docs/report-schema.md); nothing is recomputed."""
 from __future__ import annotations
 
 import time
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import pandas as pd
 
 from .errors import UserError
 from .runs import RunRecord
+from .vocabulary import format_params
 
 # Column -> label shown in the app. Accuracies, MIA and gaps stay fractions in [0, 1], as
 # in the report: the app formats them, exports keep them exact.
@@ -34,11 +35,6 @@ FILTERS = ("dataset", "model", "method", "forget_set")
 # The numbers shown side by side for runs A and B.
 PAIR_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia", "avg_gap", "mean_depth",
                 "seconds", "speedup")
-
-
-def format_params(params: Mapping) -> str:
-    """Hyperparameters as "a=1, b=0.5", sorted by name so equal settings read the same."""
-    return ", ".join(f"{name}={params[name]}" for name in sorted(params))
 
 
 def run_row(record: RunRecord) -> dict:

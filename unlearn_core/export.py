@@ -23,7 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
 
-from . import figures
+from . import array_keys, figures
 from .compare import COLUMNS, run_row
 from .errors import UserError
 from .figures import ec as ec_figures
@@ -132,9 +132,9 @@ def run_figures(report: dict, arrays: dict) -> list[tuple[str, go.Figure]]:
                   for pair in figures.PAIR_NAMES if layers["cka_matrix"].get(pair)]
     if "mia" in report:
         shown.append(("MIA efficacy", figures.mia_efficacy_bars(report)))
-        for feature in figures.SCORE_ARRAY_NAMES:
-            if f"eval/dist/{feature}/thresholds" in arrays:
-                short = figures.SCORE_ARRAY_NAMES[feature]
+        for feature in array_keys.SCORE_ARRAY_NAMES:
+            if array_keys.distinguishability(feature, "thresholds") in arrays:
+                short = array_keys.SCORE_ARRAY_NAMES[feature]
                 shown += [(f"{figures.SCORE_NAMES[short]} histograms",
                            figures.score_histograms(arrays, short)),
                           (f"Distinguishability by {feature}",

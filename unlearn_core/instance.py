@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import array_keys
 from .config import SetupSpec
 from .data import Dataset, load_dataset, make_split
 from .errors import UserError
@@ -22,8 +23,8 @@ from .pipeline import rebuild_run
 from .progress import Progress
 from .runs import RunStore
 from .training import predict
+from .vocabulary import ROLES_BEFORE_AFTER
 
-ROLES = ("original", "unlearned", "oracle")
 DERIVED_NAME = "instance"
 
 
@@ -68,7 +69,7 @@ def instance_results(store: RunStore, run_id: str,
         out["probe/rows"] = rows
         out["probe/fit_on"] = np.isin(rows, train_rows)
         layers = report["layers"]["probe_layers"]
-        for step, role in enumerate(ROLES):
+        for step, role in enumerate(ROLES_BEFORE_AFTER):
             progress.update(0.6 + 0.13 * step, f"probe margins of the {role} model")
             margins = np.full((len(rows), len(layers)), np.nan)
             for j, layer in enumerate(layers):
@@ -110,16 +111,16 @@ def describe_instance(report: dict, arrays: dict, forget: np.ndarray, label: int
     missing: list[str] = []
     forget_part = report["layers"]["parts"].index("forget_train") \
         if "forget_train" in report["layers"]["parts"] else -1
-    probe_row = np.flatnonzero((arrays["eval/probe_part"] == forget_part)
-                               & (arrays["eval/probe_index"] == index))
+    probe_row = np.flatnonzero((arrays[array_keys.PROBE_PART] == forget_part)
+                               & (arrays[array_keys.PROBE_INDEX] == index))
     roles = {}
-    for role in ROLES:
-        p_label = _value(arrays[f"eval/conf/{role}/forget"], position)
+    for role in ROLES_BEFORE_AFTER:
+        p_label = _value(arrays[array_keys.score("conf", role, "forget")], position)
         if derived is not None:
             predicted = _value(derived[f"pred/{role}"], position)
             predicted_prob = _value(derived[f"pred_prob/{role}"], position)
         elif len(probe_row):
-            predicted = _value(arrays[f"eval/pred/{role}"], int(probe_row[0]))
+            predicted = _value(arrays[array_keys.pred(role)], int(probe_row[0]))
             # p_y is the predicted class's probability exactly when the prediction is right.
             predicted_prob = p_label if predicted == label else None
         else:
@@ -132,8 +133,8 @@ def describe_instance(report: dict, arrays: dict, forget: np.ndarray, label: int
     if derived is None and any(r["predicted"] is not None and r["predicted_prob"] is None
                                for r in roles.values()):
         missing.append("the probability of a wrong prediction: compute the drill-down")
-    mia_score = (_value(arrays["eval/mia_score/unlearned"], position)
-                 if "eval/mia_score/unlearned" in arrays else None)
+    mia_score = (_value(arrays[array_keys.mia_score("unlearned")], position)
+                 if array_keys.mia_score("unlearned") in arrays else None)
     if mia_score is None:
         missing.append("MIA score: the run has no stored membership scores")
 
@@ -147,7 +148,7 @@ def describe_instance(report: dict, arrays: dict, forget: np.ndarray, label: int
         at = np.flatnonzero(derived["probe/rows"] == (probe_row[0] if len(probe_row) else -1))
         if len(at):
             margins = {role: [None if np.isnan(v) else float(v)
-                              for v in derived[f"margin/{role}"][int(at[0])]] for role in ROLES}
+                              for v in derived[f"margin/{role}"][int(at[0])]] for role in ROLES_BEFORE_AFTER}
             fit_on = bool(derived["probe/fit_on"][int(at[0])])
         else:
             missing.append("probe margins: the example is not in the probe subset the "

@@ -27,7 +27,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from . import figures
+from . import array_keys, figures
 from .config import (USER_MODULE, DataSpec, ForgetSpec, MethodSpec, ModelSpec, RunSpec,
                      SetupSpec, TrainSpec)
 from .data import user as user_data
@@ -249,7 +249,7 @@ class RunFigures:
         return figures.mia_efficacy_bars(self.report)
 
     def scores(self, feature: str = "confidence") -> go.Figure:
-        return figures.score_histograms(self.arrays, figures.SCORE_ARRAY_NAMES[feature])
+        return figures.score_histograms(self.arrays, array_keys.SCORE_ARRAY_NAMES[feature])
 
     def distinguishability(self, feature: str = "confidence",
                            threshold: float | None = None) -> go.Figure:

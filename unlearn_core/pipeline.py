@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from . import array_keys
 from .config import ENCODER_MODELS, MethodSpec, RunSpec, SetupSpec
 from .data import user as user_data
 from .errors import Cancelled, DivergedError
@@ -33,6 +34,7 @@ from .models import LensModel
 from .runs import RunStore
 from .training import (CheckpointCache, Experiment, TrainedModel, encoder_setup, get_oracle,
                        get_original, get_twin, prepare, reference_key)
+from .vocabulary import REFERENCE_ROLES, ROLES, TWIN
 
 # A checkpoint-cache entry: (state dict on the CPU, meta), as `RunStore.cache_get` gives.
 CacheEntry = tuple[dict[str, torch.Tensor], dict]
@@ -94,7 +96,7 @@ class MemoryCache:
 def reference_roles(spec: SetupSpec) -> tuple[str, ...]:
     """The reference models a setup has: the original, the oracle and, with an independent
     oracle, the twin original."""
-    return ("original", "oracle") + (("twin",) if spec.oracle_init == "independent" else ())
+    return REFERENCE_ROLES + ((TWIN,) if spec.oracle_init == "independent" else ())
 
 
 def reference_cache_keys(spec: SetupSpec) -> list[str]:
@@ -297,7 +299,7 @@ def rebuild_run(store: RunStore, run_id: str, purpose: str,
     refs = train_references(spec.setup, store, progress.stage(0.0, 0.25))
     exp = refs.experiment
     subset = probe_subset(exp, seed=spec.setup.seed)
-    if not np.array_equal(subset.index, store.load_arrays(run_id)["eval/probe_index"]):
+    if not np.array_equal(subset.index, store.load_arrays(run_id)[array_keys.PROBE_INDEX]):
         raise UserError(f"run {run_id} was evaluated on another probe subset than this "
                         f"version draws; run it again to {purpose}")
     models = {"original": refs.original.model, "unlearned": unlearned_model(store, run_id, exp),
@@ -335,7 +337,7 @@ def umap_of_run(store: RunStore, run_id: str, layer: str,
     progress.update(0.4, f"fitting one UMAP on {sum(len(f) for f in features.values()):,} points")
     coords = joint_umap(features, seed=run.spec.setup.seed)
     progress.check()
-    result = {f"eval/umap/{layer}/{role}": coords[role].astype(np.float32) for role in features}
+    result = {array_keys.embedding("umap", layer, role): coords[role].astype(np.float32) for role in features}
     store.put_derived(run_id, name, result)
     progress.update(1.0, "UMAP ready")
     return result
@@ -401,7 +403,7 @@ def readouts_of_run(store: RunStore, run_id: str, progress: Progress | None = No
     run = rebuild_run(store, run_id, "read its layers out", progress.stage(0.0, 0.5))
     layers = list(run.models["unlearned"].feature_layers)
     roles = {}
-    for step, role in enumerate(("unlearned", "original", "oracle")):
+    for step, role in enumerate(ROLES):
         progress.update(0.5 + 0.15 * step, f"readouts of the {role} model")
         roles[role] = model_readouts(run.activations[role], run.subset, layers,
                                      seed=run.spec.setup.seed)

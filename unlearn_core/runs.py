@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from . import io
+from . import io, report_schema
 from .errors import UserError
 
 if TYPE_CHECKING:  # the store itself needs no torch (see io)
@@ -185,7 +185,7 @@ def setup_key(spec: Mapping) -> str | None:
 
 # Raised when run_summary gains or changes a field: summaries of another version are
 # made again from report.json when a store is opened.
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2  # 2: made from reports upgraded to the current report schema
 
 
 def run_summary(spec: Mapping, report: Mapping) -> dict:
@@ -315,7 +315,13 @@ def _read_json_object(path: Path) -> tuple[dict | None, str | None]:
 def _stored_report(folder: Path) -> tuple[dict | None, str | None]:
     """(report, None) of a run folder, or (None, why it cannot be read): every read of a
     stored report (a record's `.report`, the summaries) goes through here."""
-    return _read_json_object(folder / REPORT_FILE)
+    report, reason = _read_json_object(folder / REPORT_FILE)
+    if reason is not None:
+        return None, reason
+    try:
+        return report_schema.upgrade(report, folder.name), None
+    except UserError as exc:  # stored by a newer version: say what to do
+        return None, str(exc)
 
 
 def _file_stamps(folder: Path, names) -> dict[str, list[int]]:
@@ -479,7 +485,10 @@ class RunStore:
         except BaseException:
             _remove_tree(temp)
             raise
-        columns = self._summary_columns(json.loads(row["spec"]), report, final, files)
+        # Made from the report as every reader gets it (stored JSON, upgraded), so a
+        # summary written here equals one back-filled later.
+        stored, _ = _stored_report(final)
+        columns = self._summary_columns(json.loads(row["spec"]), stored, final, files)
         with self._transaction() as connection:
             marked = connection.execute(
                 "UPDATE runs SET status = 'done', finished = ?, summary = ?, files = ?, "

@@ -199,7 +199,9 @@ class RunResult:
 
 
 @dataclass
-class References:
+class ReferenceCosts:
+    """What a sweep cell's original and oracle cost (pipeline.References holds the models)."""
+
     scenario: str
     seed: int
     original_seconds: float | None
@@ -291,7 +293,7 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} s"
 
 
-def _log_references(log: Log, ref: References, oracle_device: str, device_type: str,
+def _log_references(log: Log, ref: ReferenceCosts, oracle_device: str, device_type: str,
                     seconds: float | None = None) -> None:
     took = "" if seconds is None else f" ({seconds:.1f} s)"
     log(f"{ref.scenario} seed {ref.seed} references{took}: "
@@ -316,7 +318,7 @@ def _log_result(log: Log, r: RunResult, index: int, total: int) -> None:
 def run_cells(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: RunStore, *,
               log: Log | None = None, progress: Progress | None = None,
               retry_failed: bool = False, ray_address: str | None = None,
-              ray_stats: Any = None) -> tuple[list[RunResult], list[References]]:
+              ray_stats: Any = None) -> tuple[list[RunResult], list[ReferenceCosts]]:
     """Run every method spec on every cell, reusing runs the store already has; a
     failing run is recorded and the rest go on. Progress: one line per run on `log`,
     and a fraction on `progress`, whose cancel stops the sweep at the next step.
@@ -337,7 +339,7 @@ def run_cells(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: RunSt
                              ray_stats)
     total = len(cells) * len(methods)
     results: list[RunResult] = []
-    references: list[References] = []
+    references: list[ReferenceCosts] = []
     for c, cell in enumerate(cells):
         device_type = resolve_device(cell.setup.device).type
         steps = len(methods) + 1  # the references, then each method
@@ -345,7 +347,7 @@ def run_cells(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: RunSt
         started = time.perf_counter()
         *ref_values, oracle_device = _references(cell.setup, store,
                                                  cell_progress.stage(0.0, 1 / steps))
-        references.append(References(cell.scenario, cell.seed, *ref_values))
+        references.append(ReferenceCosts(cell.scenario, cell.seed, *ref_values))
         _log_references(log, references[-1], oracle_device, device_type,
                         time.perf_counter() - started)
         for m, spec in enumerate(methods, 1):
@@ -389,7 +391,7 @@ def _spec_key(spec: MethodSpec) -> tuple:
     return spec.name, canonical_json(spec.params)
 
 
-def tabulate(results: Sequence[RunResult], references: Sequence[References],
+def tabulate(results: Sequence[RunResult], references: Sequence[ReferenceCosts],
              rank: bool = False) -> list[dict]:
     """Rows, scenario by scenario: the original and the oracle (reference rows, from the
     runs' reports), then one row per method spec, `stat` over seeds. With `rank`, method
@@ -649,7 +651,7 @@ def describe_config(config: SweepConfig) -> str:
             f"{s.train.epochs} epochs")
 
 
-def run_summary(results: Sequence[RunResult], references: Sequence[References],
+def run_summary(results: Sequence[RunResult], references: Sequence[ReferenceCosts],
                 wall_seconds: float) -> dict:
     """What one invocation did: runs, how many reused or failed, references trained."""
     return {"runs": len(results), "reused": sum(r.reused for r in results),

@@ -43,11 +43,11 @@ from .pipeline import (CacheEntry, MemoryCache, RunOutput, compute_run, referenc
 from .progress import Progress
 from .runs import RunStore
 from .training import reference_key
+from .vocabulary import REFERENCE_ROLES
 
 RAY_INSTALL_HINT = "install requirements-ray.txt (pip install -r requirements-ray.txt)"
 # Ray reruns a task whose worker process or node died this many times.
 TASK_RETRIES = 3
-ROLES = ("original", "oracle")
 GPU_DEVICES = ("auto", "cuda")  # setup devices whose tasks reserve a GPU where there are any
 
 
@@ -313,8 +313,8 @@ def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address
 
     def reference_row(c: int, refs: ReferenceModels, trained_now: int) -> None:
         cell = cells[c]
-        meta = {role: refs.entries[reference_key(cell.setup, role)][1] for role in ROLES}
-        references[c] = sweeps.References(cell.scenario, cell.seed, meta["original"].get("seconds"),
+        meta = {role: refs.entries[reference_key(cell.setup, role)][1] for role in REFERENCE_ROLES}
+        references[c] = sweeps.ReferenceCosts(cell.scenario, cell.seed, meta["original"].get("seconds"),
                                           meta["oracle"].get("seconds"), trained_now)
         sweeps._log_references(log, references[c],
                                sweeps._device_type(meta["oracle"].get("device", "cpu")),
@@ -338,7 +338,7 @@ def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address
         started = time.perf_counter()
         _store_references(store, refs)
         stats.write_seconds += time.perf_counter() - started
-        reference_row(c, refs, sum(reference_key(cell.setup, r) in refs.trained for r in ROLES))
+        reference_row(c, refs, sum(reference_key(cell.setup, r) in refs.trained for r in REFERENCE_ROLES))
         submit_runs(c, future)  # the task's own object: not put again
 
     def run_done(future, index: int) -> None:

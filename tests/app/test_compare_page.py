@@ -18,6 +18,9 @@ from unlearn_core.instance import forget_examples
 from unlearn_core.runs import RunStore
 from tests.app.helpers import TIMEOUT, chart, chart_specs, texts
 
+# Several seconds each on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "compare.py")
 
 

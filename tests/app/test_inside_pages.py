@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ui import state, widgets
-from unlearn_core import figures
+from unlearn_core import array_keys, figures
 from unlearn_core.metrics.mia import distinguishability
 from unlearn_core.runs import RunStore
 from tests.app.helpers import TIMEOUT, chart, charts, texts, trace
@@ -105,7 +105,7 @@ def synthetic_arrays(rng: np.random.Generator) -> dict[str, np.ndarray]:
         for subset, size in (("forget", FORGET_SIZE), ("test", TEST_SIZE)):
             arrays[f"eval/conf/{role}/{subset}"] = rng.beta(2, 5, size)
             arrays[f"eval/entropy/{role}/{subset}"] = rng.uniform(0, np.log(10), size)
-    for feature, array_name in figures.SCORE_ARRAY_NAMES.items():
+    for feature, array_name in array_keys.SCORE_ARRAY_NAMES.items():
         curve = distinguishability(arrays[f"eval/{array_name}/unlearned/forget"],
                                    arrays[f"eval/{array_name}/oracle/forget"])
         for key in ("thresholds", "fpr", "fnr"):
@@ -220,7 +220,7 @@ def test_embeddings_page_draws_the_stored_coordinates(stored):
     panels = chart(at, "embedding: one joint PCA map")
     forget = [t for t in panels["data"] if t["name"] == "Forget examples"]
     is_forget = np.isin(arrays["eval/probe_part"], [0, 2])
-    for panel, role in zip(forget, figures.EMBEDDING_ROLES):
+    for panel, role in zip(forget, figures.ROLES_BEFORE_AFTER):
         assert panel["x"] == pytest.approx(arrays[f"eval/pca/embedding/{role}"][is_forget, 0])
     assert "41.0%" in texts(at.caption)
     # The drill-down is offered; this synthetic run has no setup to load examples from,
@@ -283,12 +283,12 @@ def test_embeddings_page_offers_umap_and_draws_it_once_stored(stored):
 
     n = PROBES_PER_PART * len(PARTS)
     umap = {f"eval/umap/embedding/{role}": np.random.default_rng(i).normal(size=(n, 2))
-            for i, role in enumerate(figures.EMBEDDING_ROLES)}
+            for i, role in enumerate(figures.ROLES_BEFORE_AFTER)}
     store.put_derived(run_id, "umap-embedding", umap)
     at.run()
     panels = chart(at, "embedding: one joint UMAP map")
     is_forget = np.isin(store.load_arrays(run_id)["eval/probe_part"], [0, 2])
     forget = [t for t in panels["data"] if t["name"] == "Forget examples"]
-    for panel, role in zip(forget, figures.EMBEDDING_ROLES):
+    for panel, role in zip(forget, figures.ROLES_BEFORE_AFTER):
         assert panel["x"] == pytest.approx(umap[f"eval/umap/embedding/{role}"][is_forget, 0])
         assert panel["customdata"] == np.flatnonzero(is_forget).tolist()

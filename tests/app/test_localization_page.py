@@ -9,8 +9,9 @@ from streamlit.testing.v1 import AppTest
 from ui import state
 from unlearn_core.config import MethodSpec, RunSpec, SetupSpec
 from unlearn_core.methods import get_method
-from unlearn_core.methods.localized import SWEEP_RHOS, TUNING_GRID, grid_settings
+from unlearn_core.methods.del_localized import SWEEP_RHOS, TUNING_GRID, grid_settings
 from unlearn_core.progress import Progress
+from unlearn_core.report_schema import average_gap
 from unlearn_core.runs import RunStore
 from tests.app.helpers import ROOT, TIMEOUT, chart
 
@@ -58,6 +59,7 @@ def localized_run(rng, method: str, params: dict, forget: float):
                                    "oracle": {"confidence": 0.06}}},
               "layers": {"names": LAYERS, "cka": cka, "cka_band": {}},
               "cost": {"device": "cpu", "seconds": 1.0}}
+    report["average_gap"] = {"unlearned": average_gap(report)}  # as evaluate() stores it
     return resolved, report, arrays
 
 

@@ -13,6 +13,9 @@ from unlearn_core.config import ForgetSpec, MethodSpec, RunSpec
 from unlearn_core.pipeline import run_unlearning
 from unlearn_core.runs import RunStore
 
+# Several seconds each on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 120
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ["tour", "setup", "unlearn", "results", "layers", "privacy", "embeddings",

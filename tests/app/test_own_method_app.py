@@ -5,6 +5,7 @@ line each and store nothing."""
 
 import io as bytes_io
 
+import pytest
 import safetensors.torch
 from streamlit.testing.v1 import AppTest
 
@@ -34,6 +35,7 @@ def upload(at: AppTest, name: str, data: bytes) -> None:
     at.run(timeout=TIMEOUT)
 
 
+@pytest.mark.slow
 def test_own_method_then_its_weights_imported(tmp_path, monkeypatch):
     monkeypatch.setenv("LENS_STORE", str(tmp_path / "store"))
     module = tmp_path / "my_unlearning.py"

@@ -13,6 +13,9 @@ from unlearn_core.pipeline import run_unlearning
 from unlearn_core.runs import RunStore
 from tests.app.helpers import TIMEOUT, texts
 
+# Several seconds each on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 

@@ -9,7 +9,8 @@ from conftest import tiny_context, unlearn_tiny
 from unlearn_core.errors import Cancelled, UserError
 from unlearn_core.methods import get_method
 from unlearn_core.methods.boundary import fgsm_neighbour_labels
-from unlearn_core.methods.relabel import forget_labels, random_other_labels, top_fraction_masks
+from unlearn_core.methods.random_label import forget_labels, random_other_labels
+from unlearn_core.methods.salun import top_fraction_masks
 from unlearn_core.methods.ssd import mean_batch_gradients
 from unlearn_core.metrics.accuracy import accuracies, predictions
 from unlearn_core.progress import Progress

@@ -20,6 +20,9 @@ from unlearn_core.methods import Method, Outcome, Param
 from unlearn_core.methods import registry
 from unlearn_core.runs import RunStore
 
+# Several seconds each on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 METHODS = [MethodSpec("retrain"), MethodSpec("finetune", {"epochs": 1})]
 
 

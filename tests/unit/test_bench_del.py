@@ -9,7 +9,7 @@ from unlearn_core import pipeline
 from unlearn_core.bench_del import chosen_settings, del_suite
 from unlearn_core.errors import UserError
 from unlearn_core.metrics.report import average_gap
-from unlearn_core.methods.localized import TUNING_GRID, grid_settings
+from unlearn_core.methods.del_localized import TUNING_GRID, grid_settings
 from unlearn_core.runs import RunStore
 
 # Several seconds or more on 2 cores: left out of `make test-fast`.

@@ -268,6 +268,7 @@ REFUSED = {"dkvb": {"retrain", "cf_k", "eu_k", "salun", "ssd", "del", "localized
            "frozen_linear": {"retrain", "salun", "ssd", "del", "localized", "ec"}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(REFUSED))
 def test_gradient_methods_refuse_or_keep_the_frozen_encoder(model, shared_store):
     refs = train_references(tiny_setup(model=ModelSpec(model)), shared_store)

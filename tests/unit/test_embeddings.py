@@ -56,6 +56,7 @@ def test_displacement():
 
 # Tiny n, so the time is numba's: ~10 s per process once NUMBA_CACHE_DIR is warm, ~40 s
 # on a cold cache on a busy 2-core machine (importing pynndescent alone compiles ~25 s).
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_joint_umap_shapes_and_determinism():
     rng = np.random.default_rng(3)

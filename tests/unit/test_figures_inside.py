@@ -66,7 +66,7 @@ def arrays() -> dict:
            "eval/pred/unlearned": np.array([1, 2, 1, 2]),
            "eval/pred/oracle": np.array([2, 1, 1, 2])}
     for layer in NAMES:
-        for shift, role in enumerate(figures.EMBEDDING_ROLES):
+        for shift, role in enumerate(figures.ROLES_BEFORE_AFTER):
             out[f"eval/pca/{layer}/{role}"] = (rng.normal(size=(4, 2)) + shift).astype(np.float32)
         out[f"eval/pca_variance/{layer}"] = np.array([0.5, 0.25])
     for feature in ("conf", "entropy"):

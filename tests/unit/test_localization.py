@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from unlearn_core.errors import UserError
 from unlearn_core.figures import localization as figs
 from unlearn_core.config import ModelSpec
+from unlearn_core.report_schema import average_gap
 from unlearn_core.methods.localization import (MEAN, STRATEGIES, TOPK_MEAN, Units,
                                                channel_criticality, channel_score_rule,
                                                channel_selectivity, localize, mask_summary,
@@ -296,7 +297,7 @@ def test_selectivity_figure_splits_selected_and_unselected(stored):
 def sweep_report(strategy, rho, forget, mia, test, oracle=(0.97, 0.05, 0.975), lr=0.1,
                  epochs=3, retain=0.99, oracle_key="oracle-seed-0"):
     accuracy = {"forget_train": forget, "retain_train": retain, "test": test}
-    return {"method": {"name": "localized",
+    report = {"method": {"name": "localized",
                        "params": {"strategy": strategy, "algorithm": "rft", "rho": rho,
                                   "random_like": "del", "lr": lr, "epochs": epochs}},
             "oracle": {"key": oracle_key},
@@ -305,6 +306,8 @@ def sweep_report(strategy, rho, forget, mia, test, oracle=(0.97, 0.05, 0.975), l
                                     "test": oracle[2]}},
             "mia": {"efficacy": {"unlearned": {"confidence": mia},
                                  "oracle": {"confidence": oracle[1]}}}}
+    # What evaluate() stores and the figures read.
+    return {**report, "average_gap": {"unlearned": average_gap(report)}}
 
 
 def test_tuned_budget_sweep_takes_the_run_closest_to_each_seeds_oracle():
@@ -329,7 +332,7 @@ def test_tuned_budget_sweep_takes_the_run_closest_to_each_seeds_oracle():
 
 def test_budget_sweep_specs_cover_every_budget_and_grid_setting():
     from conftest import tiny_setup
-    from unlearn_core.methods.localized import TUNING_GRID, budget_sweep_specs
+    from unlearn_core.methods.del_localized import TUNING_GRID, budget_sweep_specs
     specs = budget_sweep_specs(tiny_setup(), {"strategy": "del"}, rhos=(0.1, 0.3),
                                tuning_grid=TUNING_GRID)
     settings = {(s.method.params["rho"], s.method.params["lr"], s.method.params["epochs"])

@@ -23,6 +23,7 @@ def test_same_is_the_default_and_keeps_the_hashes():
         tiny_setup(oracle_init="random")
 
 
+@pytest.mark.slow
 def test_independent_oracle_and_twin_start_from_another_seed(shared_store, tiny_refs):
     from unlearn_core.pipeline import run_unlearning, train_references
     refs = train_references(tiny_setup(oracle_init="independent"), shared_store)

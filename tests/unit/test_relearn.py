@@ -124,6 +124,7 @@ def test_relearn_report_uses_the_same_examples_for_every_model(tiny_refs):
         relearn_report({"unlearned": tiny_refs.original.model}, exp)
 
 
+@pytest.mark.slow
 def test_relearn_and_readouts_of_a_run_are_kept_and_leave_the_stored_models_untouched(
         shared_store, tiny_refs):
     run_id = run_unlearning(RunSpec(tiny_setup(), MethodSpec("random_label")), shared_store)

@@ -94,7 +94,7 @@ def test_grouping_by_setting_ranks_by_mean_avg_gap_with_intervals():
                + [_result(0.1, s, g) for s, g in enumerate([0.01, 0.02, 0.03])]
                + [_result(0.5, 0, 0.005), _result(0.5, 1, None), _result(0.5, 2, None)]
                + [_result(9.0, s, None) for s in range(3)])
-    refs = [sweeps.References("s", s, 2.0, 10.0, 0) for s in range(3)]
+    refs = [sweeps.ReferenceCosts("s", s, 2.0, 10.0, 0) for s in range(3)]
     original, oracle, *methods = sweeps.tabulate(results, refs, rank=True)
     assert (original["kind"], oracle["kind"]) == ("original", "oracle")
     assert oracle["metrics"]["avg_gap"]["mean"] == 0.0
@@ -186,6 +186,7 @@ def test_app_text_fields_parse_like_toml_lists():
 # --- a tiny sweep, locally --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_sweep_groups_over_seeds_marks_the_best_and_reuses(tmp_path, capsys):
     path = _write(tmp_path, TINY_TOML)
     store = tmp_path / "store"
@@ -233,6 +234,7 @@ def test_cli_sweep_groups_over_seeds_marks_the_best_and_reuses(tmp_path, capsys)
     assert len(RunStore(store).list()) == 4
 
 
+@pytest.mark.slow
 def test_local_sweep_reports_progress_and_stops_on_cancel(tmp_path):
     config = sweeps.load_config(_write(tmp_path, TINY_TOML))
     store = RunStore(tmp_path / "store")

@@ -9,6 +9,9 @@ from unlearn_core.config import ForgetSpec
 from unlearn_core.metrics.report import evaluate
 from unlearn_core.training import prepare
 
+# Several seconds each on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 CASES = ["one", "two", "three", "retain_three", "class_but_one"]
 

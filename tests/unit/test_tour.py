@@ -146,6 +146,7 @@ def test_an_empty_store_has_no_story_yet(store):
                for step in steps.values())
 
 
+@pytest.mark.slow
 def test_run_tour_runs_once_with_one_progress_and_reuses(store, monkeypatch):
     """Two cheap methods and DKVB on tiny digits, with the light evaluation."""
     from unlearn_core import pipeline

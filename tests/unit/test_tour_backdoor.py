@@ -10,6 +10,9 @@ from unlearn_core.tour_backdoor import (BACKDOOR_METHODS, backdoor_runs, backdoo
                                         run_backdoor_tour)
 
 
+# Several seconds each on 2 cores: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 def accuracy_mia_and_poison(models, exp, **kwargs):
     """The light evaluation of the suite plus the real backdoor section: the chapter reads
     nothing else, and CKA bands and probes would triple the time of this module."""

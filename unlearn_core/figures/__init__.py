@@ -6,8 +6,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .. import array_keys
+# The labels are the vocabulary's; pages and exports read them through figures.
+from ..vocabulary import (PART_LABELS, REFERENCE_ROLES, ROLE_LABELS,  # noqa: F401
+                          ROLES_BEFORE_AFTER)
+
 ROLE_COLORS = {"unlearned": "#d62728", "original": "#7f7f7f", "oracle": "#2ca02c"}
-ROLE_NAMES = {"unlearned": "Unlearned", "original": "Original", "oracle": "Retrain oracle"}
 SEED_NOISE_COLOR = "#9467bd"
 ACCURACY_LABELS = {"forget_train": "Forget (train)", "retain_train": "Retain (train)",
                    "test_forget": "Test, forget classes", "test_retain": "Test, retain classes",
@@ -27,9 +31,9 @@ def accuracy_overview(report: dict) -> go.Figure:
     """Grouped bars: each accuracy of the protocol for unlearned, original and oracle."""
     keys = [k for k in ACCURACY_LABELS if report["accuracy"]["unlearned"][k] is not None]
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
+    for role in ROLES_BEFORE_AFTER:
         values = _percent(report["accuracy"][role][k] for k in keys)
-        fig.add_bar(name=ROLE_NAMES[role], x=[ACCURACY_LABELS[k] for k in keys], y=values,
+        fig.add_bar(name=ROLE_LABELS[role], x=[ACCURACY_LABELS[k] for k in keys], y=values,
                     marker_color=ROLE_COLORS[role],
                     text=[f"{v:.1f}" for v in values], textposition="outside")
     fig.update_layout(title="Accuracy: unlearned vs original vs retrain oracle",
@@ -44,8 +48,8 @@ def per_class_accuracy(report: dict) -> go.Figure:
     forget = set(report.get("forget_classes", []))
     labels = [f"{name} ✕" if i in forget else name for i, name in enumerate(classes)]
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
-        fig.add_bar(name=ROLE_NAMES[role], x=labels,
+    for role in ROLES_BEFORE_AFTER:
+        fig.add_bar(name=ROLE_LABELS[role], x=labels,
                     y=_percent(report["accuracy"][role]["per_class_test"]),
                     marker_color=ROLE_COLORS[role])
     # Class names are often digits: without a category axis plotly reads them as
@@ -74,8 +78,6 @@ def training_curves(report: dict) -> go.Figure | None:
 
 # --- inside the model: layers, privacy, embeddings ----------------------------------
 
-PART_LABELS = {"forget_train": "Forget (train)", "retain_train": "Retain (train)",
-               "forget_test": "Forget (test)", "retain_test": "Retain (test)"}
 PART_COLORS = {"forget_train": "#d62728", "retain_train": "#1f77b4",
                "forget_test": "#ff7f0e", "retain_test": "#17becf"}
 REFERENCE_PAIR = "oracle_vs_original"
@@ -84,9 +86,6 @@ PAIR_NAMES = {"unlearned_vs_original": "Unlearned vs original",
               REFERENCE_PAIR: "Oracle vs original (reference)"}
 MIA_FEATURE_LABELS = {"confidence": "Confidence", "correctness": "Correctness",
                       "entropy": "Entropy", "m_entropy": "Modified entropy"}
-# The report names distinguishability features in full, the per-example score arrays
-# use a short prefix ("eval/conf/..."): this maps the first onto the second.
-SCORE_ARRAY_NAMES = {"confidence": "conf", "entropy": "entropy"}
 SCORE_NAMES = {"conf": "Confidence", "entropy": "Entropy"}
 SCORE_AXIS_TITLES = {"conf": "confidence p_y", "entropy": "entropy of the softmax (nats)"}
 # Ten class colours without red, the colour of forget examples.
@@ -94,7 +93,6 @@ CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"
                 "#bcbd22", "#17becf", "#393b79", "#637939")
 FORGET_COLOR = "#d62728"
 NOT_SIGNIFICANT_COLOR = "#9e9e9e"
-EMBEDDING_ROLES = ("original", "unlearned", "oracle")
 
 
 def _translucent(hex_color: str, alpha: float) -> str:
@@ -129,7 +127,7 @@ def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "origi
     "oracle"), one solid line per part, next to the dashed oracle-vs-original curve: the
     change a retrained model shows, i.e. what core forgetting looks like. The shaded band
     is the 95% bootstrap interval over examples."""
-    if reference not in ("original", "oracle"):
+    if reference not in REFERENCE_ROLES:
         raise ValueError(f"reference: expected 'original' or 'oracle', got {reference!r}")
     layers = report["layers"]
     names = layers["names"]
@@ -165,7 +163,7 @@ def cka_per_layer(report: dict, parts=("forget_train",), reference: str = "origi
                                  "with the oracle's seed, up to 1)")
             plotted += twin
     return layer_axes(fig, names, plotted,
-                      f"Linear CKA per layer: unlearned vs {ROLE_NAMES[reference].lower()}"
+                      f"Linear CKA per layer: unlearned vs {ROLE_LABELS[reference].lower()}"
                       " (dashed: oracle vs original)", "linear CKA (1 = same representation)")
 
 
@@ -242,12 +240,12 @@ def probe_accuracy_per_layer(report: dict) -> go.Figure | None:
     names = layers["probe_layers"]
     retain = layers.get("probes_retain") or {}
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
+    for role in ROLES_BEFORE_AFTER:
         fig.add_scatter(x=names, y=_percent(layers["probes"][role]), mode="lines+markers",
-                        name=ROLE_NAMES[role], line_color=ROLE_COLORS[role])
+                        name=ROLE_LABELS[role], line_color=ROLE_COLORS[role])
         if any(v is not None for v in retain.get(role, [])):
             fig.add_scatter(x=names, y=_percent(retain[role]), mode="lines",
-                            name=f"{ROLE_NAMES[role]}, retain examples (baseline)",
+                            name=f"{ROLE_LABELS[role]}, retain examples (baseline)",
                             line={"color": ROLE_COLORS[role], "dash": "dot"})
     fig.update_layout(title="Linear probe accuracy on held-out forget examples",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
@@ -280,9 +278,9 @@ def mia_efficacy_bars(report: dict) -> go.Figure:
     efficacy = report["mia"]["efficacy"]
     features = [f for f in MIA_FEATURE_LABELS if f in efficacy["unlearned"]]
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
+    for role in ROLES_BEFORE_AFTER:
         values = _percent(efficacy[role][f] for f in features)
-        name = ROLE_NAMES[role] + (" (target)" if role == "oracle" else "")
+        name = ROLE_LABELS[role] + (" (target)" if role == "oracle" else "")
         fig.add_bar(name=name, x=[MIA_FEATURE_LABELS[f] for f in features], y=values,
                     marker_color=ROLE_COLORS[role],
                     text=[None if v is None else f"{v:.1f}" for v in values],
@@ -304,7 +302,7 @@ def score_histograms(arrays: dict, feature: str = "conf") -> go.Figure:
     sets = (("unlearned", "forget", "Forget, unlearned model", ROLE_COLORS["unlearned"]),
             ("unlearned", "test", "Test, unlearned model", "#1f77b4"),
             ("oracle", "forget", "Forget, retrain oracle", ROLE_COLORS["oracle"]))
-    values = {name: np.asarray(arrays[f"eval/{feature}/{role}/{subset}"], dtype=float)
+    values = {name: np.asarray(arrays[array_keys.score(feature, role, subset)], dtype=float)
               for role, subset, name, _ in sets}
     pooled = np.concatenate(list(values.values()))
     low, high = float(pooled.min()), float(pooled.max())
@@ -322,10 +320,8 @@ def score_histograms(arrays: dict, feature: str = "conf") -> go.Figure:
 
 
 def _distinguishability_arrays(arrays: dict, feature: str):
-    prefix = f"eval/dist/{feature}"
-    return (np.asarray(arrays[f"{prefix}/thresholds"], dtype=float),
-            np.asarray(arrays[f"{prefix}/fpr"], dtype=float),
-            np.asarray(arrays[f"{prefix}/fnr"], dtype=float))
+    return tuple(np.asarray(arrays[array_keys.distinguishability(feature, curve)], dtype=float)
+                 for curve in array_keys.DISTINGUISHABILITY_CURVES)
 
 
 def rates_at_threshold(arrays: dict, feature: str, threshold: float) -> dict[str, float]:
@@ -378,17 +374,17 @@ def distinguishability_curve(arrays: dict, feature: str, threshold: float | None
 def embedded_layers(report: dict, arrays: dict, method: str = "pca") -> list[str]:
     """The report's layers, shallowest first, that have stored 2-d coordinates."""
     return [name for name in report["layers"]["names"]
-            if f"eval/{method}/{name}/original" in arrays]
+            if array_keys.embedding(method, name, "original") in arrays]
 
 
 def _embedding_hover(report: dict, arrays: dict) -> np.ndarray:
     classes, parts = report["classes"], report["layers"]["parts"]
-    predicted = {role: arrays[f"eval/pred/{role}"] for role in EMBEDDING_ROLES}
+    predicted = {role: arrays[array_keys.pred(role)] for role in ROLES_BEFORE_AFTER}
     return np.array([
         f"#{index} · {PART_LABELS[parts[part]]}<br>label: {classes[label]}<br>"
         f"predicted: {classes[before]} → {classes[after]} (oracle: {classes[oracle]})"
         for index, part, label, before, after, oracle in zip(
-            arrays["eval/probe_index"], arrays["eval/probe_part"], arrays["eval/probe_label"],
+            arrays[array_keys.PROBE_INDEX], arrays[array_keys.PROBE_PART], arrays[array_keys.PROBE_LABEL],
             predicted["original"], predicted["unlearned"], predicted["oracle"])])
 
 
@@ -409,8 +405,8 @@ def selected_forget_examples(report: dict, arrays: dict, rows: list[int]) -> lis
     """Training-set indices of the forget-train examples among the probe `rows` (what
     the instance drill-down offers first)."""
     parts = report["layers"]["parts"]
-    return [int(arrays["eval/probe_index"][row]) for row in rows
-            if parts[arrays["eval/probe_part"][row]] == "forget_train"]
+    return [int(arrays[array_keys.PROBE_INDEX][row]) for row in rows
+            if parts[arrays[array_keys.PROBE_PART][row]] == "forget_train"]
 
 
 def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca",
@@ -421,17 +417,17 @@ def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca"
     `show_displacement`, the unlearned panel links each forget example's original position
     to its new one."""
     parts = report["layers"]["parts"]
-    labels = np.asarray(arrays["eval/probe_label"])
-    is_forget = np.array([parts[p].startswith("forget") for p in arrays["eval/probe_part"]],
+    labels = np.asarray(arrays[array_keys.PROBE_LABEL])
+    is_forget = np.array([parts[p].startswith("forget") for p in arrays[array_keys.PROBE_PART]],
                          dtype=bool)
     class_colors = np.array([CLASS_COLORS[label % len(CLASS_COLORS)] for label in labels])
     hover = _embedding_hover(report, arrays)
-    coords = {role: np.asarray(arrays[f"eval/{method}/{layer}/{role}"], dtype=float)
-              for role in EMBEDDING_ROLES}
+    coords = {role: np.asarray(arrays[array_keys.embedding(method, layer, role)], dtype=float)
+              for role in ROLES_BEFORE_AFTER}
     fig = make_subplots(rows=1, cols=3, shared_xaxes="all", shared_yaxes="all",
                         horizontal_spacing=0.03,
-                        subplot_titles=[ROLE_NAMES[role] for role in EMBEDDING_ROLES])
-    for column, role in enumerate(EMBEDDING_ROLES, start=1):
+                        subplot_titles=[ROLE_LABELS[role] for role in ROLES_BEFORE_AFTER])
+    for column, role in enumerate(ROLES_BEFORE_AFTER, start=1):
         for rows, name, marker in (
                 (~is_forget, "Retain examples (colour = class)",
                  {"size": 6, "opacity": 0.7, "color": class_colors[~is_forget].tolist()}),
@@ -453,7 +449,7 @@ def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca"
                         line={"width": 1, "color": "rgba(0,0,0,0.35)"}, hoverinfo="skip",
                         row=1, col=2)
     axis_titles = ["dimension 1", "dimension 2"]
-    variance_key = f"eval/{method}_variance/{layer}"
+    variance_key = array_keys.embedding_variance(method, layer)
     if variance_key in arrays:
         axis_titles = [f"PC{i + 1} ({100 * ratio:.1f}% of variance)"
                        for i, ratio in enumerate(arrays[variance_key][:2])]

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from . import ROLE_COLORS, ROLE_NAMES
+from ..vocabulary import ROLES_BEFORE_AFTER
+from . import ROLE_COLORS, ROLE_LABELS
 
 # Marker diameters (px) for the shortest and the longest time in the chart.
 _SMALLEST, _LARGEST = 8, 40
@@ -55,7 +56,7 @@ def tradeoff_scatter(table: pd.DataFrame, x: str = "avg_gap") -> go.Figure:
         (100 * references[oracle_column]).tolist()
     fig.add_scatter(
         x=oracle_x, y=(100 * references["oracle_test_acc"]).tolist(),
-        mode="markers", name=ROLE_NAMES["oracle"] + (" (gap 0 by definition)"
+        mode="markers", name=ROLE_LABELS["oracle"] + (" (gap 0 by definition)"
                                                      if oracle_column is None else ""),
         marker={"size": _sizes(references["oracle_seconds"].tolist(), longest),
                 "symbol": "star", "color": ROLE_COLORS["oracle"],
@@ -67,7 +68,7 @@ def tradeoff_scatter(table: pd.DataFrame, x: str = "avg_gap") -> go.Figure:
     fig.add_scatter(
         x=(100 * with_original[original_column]).tolist(),
         y=(100 * with_original["original_test_acc"]).tolist(),
-        mode="markers", name=f"{ROLE_NAMES['original']} (nothing unlearned)",
+        mode="markers", name=f"{ROLE_LABELS['original']} (nothing unlearned)",
         marker={"size": 14, "symbol": "diamond", "color": ROLE_COLORS["original"],
                 "line": {"width": 1, "color": "black"}},
         customdata=with_original[["setup"]].values.tolist(),
@@ -88,9 +89,9 @@ def instance_margins(info: dict) -> go.Figure | None:
     if info["margins"] is None:
         return None
     fig = go.Figure()
-    for role in ("original", "unlearned", "oracle"):
+    for role in ROLES_BEFORE_AFTER:
         fig.add_scatter(x=info["probe_layers"], y=info["margins"][role], mode="lines+markers",
-                        name=ROLE_NAMES[role], line_color=ROLE_COLORS[role])
+                        name=ROLE_LABELS[role], line_color=ROLE_COLORS[role])
     fig.add_hline(y=0, line_width=1, line_color="grey")
     fig.update_layout(title=f"Probe margin per layer, training example #{info['index']} "
                             "(> 0: the probe reads its label)",

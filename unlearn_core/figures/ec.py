@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from . import PART_LABELS, REFERENCE_PAIR, ROLE_COLORS, ROLE_NAMES, layer_axes
+from . import PART_LABELS, REFERENCE_PAIR, ROLE_COLORS, ROLE_LABELS, layer_axes
 
 EC_TERMS = {"contrastive": "Contrastive unlearning loss (forget vs retain)",
             "ce": "Cross-entropy on retain data (deep supervision)"}
@@ -34,7 +34,7 @@ def cka_overlay(reports: dict[str, dict], part: str = "forget_train") -> go.Figu
         reference = first["layers"]["cka"][REFERENCE_PAIR][part]
         plotted += reference
         fig.add_scatter(x=first["layers"]["names"], y=reference, mode="lines+markers",
-                        name=f"{ROLE_NAMES['oracle']} (reference)",
+                        name=f"{ROLE_LABELS['oracle']} (reference)",
                         line={"color": ROLE_COLORS["oracle"], "dash": "dash"})
     return layer_axes(fig, names, plotted,
                       f"Linear CKA to the original per layer, {PART_LABELS[part].lower()}: "

@@ -13,7 +13,6 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..metrics.report import average_gap
 from . import ROLE_COLORS, cka_per_layer
 
 LOCALIZED_METHODS = ("del", "localized")
@@ -168,7 +167,7 @@ def best_per_budget(reports: Sequence[dict]) -> list[dict]:
     the learning rate and epochs, read off the runs of a grid. Ties keep the first run."""
     best: dict[tuple, tuple[float, dict]] = {}
     for report in reports:
-        gap = average_gap(report)
+        gap = report["average_gap"]["unlearned"]
         if gap is None:
             continue
         key = (series_label(report), localization_params(report)["rho"],

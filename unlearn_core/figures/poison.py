@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from . import ROLE_COLORS, ROLE_NAMES, _percent, layer_axes
+from ..vocabulary import REFERENCE_ROLES, ROLES_BEFORE_AFTER
+from . import ROLE_COLORS, ROLE_LABELS, _percent, layer_axes
 
-ROLE_ORDER = ("original", "unlearned", "oracle")
 
 
 def asr_bars(report: dict) -> go.Figure:
@@ -15,9 +15,9 @@ def asr_bars(report: dict) -> go.Figure:
     measures = {"ASR": poison["asr"], "ASR after a head refit": poison["asr_head_refit"],
                 "base rate (clean images)": poison["base_rate"]}
     fig = go.Figure()
-    for role in ROLE_ORDER:
+    for role in ROLES_BEFORE_AFTER:
         values = _percent(measures[label][role] for label in measures)
-        fig.add_bar(name=ROLE_NAMES[role], x=list(measures), y=values,
+        fig.add_bar(name=ROLE_LABELS[role], x=list(measures), y=values,
                     marker_color=ROLE_COLORS[role],
                     text=[None if v is None else f"{v:.1f}" for v in values],
                     textposition="outside")
@@ -34,9 +34,9 @@ def trigger_readout_per_layer(report: dict) -> go.Figure:
     poison = report["poison"]
     names = poison["readout_layers"]
     fig = go.Figure()
-    for role in ROLE_ORDER:
+    for role in ROLES_BEFORE_AFTER:
         fig.add_scatter(x=names, y=_percent(poison["readout"][role]), mode="lines+markers",
-                        name=ROLE_NAMES[role], line_color=ROLE_COLORS[role])
+                        name=ROLE_LABELS[role], line_color=ROLE_COLORS[role])
     fig.update_layout(title="Trigger readout per layer (held-out triggered images)",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       yaxis_title=f"% read as class {poison['target']}", yaxis_range=[0, 105],
@@ -54,7 +54,7 @@ def cka_on_triggered_inputs(report: dict) -> go.Figure:
     for role, pair in (("unlearned", "unlearned_vs_original"), ("oracle", "oracle_vs_original")):
         plotted += cka[pair]
         fig.add_scatter(x=names, y=cka[pair], mode="lines+markers",
-                        name=f"{ROLE_NAMES[role]} vs original", line_color=ROLE_COLORS[role])
+                        name=f"{ROLE_LABELS[role]} vs original", line_color=ROLE_COLORS[role])
     return layer_axes(fig, names, plotted, "CKA to the original on triggered inputs",
                       "linear CKA")
 
@@ -71,10 +71,10 @@ def asr_by_run(reports: dict[str, dict]) -> go.Figure:
                     text=[None if v is None else f"{v:.0f}" for v in values],
                     textposition="outside")
     first = next(iter(reports.values()))["poison"]["asr"]
-    for role in ("original", "oracle"):
+    for role in REFERENCE_ROLES:
         if first[role] is not None:
             fig.add_hline(y=100 * first[role], line_dash="dot", line_color=ROLE_COLORS[role],
-                          annotation_text=f"{ROLE_NAMES[role]} ASR",
+                          annotation_text=f"{ROLE_LABELS[role]} ASR",
                           annotation_position="top left")
     fig.update_layout(title="Does the trigger still fire?", barmode="group",
                       yaxis_title="% of triggered test images sent to the target",
@@ -86,9 +86,9 @@ def imprint_bars(report: dict) -> go.Figure:
     """A Gaussian-poisoning run: each model's mean noise imprint with ±2 standard errors."""
     poison = report["poison"]
     fig = go.Figure()
-    for role in ROLE_ORDER:
+    for role in ROLES_BEFORE_AFTER:
         se = poison["imprint_se"][role]
-        fig.add_bar(x=[ROLE_NAMES[role]], y=[poison["imprint"][role]], name=ROLE_NAMES[role],
+        fig.add_bar(x=[ROLE_LABELS[role]], y=[poison["imprint"][role]], name=ROLE_LABELS[role],
                     marker_color=ROLE_COLORS[role],
                     error_y={"type": "data", "array": [None if se is None else 2 * se],
                              "visible": True})

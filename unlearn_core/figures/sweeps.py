@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from . import ROLE_COLORS, ROLE_NAMES
+from ..vocabulary import format_params
+from . import ROLE_COLORS, ROLE_LABELS
 
 TRADEOFF_AXES = {"avg_gap": "avg gap to the oracle (pp)",
                  "forget_gap": "forget-accuracy gap to the oracle (pp, unlearned − oracle)"}
@@ -46,8 +47,8 @@ def tradeoff_scatter(rows: list[dict], x: str = "avg_gap") -> go.Figure:
         ys = [100 * r["metrics"]["test"]["mean"] for r in mine]
         x_err = [_half_width(r["metrics"][x]) for r in mine]
         y_err = [_half_width(r["metrics"]["test"]) for r in mine]
-        labels = [", ".join(f"{k}={v}" for k, v in r["params"].items()) or r["label"]
-                  if kind == "method" else ROLE_NAMES[kind] for r in mine]
+        labels = [format_params(r["params"]) or r["label"]
+                  if kind == "method" else ROLE_LABELS[kind] for r in mine]
         hover = [f"{label}<br>{x}: {px:.2f} pp<br>test: {py:.1f}%<br>time: "
                  + ("n/a" if r["metrics"]["seconds"]["mean"] is None
                     else f"{r['metrics']['seconds']['mean']:.2f} s")
@@ -55,7 +56,7 @@ def tradeoff_scatter(rows: list[dict], x: str = "avg_gap") -> go.Figure:
                  for label, px, py, r in zip(labels, xs, ys, mine)]
         fig.add_scatter(
             x=xs, y=ys, mode="markers+text" if kind == "method" else "markers",
-            name="settings (mean over seeds)" if kind == "method" else ROLE_NAMES[kind],
+            name="settings (mean over seeds)" if kind == "method" else ROLE_LABELS[kind],
             text=labels if kind == "method" else None, textposition="top center",
             hovertext=hover, hoverinfo="text",
             error_x={"type": "data", "array": [e or 0 for e in x_err],

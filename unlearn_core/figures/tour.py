@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from . import ACCURACY_LABELS, ROLE_COLORS, ROLE_NAMES, _percent
+from . import ACCURACY_LABELS, ROLE_COLORS, ROLE_LABELS, _percent
 
 FORGET_KEYS = ("forget_train", "test_forget")
 
@@ -14,9 +14,9 @@ def forget_accuracy_by_run(reports: dict[str, dict]) -> go.Figure:
     """Forget-train and forget-class test accuracy of several runs side by side, with the
     first run's original and retrain oracle as the two reference bars at the ends."""
     first = next(iter(reports.values()))
-    columns = {ROLE_NAMES["original"]: first["accuracy"]["original"],
+    columns = {ROLE_LABELS["original"]: first["accuracy"]["original"],
                **{label: report["accuracy"]["unlearned"] for label, report in reports.items()},
-               ROLE_NAMES["oracle"]: first["accuracy"]["oracle"]}
+               ROLE_LABELS["oracle"]: first["accuracy"]["oracle"]}
     colors = [ROLE_COLORS["original"]] + [ROLE_COLORS["unlearned"]] * len(reports) \
         + [ROLE_COLORS["oracle"]]
     fig = go.Figure()

@@ -14,7 +14,7 @@ from ..training import seeded, sgd
 from .base import (NO_GRADIENT_THROUGH_KEYS, Method, Outcome, Param, UnlearnContext,
                    batch_size_param, epochs_param, lr_param)
 from .registry import register_method
-from .relabel import forget_labels, relabelled_loader
+from .random_label import forget_labels, relabelled_loader
 
 REFERENCE = "Chen et al., Boundary Unlearning (CVPR 2023)"
 

@@ -50,7 +50,7 @@ from ..models import LensModel
 from ..models.dkvb import KeyValueBottleneck, bottleneck_of, usage_counts
 from ..training import Experiment, encode
 from .base import Method, Outcome, Param, UnlearnContext
-from .baselines import STOP_RULES, forget_accuracy_target
+from .stop_rules import STOP_RULES, forget_accuracy_target
 from .registry import register_method
 
 RANKINGS = ("global", "per_codebook")

@@ -61,7 +61,8 @@ from ..progress import Progress
 from ..training import fit, repeat_forever, sgd
 from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
-from .baselines import accuracy_and_loss, fit_info, forget_accuracy_target, stop_params
+from .retain_training import fit_info
+from .stop_rules import accuracy_and_loss, forget_accuracy_target, stop_params
 from .registry import register_method, register_plugin
 
 EMBEDDING_DIM = 128

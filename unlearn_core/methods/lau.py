@@ -34,8 +34,8 @@ from ..models import LensModel
 from ..training import sgd
 from .base import (NO_GRADIENT_THROUGH_KEYS, Method, Outcome, Param, UnlearnContext,
                    batch_size_param, epochs_param, lr_param)
-from .baselines import fit_info
-from .distill import distillation_kl
+from .retain_training import fit_info
+from .scrub import distillation_kl
 from .registry import register_method
 
 # Artifact names. figures/lau.py reads the same names from its own copy, since the

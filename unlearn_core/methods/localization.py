@@ -40,7 +40,7 @@ from ..models import LensModel
 from ..progress import Progress
 from .base import Param
 from .gradients import batch_gradients, stage_fractions
-from .relabel import top_fraction_masks
+from .salun import top_fraction_masks
 
 CHANNEL, PARAMETER = "channel", "parameter"
 

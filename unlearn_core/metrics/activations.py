@@ -17,12 +17,9 @@ import torch.nn.functional as F
 from ..data import ImageSet, Split, TensorLoader
 from ..models import LOGITS, LensModel
 from ..training import Experiment
+from ..vocabulary import PART_BY_NAME, PARTS
 from .accuracy import EVAL_BATCH, Predictions
 
-PARTS = ("forget_train", "retain_train", "forget_test", "retain_test")
-# (split attribute, dataset attribute) of each part
-_SOURCES = {"forget_train": ("forget", "train"), "retain_train": ("retain", "train"),
-            "forget_test": ("test_forget", "test"), "retain_test": ("test_retain", "test")}
 MAX_FEATURES = 8192  # wider conv maps are average-pooled spatially to fit (memory, speed)
 _CACHE_SIZE = 32  # a setup's references fill about 12 entries
 T = TypeVar("T")
@@ -48,16 +45,15 @@ def probe_subset(exp: Experiment, per_part: int = 500, seed: int = 0) -> ProbeSu
     rng = np.random.default_rng(seed)
     split: Split = exp.split
     parts, part_ids, indices, labels = [], [], [], []
-    for name in PARTS:
-        split_attr, set_attr = _SOURCES[name]
-        available = getattr(split, split_attr)
+    for part in PARTS:
+        available = getattr(split, part.split_attr)
         if len(available) == 0:
             continue
         chosen = np.sort(rng.choice(available, size=min(per_part, len(available)), replace=False))
         part_ids.append(np.full(len(chosen), len(parts)))
-        parts.append(name)
+        parts.append(part.name)
         indices.append(chosen)
-        labels.append(getattr(exp.dataset, set_attr).labels[torch.from_numpy(chosen)].numpy())
+        labels.append(getattr(exp.dataset, part.from_set).labels[torch.from_numpy(chosen)].numpy())
     key = f"{exp.spec.oracle_key}-{per_part}-{seed}"
     return ProbeSubset(tuple(parts), np.concatenate(part_ids), np.concatenate(indices),
                        np.concatenate(labels), key)
@@ -78,7 +74,7 @@ def compute_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
     model.eval()
     out: dict[str, list[np.ndarray]] = {name: [] for name in model.probe_layers}
     for set_name in ("train", "test"):
-        in_set = np.array([_SOURCES[p][1] == set_name for p in subset.parts])[subset.part]
+        in_set = np.array([PART_BY_NAME[p].from_set == set_name for p in subset.parts])[subset.part]
         if not in_set.any():
             continue
         chunks = layer_outputs(model, exp, getattr(exp.dataset, set_name), subset.index[in_set],
@@ -135,7 +131,7 @@ def compute_predictions_and_activations(model: LensModel, exp: Experiment, subse
     layer_rows: dict[str, list[np.ndarray]] = {name: [] for name in model.probe_layers}
     for set_name in ("train", "test"):
         images = getattr(exp.dataset, set_name)
-        in_set = np.array([_SOURCES[p][1] == set_name for p in subset.parts])[subset.part]
+        in_set = np.array([PART_BY_NAME[p].from_set == set_name for p in subset.parts])[subset.part]
         wanted = subset.index[in_set]
         kept: dict[str, np.ndarray] = {}
         probs, labels = [], []

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from ..vocabulary import ROLES
 from .activations import Memo, ProbeSubset, no_memo
 from .cka import (ConstantFeaturesError, NotEstimableError, bootstrap_cka_replicates, cka_interval,
                   cka_matrix, difference_interval, forgetting_depth, linear_cka)
@@ -176,7 +177,7 @@ def probe_report(acts: dict[str, dict[str, np.ndarray]], subset: ProbeSubset,
 
     scores = {role: memo((role,), f"probes-{seed}", lambda role=role: [
         probe_accuracy(acts[role][layer]) for layer in feature_layers])
-        for role in ("unlearned", "original", "oracle")}
+        for role in ROLES}
     probes = {role: [s[0] for s in values] for role, values in scores.items()}
     before = float((unlearned_preds[test_rows] == subset.labels[test_rows]).mean())
     after = probes["unlearned"][-1]  # a refit classifier on the unlearned trunk

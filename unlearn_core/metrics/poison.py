@@ -26,15 +26,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import array_keys
 from ..data import TensorLoader, load_dataset
 from ..data.poison import add_noise, triggered_test_set
 from ..models import LensModel
 from ..training import Experiment, predict
+from ..vocabulary import ROLES
 from .activations import cached, layer_outputs
 from .cka import ConstantFeaturesError, linear_cka
 from .probes import probe_predictions
 
-ROLES = ("unlearned", "original", "oracle")
 # Rows of the probe data, seeded: enough for a stable linear probe, few enough to fit fast.
 PROBE_POISONED, PROBE_RETAIN, PROBE_TRIGGERED = 300, 600, 500
 # A layer "reads the trigger" when the references differ there by at least this much.
@@ -135,8 +136,8 @@ def poison_report(models: dict[str, LensModel], exp: Experiment, layers: list[st
         "cka_triggered": {"names": layers, **cka},
     }
     report["verdict"] = poison_verdict(report)
-    arrays = {"eval/poison/index": triggered[1],
-              **{f"eval/poison/pred/{role}": per_role[role]["triggered_pred"] for role in ROLES}}
+    arrays = {array_keys.POISON_INDEX: triggered[1],
+              **{array_keys.poison_pred(role): per_role[role]["triggered_pred"] for role in ROLES}}
     return report, arrays
 
 
@@ -270,8 +271,9 @@ def gaussian_report(models: dict[str, LensModel], exp: Experiment, *, seed: int
                        if len(rows) > 1 else None for role in ROLES},
     }
     report["verdict"] = gaussian_verdict(report)
-    arrays = {"eval/poison/index": rows.numpy(),
-              **{f"eval/poison/imprint/{role}": scores[role].astype(np.float32) for role in ROLES}}
+    arrays = {array_keys.POISON_INDEX: rows.numpy(),
+              **{array_keys.poison_imprint(role): scores[role].astype(np.float32)
+                 for role in ROLES}}
     return report, arrays
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import array_keys
 from ..data import Split
+from ..report_schema import mia_gaps_to_oracle
 from .accuracy import Predictions
 from .activations import Memo, no_memo
 from .mia import FEATURES, attack_features, attack_scores, distinguishability, mia_all
@@ -34,23 +36,24 @@ def balanced_members(labels: np.ndarray, retain: np.ndarray, size: int, seed: in
     return np.sort(np.array(chosen, dtype=np.int64))
 
 
-def _role_privacy(p: Predictions, labels: np.ndarray, members: np.ndarray, split: Split,
-                  seed: int) -> tuple[dict, dict]:
-    """One model's MIA efficacy for every feature, and its per-example arrays keyed by the
-    part after "eval/<name>/<role>"."""
+def _role_privacy(role: str, p: Predictions, labels: np.ndarray, members: np.ndarray,
+                  split: Split, seed: int) -> tuple[dict, dict]:
+    """One model's MIA efficacy for every feature, and its per-example arrays."""
     args = (p.train_probs[members], labels[members], p.test_probs, p.test_labels,
             p.train_probs[split.forget], labels[split.forget])
     arrays = {
         # Per-example membership scores of the forget set (the one-example view shows all
         # three models).
-        "mia_score": attack_scores(*args, feature=HEADLINE, seed=seed),
-        "forget_pred": p.train_probs[split.forget].argmax(1) if len(split.forget)
+        array_keys.mia_score(role): attack_scores(*args, feature=HEADLINE, seed=seed),
+        array_keys.forget_pred(role): p.train_probs[split.forget].argmax(1) if len(split.forget)
         else np.zeros(0, np.int64)}
     for set_name, probs, set_labels in (
             ("forget", p.train_probs[split.forget], labels[split.forget]),
             ("test", p.test_probs, p.test_labels)):
-        arrays[f"conf/{set_name}"] = attack_features(probs, set_labels, "confidence")
-        arrays[f"entropy/{set_name}"] = attack_features(probs, set_labels, "entropy")
+        arrays[array_keys.score("conf", role, set_name)] = attack_features(probs, set_labels,
+                                                                          "confidence")
+        arrays[array_keys.score("entropy", role, set_name)] = attack_features(probs, set_labels,
+                                                                             "entropy")
     return mia_all(*args, seed=seed), arrays
 
 
@@ -62,12 +65,10 @@ def privacy_report(preds: dict[str, Predictions], split: Split, seed: int,
     members = balanced_members(labels, split.retain, len(preds["unlearned"].test_labels), seed)
     efficacy, arrays = {}, {}
     for role, p in preds.items():
-        efficacy[role], role_arrays = memo((role,), f"mia-{seed}", lambda p=p: _role_privacy(
-            p, labels, members, split, seed))
-        for name, values in role_arrays.items():
-            head, _, tail = name.partition("/")
-            arrays[f"eval/{head}/{role}" + (f"/{tail}" if tail else "")] = values
-    arrays["eval/forget_index"] = np.asarray(split.forget, dtype=np.int64)
+        efficacy[role], role_arrays = memo((role,), f"mia-{seed}", lambda role=role, p=p: (
+            _role_privacy(role, p, labels, members, split, seed)))
+        arrays.update(role_arrays)
+    arrays[array_keys.FORGET_INDEX] = np.asarray(split.forget, dtype=np.int64)
     dist, notes = {}, {}
     n_forget = int(len(split.forget))
     if n_forget < MIN_DISTINGUISHABILITY_EXAMPLES:
@@ -77,14 +78,15 @@ def privacy_report(preds: dict[str, Predictions], split: Split, seed: int,
         if notes:
             dist[feature] = {"epsilon": None, "privacy_score": None}
             continue
-        short = "conf" if feature == "confidence" else "entropy"
-        curve = distinguishability(arrays[f"eval/{short}/unlearned/forget"],
-                                   arrays[f"eval/{short}/oracle/forget"])
+        short = array_keys.SCORE_ARRAY_NAMES[feature]
+        curve = distinguishability(arrays[array_keys.score(short, "unlearned", "forget")],
+                                   arrays[array_keys.score(short, "oracle", "forget")])
         dist[feature] = {"epsilon": float(curve["epsilon"]),
                          "privacy_score": float(curve["privacy_score"])}
-        for name in ("thresholds", "fpr", "fnr"):
-            arrays[f"eval/dist/{feature}/{name}"] = np.asarray(curve[name])
-    report = {"efficacy": efficacy, "headline": HEADLINE, "features": list(FEATURES),
+        for name in array_keys.DISTINGUISHABILITY_CURVES:
+            arrays[array_keys.distinguishability(feature, name)] = np.asarray(curve[name])
+    report = {"efficacy": efficacy, "gap_to_oracle": mia_gaps_to_oracle(efficacy),
+              "headline": HEADLINE, "features": list(FEATURES),
               "distinguishability": dist, "n_members": int(len(members)),
               "n_nonmembers": int(len(preds["unlearned"].test_labels)),
               "n_forget": n_forget, "not_estimable": notes}

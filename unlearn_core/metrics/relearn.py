@@ -40,12 +40,12 @@ import torch.nn.functional as F
 from ..data import TensorLoader
 from ..errors import UserError
 from ..training import Experiment, sgd
+from ..vocabulary import ROLES
 
 DEFAULT_K, DEFAULT_STEPS, DEFAULT_LR = 32, 10, 0.01
 MAX_K, MAX_STEPS = 4096, 1000
 # Without an original to compare with, "relearned" means reaching this score.
 DEFAULT_TARGET = 0.5
-ROLES = ("unlearned", "oracle", "original")
 _EVAL_BATCH = 512
 
 Score = Callable[[torch.nn.Module], float]

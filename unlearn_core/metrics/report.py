@@ -9,9 +9,14 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from .. import array_keys
 from ..models import LensModel
 from ..progress import Progress
+# average_gap is defined beside the report's types (an older report's upgrade computes it);
+# the sweeps rank by it from here (the oracle's row too, which the report does not store).
+from ..report_schema import SCHEMA_VERSION, Report, average_gap, average_gaps  # noqa: F401
 from ..training import Experiment, speedup
+from ..vocabulary import ROLES
 from .accuracy import ACCURACY_KEYS, accuracies
 from .activations import (activations, predictions_and_activations, probe_subset,
                           reference_memo)
@@ -20,29 +25,11 @@ from .layers import cka_report, probe_report, seed_noise, verdict
 from .poison import poison_report
 from .privacy import privacy_report
 
-ROLES = ("unlearned", "original", "oracle")
-
 
 def gaps_to_oracle(unlearned: dict, oracle: dict) -> dict:
     """Unlearned minus oracle for each accuracy (None where a part is empty)."""
     return {k: None if unlearned[k] is None or oracle[k] is None else unlearned[k] - oracle[k]
             for k in ACCURACY_KEYS}
-
-
-# The accuracies whose |gap| to the oracle SalUn's average gap averages, with MIA efficacy.
-AVERAGE_GAP_KEYS = ("forget_train", "retain_train", "test")
-
-
-def average_gap(report: dict, role: str = "unlearned") -> float | None:
-    """SalUn's average gap: the mean |role − oracle| over forget, retain and test accuracy
-    and MIA efficacy (confidence); None where one of them is not known."""
-    acc, oracle = report["accuracy"][role], report["accuracy"]["oracle"]
-    efficacy = report["mia"]["efficacy"]
-    gaps = [None if acc[k] is None or oracle[k] is None else abs(acc[k] - oracle[k])
-            for k in AVERAGE_GAP_KEYS]
-    mia, mia_oracle = efficacy[role]["confidence"], efficacy["oracle"]["confidence"]
-    gaps.append(None if mia is None or mia_oracle is None else abs(mia - mia_oracle))
-    return None if None in gaps else sum(gaps) / len(gaps)
 
 
 def cost_section(exp: Experiment, seconds: float, oracle_seconds: float | None) -> dict:
@@ -71,7 +58,7 @@ class PartTimer:
 
 def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
              oracle_seconds: float, reference_keys: dict[str, str] | None = None,
-             progress: Progress | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+             progress: Progress | None = None) -> tuple[Report, dict[str, np.ndarray]]:
     """The report of one unlearning run and its per-example arrays.
 
     `models` maps "unlearned", "original" and "oracle" to models; `reference_keys` names
@@ -113,24 +100,26 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
     progress.update(0.75, "evaluating: membership inference")
     with timer.part("mia"):
         mia, arrays = privacy_report(preds, exp.split, seed, memo)
-    arrays.update({"eval/probe_index": subset.index, "eval/probe_part": subset.part,
-                   "eval/probe_label": subset.labels})
+    arrays.update({array_keys.PROBE_INDEX: subset.index, array_keys.PROBE_PART: subset.part,
+                   array_keys.PROBE_LABEL: subset.labels})
     for role in ROLES:
-        arrays[f"eval/pred/{role}"] = acts[role][names[-1]].argmax(1)
+        arrays[array_keys.pred(role)] = acts[role][names[-1]].argmax(1)
     progress.update(0.9, "evaluating: embeddings")
     with timer.part("pca"):
         for layer in names:
             pca = fit_joint_pca({role: acts[role][layer] for role in ROLES}, seed=seed)
             for role in ROLES:
-                arrays[f"eval/pca/{layer}/{role}"] = pca.coords[role].astype(np.float32)
-            arrays[f"eval/pca_variance/{layer}"] = np.asarray(pca.explained_variance_ratio)
+                arrays[array_keys.embedding("pca", layer, role)] = pca.coords[role].astype(np.float32)
+            arrays[array_keys.embedding_variance("pca", layer)] = np.asarray(
+                pca.explained_variance_ratio)
     if exp.spec.forget.kind == "poison":
         progress.update(0.95, "evaluating: the backdoor")
         with timer.part("poison"):
             poison, poison_arrays = poison_report(models, exp, names, seed=seed,
                                                   reference_keys=reference_keys)
         arrays.update(poison_arrays)
-    report = {
+    report: Report = {
+        "schema_version": SCHEMA_VERSION,
         "oracle": {"init": exp.spec.oracle_init, "seed": exp.spec.oracle_seed,
                    "key": reference_keys.get("oracle")},
         "accuracy": acc,
@@ -143,6 +132,7 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
         "layers": layers,
         "mia": mia,
     }
+    report["average_gap"] = average_gaps(report)
     if exp.spec.forget.kind == "poison":
         report["poison"] = poison
     # Everything left out for too few examples, in one place: "section.key" -> reason

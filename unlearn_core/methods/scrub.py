@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..training import sgd
 from .base import (Method, Outcome, Param, UnlearnContext, batch_size_param, epochs_param,
                    lr_param)
-from .baselines import fit_info
+from .retain_training import fit_info
 from .registry import register_method
 
 

@@ -9,7 +9,7 @@ import torch
 
 from conftest import tiny_context, unlearn_tiny
 from unlearn_core.errors import Cancelled, UserError
-from unlearn_core.methods import get_method, localized
+from unlearn_core.methods import del_localized, get_method
 from unlearn_core.methods.localization import localize
 from unlearn_core.progress import Progress
 from unlearn_core.training import FitLog
@@ -41,7 +41,7 @@ def test_reset_changes_exactly_the_masked_parameters_before_finetuning(tiny_refs
         seen.update({name: p.detach().clone() for name, p in trained.named_parameters()})
         return FitLog()
 
-    monkeypatch.setattr(localized, "fit_on_retain", capture)
+    monkeypatch.setattr(del_localized, "fit_on_retain", capture)
     get_method("del").unlearn(ctx)
     original = dict(tiny_refs.original.model.named_parameters())
     assert 0 < sum(int(m.sum()) for m in masks.values()) < sum(m.numel() for m in masks.values())
@@ -109,7 +109,7 @@ def test_masked_gradients_restores_the_model(tiny_refs):
     masks = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in model.named_parameters()}
     first = next(iter(masks))
     masks[first].view(-1)[0] = True
-    with localized.masked_gradients(model, masks):
+    with del_localized.masked_gradients(model, masks):
         frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
         assert frozen == [n for n in masks if n != first]
         x = torch.randn(2, 1, 8, 8)

@@ -9,8 +9,8 @@ Algorithms:
   initialised model of the same architecture, then the model is finetuned on the retain
   set with every gradient multiplied by the mask, the classifier always trainable (SGD,
   momentum 0.9, weight decay 0, cosine schedule).
-* "random_label": Random Label (relabel.py) with gradients multiplied by the mask.
-* "neggrad_plus": NegGrad+ (baselines.py) with gradients multiplied by the mask.
+* "random_label": Random Label (random_label.py) with gradients multiplied by the mask.
+* "neggrad_plus": NegGrad+ (neggrad.py) with gradients multiplied by the mask.
 
 Parameters outside the mask (and, for RFT, outside the classifier) stay bit-identical:
 their gradient is zero, so with weight decay 0 their momentum stays zero and SGD adds
@@ -33,11 +33,12 @@ from ..config import MethodSpec, RunSpec, SetupSpec
 from ..models import LensModel
 from .base import (NEEDS_EVERY_GRADIENT, Method, Outcome, Param, UnlearnContext,
                    batch_size_param, epochs_param, lr_param)
-from .baselines import NegGradPlus, fit_on_retain, fit_info
+from .neggrad import NegGradPlus
+from .retain_training import fit_info, fit_on_retain
 from .localization import (RANDOM_LIKE, RHO, STRATEGY, TOPK_FRACTION, Localization,
                            channel_selectivity, localize, mask_summary)
 from .registry import register_method
-from .relabel import train_random_label
+from .random_label import train_random_label
 
 ALGORITHMS = ("rft", "random_label", "neggrad_plus")
 ALGORITHM_TITLES = {"rft": "Reset + Finetune", "random_label": "Random Label",
