@@ -19,11 +19,9 @@ from __future__ import annotations
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from playwright.sync_api import sync_playwright  # noqa: E402
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 
-from tests.e2e.e2e_support import ROOT, free_port  # noqa: E402
+from tests.e2e.e2e_support import started_app  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -40,47 +38,13 @@ TOUR_TITLE = "Tour: is the forgetting only skin-deep?"
 # Sidebar entry -> the page's title.
 PAGES = {"Compare": "Compare runs", "Results": "Results", "Layers": "Inside the layers"}
 POLL_S = 0.05
+SERVER_OPTIONS = ("--browser.gatherUsageStats", "false")
 PAGE_TIMEOUT_S = 120
 TOUR_TIMEOUT_S = 900
 
 
 def load() -> str:
     return " / ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def start_server(store: Path, log: Path) -> tuple[subprocess.Popen, str, float]:
-    """The server, its url and the time its health check first answered (polled every
-    50 ms, so the cold start is measured from within 50 ms of it)."""
-    port = free_port()
-    url = f"http://localhost:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env={**os.environ, "LENS_STORE": str(store)},
-        stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + PAGE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"streamlit exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-                if response.read() == b"ok":
-                    return server, url, time.perf_counter()
-        except OSError:
-            pass
-        time.sleep(POLL_S)
-    server.kill()
-    raise SystemExit(f"streamlit did not answer within {PAGE_TIMEOUT_S} s")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 def heading(page, title: str):
@@ -134,33 +98,31 @@ def open_browser(playwright):
 
 def time_pages(store: Path, repeats: int) -> None:
     load_before = load()
-    with tempfile.TemporaryDirectory() as scratch, sync_playwright() as playwright:
-        server, url, answered = start_server(store, Path(scratch) / "streamlit.log")
-        try:
-            browser, page = open_browser(playwright)
-            runs = ScriptRuns(page)
-            page.goto(url)
-            title = wait_until(lambda: heading(page, TOUR_TITLE).count() > 0, "the Tour title")
-            done = runs.wait_after(page, answered, "the Tour page to finish")
-            print(f"cold start: health answered -> Tour title {title - answered:.2f} s, "
-                  f"-> Tour page finished {done - answered:.2f} s", flush=True)
-            times: dict[str, list[tuple[float, float]]] = {name: [] for name in PAGES}
-            for _ in range(repeats):
-                for name, page_title in PAGES.items():
-                    link = page.locator("[data-testid='stSidebarNav'] a", has_text=name).first
-                    clicked = time.perf_counter()
-                    link.click()
-                    shown = wait_until(lambda t=page_title: heading(page, t).count() > 0,
-                                       f"the {name} title")
-                    settled = runs.wait_after(page, clicked, f"{name} to finish")
-                    times[name].append((shown - clicked, settled - clicked))
-                    print(f"{name}: title {shown - clicked:.2f} s, finished "
-                          f"{settled - clicked:.2f} s", flush=True)
-                    if page.locator("[data-testid='stException']").count():
-                        raise SystemExit(f"{name} shows an exception box")
-            browser.close()
-        finally:
-            stop_server(server)
+    with (tempfile.TemporaryDirectory() as scratch, sync_playwright() as playwright,
+          started_app(Path(scratch), store, *SERVER_OPTIONS, poll_s=POLL_S)
+          as (url, _, answered)):
+        browser, page = open_browser(playwright)
+        runs = ScriptRuns(page)
+        page.goto(url)
+        title = wait_until(lambda: heading(page, TOUR_TITLE).count() > 0, "the Tour title")
+        done = runs.wait_after(page, answered, "the Tour page to finish")
+        print(f"cold start: health answered -> Tour title {title - answered:.2f} s, "
+              f"-> Tour page finished {done - answered:.2f} s", flush=True)
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in PAGES}
+        for _ in range(repeats):
+            for name, page_title in PAGES.items():
+                link = page.locator("[data-testid='stSidebarNav'] a", has_text=name).first
+                clicked = time.perf_counter()
+                link.click()
+                shown = wait_until(lambda t=page_title: heading(page, t).count() > 0,
+                                   f"the {name} title")
+                settled = runs.wait_after(page, clicked, f"{name} to finish")
+                times[name].append((shown - clicked, settled - clicked))
+                print(f"{name}: title {shown - clicked:.2f} s, finished "
+                      f"{settled - clicked:.2f} s", flush=True)
+                if page.locator("[data-testid='stException']").count():
+                    raise SystemExit(f"{name} shows an exception box")
+        browser.close()
     print(f"\nstore: {store}; load average (1/5/15 min) before {load_before}, after {load()}")
     print("| page | first: title / finished (s) | median of later: title / finished (s) |")
     print("|---|---|---|")
@@ -181,33 +143,30 @@ def sidebar_progress(page) -> str:
 
 def time_tour() -> None:
     load_before = load()
-    with tempfile.TemporaryDirectory() as scratch, sync_playwright() as playwright:
-        server, url, answered = start_server(Path(scratch) / "store",
-                                             Path(scratch) / "streamlit.log")
-        try:
-            browser, page = open_browser(playwright)
-            runs = ScriptRuns(page)
-            page.goto(url)
-            wait_until(lambda: heading(page, TOUR_TITLE).count() > 0, "the Tour title")
-            runs.wait_after(page, answered, "the Tour page to finish")
-            clicked = time.perf_counter()
-            page.get_by_role("button", name="Start the tour").first.click()
-            last_step = page.locator("[data-testid='stMain'] h3", has_text=re.compile(r"^6\. "))
-            line, deadline = "", time.monotonic() + TOUR_TIMEOUT_S
-            while last_step.count() == 0:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the tour did not finish within {TOUR_TIMEOUT_S} s")
-                current = sidebar_progress(page)
-                if current and current != line:
-                    line = current
-                    print(f"{time.perf_counter() - clicked:7.1f} s  {line}", flush=True)
-                time.sleep(0.25)
-            shown = time.perf_counter()
-            print(f"\nthe Tour: click -> last step visible {shown - clicked:.1f} s; load "
-                  f"average (1/5/15 min) before {load_before}, after {load()}")
-            browser.close()
-        finally:
-            stop_server(server)
+    with (tempfile.TemporaryDirectory() as scratch, sync_playwright() as playwright,
+          started_app(Path(scratch), Path(scratch) / "store", *SERVER_OPTIONS, poll_s=POLL_S)
+          as (url, _, answered)):
+        browser, page = open_browser(playwright)
+        runs = ScriptRuns(page)
+        page.goto(url)
+        wait_until(lambda: heading(page, TOUR_TITLE).count() > 0, "the Tour title")
+        runs.wait_after(page, answered, "the Tour page to finish")
+        clicked = time.perf_counter()
+        page.get_by_role("button", name="Start the tour").first.click()
+        last_step = page.locator("[data-testid='stMain'] h3", has_text=re.compile(r"^6\. "))
+        line, deadline = "", time.monotonic() + TOUR_TIMEOUT_S
+        while last_step.count() == 0:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the tour did not finish within {TOUR_TIMEOUT_S} s")
+            current = sidebar_progress(page)
+            if current and current != line:
+                line = current
+                print(f"{time.perf_counter() - clicked:7.1f} s  {line}", flush=True)
+            time.sleep(0.25)
+        shown = time.perf_counter()
+        print(f"\nthe Tour: click -> last step visible {shown - clicked:.1f} s; load "
+              f"average (1/5/15 min) before {load_before}, after {load()}")
+        browser.close()
 
 
 def main(argv: list[str]) -> int:
