@@ -86,13 +86,19 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     pid INTEGER NOT NULL,
     pid_started TEXT,
-    owner TEXT NOT NULL
+    owner TEXT NOT NULL,
+    summary TEXT,
+    files TEXT,
+    method TEXT,
+    dataset TEXT,
+    model TEXT,
+    setup_key TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created);
 """
 # What the run lists need, kept in the index so listing and filtering never read a run
-# folder: added to indexes made before them (ALTER TABLE) and back-filled once from
-# report.json. `files` maps each stored file to its (size, mtime_ns) at store time, so a
+# folder: created with the table, added to indexes made before them (ALTER TABLE) and
+# back-filled once from report.json. `files` maps each stored file to its (size, mtime_ns) at store time, so a
 # listing finds a damaged run from the files' metadata and reads a file only when it
 # changed.
 _SUMMARY_COLUMNS = {"summary": "TEXT", "files": "TEXT", "method": "TEXT", "dataset": "TEXT",
@@ -366,12 +372,16 @@ class RunStore:
                 with self._connect() as connection:
                     connection.execute("PRAGMA journal_mode=WAL")
                     connection.executescript(_SCHEMA)
+                    # Under the write lock: two openers of an old index add each column once.
+                    connection.execute("BEGIN IMMEDIATE")
                     present = {row["name"] for row in
                                connection.execute("PRAGMA table_info(runs)")}
                     for name, sql_type in _SUMMARY_COLUMNS.items():
                         if name not in present:
                             connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
-                    connection.executescript(_SUMMARY_INDEXES)
+                    for statement in _SUMMARY_INDEXES.strip().splitlines():
+                        connection.execute(statement)
+                    connection.execute("COMMIT")
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -535,7 +545,13 @@ class RunStore:
         report = None
         if row["status"] == "done" and damage is None:
             if row["files"]:
-                damage = self._changed_files_damage(path, json.loads(row["files"]))
+                damage, changed = self._changed_files_damage(path, json.loads(row["files"]))
+                if changed is not None:  # report.json rewritten since: summarise it again
+                    report = changed
+                    columns = self._summary_columns(spec, report, path,
+                                                    json.loads(row["files"]))
+                    self._write_summary(row["id"], columns)
+                    summary = json.loads(columns[0])
             else:  # not summarised yet (damaged at the back-fill): the full check
                 damage, report = self._damage(path, row["kind"])
         status = DAMAGED if damage is not None and row["status"] == "done" else row["status"]
@@ -545,13 +561,14 @@ class RunStore:
                          summary=summary, _loaded_report=report)
 
     @staticmethod
-    def _changed_files_damage(path: Path, stamps: dict) -> str | None:
-        """Why a summarised run's folder cannot be used, or None, from the files' sizes
-        and times: a file is read (to see that it still holds JSON) only when it changed
-        since the run was stored, so listing many runs reads none."""
+    def _changed_files_damage(path: Path, stamps: dict) -> tuple[str | None, dict | None]:
+        """(why a summarised run's folder cannot be used or None, its report if
+        report.json changed since the run was stored), from the files' sizes and times:
+        spec and report are read only when they changed, so listing many runs reads
+        none."""
         if not path.is_dir():
-            return "its run folder is missing"
-        missing = []
+            return "its run folder is missing", None
+        missing, changed_report = [], None
         for name, stamp in stamps.items():
             try:
                 stat = (path / name).stat()
@@ -559,12 +576,15 @@ class RunStore:
                 missing.append(name)
                 continue
             if name in (SPEC_FILE, REPORT_FILE) and [stat.st_size, stat.st_mtime_ns] != stamp:
-                _, reason = _read_json_object(path / name)
+                content, reason = (_stored_report(path) if name == REPORT_FILE
+                                   else _read_json_object(path / name))
                 if reason is not None:
-                    return reason
+                    return reason, None
+                if name == REPORT_FILE:
+                    changed_report = content
         if missing:
-            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
-        return None
+            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing", None
+        return None, changed_report
 
     @staticmethod
     def _damage(path: Path, kind: str) -> tuple[str | None, dict | None]:
@@ -613,13 +633,15 @@ class RunStore:
                 spec = json.loads(row["spec"])
             except (ValueError, RecursionError):
                 continue
-            columns = self._summary_columns(spec, report, path,
-                                            self._stored_files(path, row["kind"]))
-            with self._transaction() as connection:
-                added += connection.execute(
-                    "UPDATE runs SET summary = ?, files = ?, method = ?, dataset = ?, "
-                    "model = ?, setup_key = ? WHERE id = ?", (*columns, row["id"])).rowcount
+            added += self._write_summary(row["id"], self._summary_columns(
+                spec, report, path, self._stored_files(path, row["kind"])))
         return added
+
+    def _write_summary(self, run_id: str, columns: tuple) -> int:
+        with self._transaction() as connection:
+            return connection.execute(
+                "UPDATE runs SET summary = ?, files = ?, method = ?, dataset = ?, model = ?, "
+                "setup_key = ? WHERE id = ?", (*columns, run_id)).rowcount
 
     def get(self, run_id: str) -> RunRecord:
         return self._record(self._row(run_id))

@@ -154,3 +154,16 @@ def test_a_summary_of_another_version_is_made_again_when_the_store_opens(tmp_pat
     (record,) = RunStore(store.root).query(ids=[run_id])
     assert record.summary["version"] == runs.SUMMARY_VERSION
     assert record.summary["test_acc"] == 0.42
+
+
+def test_a_report_rewritten_after_the_run_was_stored_is_summarised_again(tmp_path):
+    store = RunStore(tmp_path / "store")
+    run_id = _store_run(store, test_acc=0.42)
+    report = json.loads((store.run_dir(run_id) / "report.json").read_text())
+    report["accuracy"]["unlearned"]["test"] = 0.77
+    (store.run_dir(run_id) / "report.json").write_text(json.dumps(report))
+    (record,) = store.query(ids=[run_id])
+    assert record.summary["test_acc"] == 0.77 and record.report == report
+    with sqlite3.connect(store.db_path) as connection:
+        (summary,) = connection.execute("SELECT summary FROM runs").fetchone()
+    assert json.loads(summary)["test_acc"] == 0.77  # kept: the next listing reads nothing
