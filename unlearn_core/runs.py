@@ -2,7 +2,10 @@
 
 Layout under the root folder:
 
-    index.sqlite          one row per run: id, kind, status, label, times, spec, error
+    index.sqlite          one row per run: id, kind, status, label, times, spec, error,
+                          and for a finished run its summary (run_summary of its report),
+                          the stored files' sizes and times, method, dataset, model and
+                          setup key: what run lists, filters and pages read
     runs/<run_id>/        spec.json, report.json, run.json, weights.safetensors, artifacts.npz
     cache/<key>/          weights.safetensors, meta.json (originals, oracles by content hash)
 
@@ -74,7 +77,14 @@ _FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 # container restarting with pid 1); this token, drawn once per process, can.
 _PROCESS_TOKEN = secrets.token_hex(8)
 
-_SCHEMA = """
+# What the run lists need, kept in the index so listing and filtering never read a run
+# folder: created with the table, added to indexes made before them (ALTER TABLE) and
+# back-filled once from report.json. `files` maps each stored file to its (size,
+# mtime_ns) at store time, so a listing finds a damaged run from the files' metadata and
+# reads a file only when it changed.
+_SUMMARY_COLUMNS = {"summary": "TEXT", "files": "TEXT", "method": "TEXT", "dataset": "TEXT",
+                    "model": "TEXT", "setup_key": "TEXT"}
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -87,22 +97,10 @@ CREATE TABLE IF NOT EXISTS runs (
     pid INTEGER NOT NULL,
     pid_started TEXT,
     owner TEXT NOT NULL,
-    summary TEXT,
-    files TEXT,
-    method TEXT,
-    dataset TEXT,
-    model TEXT,
-    setup_key TEXT
+    {", ".join(f"{name} {sql_type}" for name, sql_type in _SUMMARY_COLUMNS.items())}
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created);
 """
-# What the run lists need, kept in the index so listing and filtering never read a run
-# folder: created with the table, added to indexes made before them (ALTER TABLE) and
-# back-filled once from report.json. `files` maps each stored file to its (size, mtime_ns) at store time, so a
-# listing finds a damaged run from the files' metadata and reads a file only when it
-# changed.
-_SUMMARY_COLUMNS = {"summary": "TEXT", "files": "TEXT", "method": "TEXT", "dataset": "TEXT",
-                    "model": "TEXT", "setup_key": "TEXT"}
 _SUMMARY_INDEXES = """
 CREATE INDEX IF NOT EXISTS runs_by_kind_status ON runs (kind, status, created);
 CREATE INDEX IF NOT EXISTS runs_by_setup ON runs (setup_key, created);
