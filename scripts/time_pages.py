@@ -6,10 +6,12 @@
 `pages`: starts `streamlit run app.py` on STORE (a free port), measures the cold start
 (the server's health check answering -> the first page's title visible in the browser,
 then -> that page finished), then switches REPEATS times (default 3) through Compare,
-Results and Layers by clicking the sidebar: click -> the page's title visible, and ->
-the page finished (Streamlit's "script finished" message: its tables and figures are
-drawn). `tour`: the same start on a new, empty store, then a click on "Start the tour" ->
-the last step visible, with the job's progress line printed each time it changes.
+Results and Layers by clicking the sidebar: click -> the page's title visible, -> the
+page's script finished (Streamlit's "script finished" message: every element sent; the
+browser may still be drawing), and -> its main figure drawn (Compare: the runs table;
+Results, Layers: the first plotly figure's SVG). `tour`: the same start on a new,
+empty store, then a click on "Start the tour" -> the last step visible, with the job's
+progress line printed each time it changes.
 
 Prints tables with the load average before and after (the machine may be shared).
 """
@@ -35,8 +37,12 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOUR_TITLE = "Tour: is the forgetting only skin-deep?"
-# Sidebar entry -> the page's title.
-PAGES = {"Compare": "Compare runs", "Results": "Results", "Layers": "Inside the layers"}
+# Sidebar entry -> the page's title and its main figure (Compare: the table of runs; a
+# plotly figure counts once plotly has drawn its SVG).
+PLOTLY_DRAWN = "[data-testid='stMain'] .js-plotly-plot .main-svg"
+PAGES = {"Compare": ("Compare runs", "[data-testid='stMain'] [data-testid='stDataFrame'] canvas"),
+         "Results": ("Results", PLOTLY_DRAWN),
+         "Layers": ("Inside the layers", PLOTLY_DRAWN)}
 POLL_S = 0.05
 SERVER_OPTIONS = ("--browser.gatherUsageStats", "false")
 PAGE_TIMEOUT_S = 120
@@ -108,29 +114,35 @@ def time_pages(store: Path, repeats: int) -> None:
         done = runs.wait_after(page, answered, "the Tour page to finish")
         print(f"cold start: health answered -> Tour title {title - answered:.2f} s, "
               f"-> Tour page finished {done - answered:.2f} s", flush=True)
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in PAGES}
+        times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in PAGES}
         for _ in range(repeats):
-            for name, page_title in PAGES.items():
+            for name, (page_title, figure) in PAGES.items():
                 link = page.locator("[data-testid='stSidebarNav'] a", has_text=name).first
                 clicked = time.perf_counter()
                 link.click()
                 shown = wait_until(lambda t=page_title: heading(page, t).count() > 0,
                                    f"the {name} title")
                 settled = runs.wait_after(page, clicked, f"{name} to finish")
-                times[name].append((shown - clicked, settled - clicked))
-                print(f"{name}: title {shown - clicked:.2f} s, finished "
-                      f"{settled - clicked:.2f} s", flush=True)
+                # Looked for once the run has ended: the last page's stale figures are
+                # gone by then.
+                drawn = wait_until(lambda f=figure: page.locator(f).count() > 0,
+                                   f"{name}'s main figure")
+                times[name].append((shown - clicked, settled - clicked, drawn - clicked))
+                print(f"{name}: title {shown - clicked:.2f} s, script finished "
+                      f"{settled - clicked:.2f} s, main figure {drawn - clicked:.2f} s",
+                      flush=True)
                 if page.locator("[data-testid='stException']").count():
                     raise SystemExit(f"{name} shows an exception box")
         browser.close()
     print(f"\nstore: {store}; load average (1/5/15 min) before {load_before}, after {load()}")
-    print("| page | first: title / finished (s) | median of later: title / finished (s) |")
+    print("| page | first: title / script finished / main figure (s) | median of later "
+          "(s) |")
     print("|---|---|---|")
-    for name, pairs in times.items():
-        later = pairs[1:] or pairs
-        print(f"| {name} | {pairs[0][0]:.2f} / {pairs[0][1]:.2f} | "
-              f"{statistics.median(p[0] for p in later):.2f} / "
-              f"{statistics.median(p[1] for p in later):.2f} |")
+    for name, rounds in times.items():
+        later = rounds[1:] or rounds
+        medians = [statistics.median(r[i] for r in later) for i in range(3)]
+        print(f"| {name} | {' / '.join(f'{t:.2f}' for t in rounds[0])} | "
+              f"{' / '.join(f'{t:.2f}' for t in medians)} |")
 
 
 def sidebar_progress(page) -> str:
