@@ -546,12 +546,14 @@ class RunStore:
                 damage, changed = self._changed_files_damage(path, json.loads(row["files"]))
                 if changed is not None:  # report.json rewritten since: summarise it again
                     report = changed
-                    columns = self._summary_columns(spec, report, path,
-                                                    json.loads(row["files"]))
-                    self._write_summary(row["id"], columns)
-                    summary = json.loads(columns[0])
-            else:  # not summarised yet (damaged at the back-fill): the full check
+                    summary = self._summarise(row["id"], spec, report, path,
+                                              json.loads(row["files"]))
+            else:  # not summarised (damaged at the back-fill, or stored by older code
+                # into a store this process has open): the full check, then its summary
                 damage, report = self._damage(path, row["kind"])
+                if damage is None:
+                    summary = self._summarise(row["id"], spec, report, path,
+                                              self._stored_files(path, row["kind"]))
         status = DAMAGED if damage is not None and row["status"] == "done" else row["status"]
         return RunRecord(id=row["id"], kind=row["kind"], status=status,
                          label=row["label"], created=row["created"], finished=row["finished"],
@@ -631,15 +633,18 @@ class RunStore:
                 spec = json.loads(row["spec"])
             except (ValueError, RecursionError):
                 continue
-            added += self._write_summary(row["id"], self._summary_columns(
-                spec, report, path, self._stored_files(path, row["kind"])))
+            self._summarise(row["id"], spec, report, path, self._stored_files(path, row["kind"]))
+            added += 1
         return added
 
-    def _write_summary(self, run_id: str, columns: tuple) -> int:
+    def _summarise(self, run_id: str, spec: dict, report: dict, folder: Path, files) -> dict:
+        """Write a finished run's summary columns from its report; returns the summary."""
+        columns = self._summary_columns(spec, report, folder, files)
         with self._transaction() as connection:
-            return connection.execute(
+            connection.execute(
                 "UPDATE runs SET summary = ?, files = ?, method = ?, dataset = ?, model = ?, "
-                "setup_key = ? WHERE id = ?", (*columns, run_id)).rowcount
+                "setup_key = ? WHERE id = ?", (*columns, run_id))
+        return json.loads(columns[0])
 
     def get(self, run_id: str) -> RunRecord:
         return self._record(self._row(run_id))

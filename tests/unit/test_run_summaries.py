@@ -167,3 +167,16 @@ def test_a_report_rewritten_after_the_run_was_stored_is_summarised_again(tmp_pat
     with sqlite3.connect(store.db_path) as connection:
         (summary,) = connection.execute("SELECT summary FROM runs").fetchone()
     assert json.loads(summary)["test_acc"] == 0.77  # kept: the next listing reads nothing
+
+
+def test_a_run_stored_without_a_summary_into_an_open_store_gets_one_when_listed(tmp_path):
+    """As when code from before the summaries finishes a run in a store this process has
+    open (no back-fill until the next open)."""
+    store = RunStore(tmp_path / "store")
+    run_id = _store_run(store, test_acc=0.42)
+    with sqlite3.connect(store.db_path) as connection:
+        connection.execute("UPDATE runs SET summary = NULL, files = NULL")
+    (record,) = store.query(status="done")
+    assert record.id == run_id and record.summary["test_acc"] == 0.42
+    with sqlite3.connect(store.db_path) as connection:
+        assert connection.execute("SELECT files FROM runs").fetchone()[0] is not None
