@@ -31,7 +31,7 @@ with st.sidebar:
     st.logo(str(ASSETS / "logo.png"), size="large")
     presenter.sidebar_toggle()
     try:
-        store = state.store()
+        store = state.store_index()
     except UserError as exc:
         st.error(str(exc))
         st.stop()

@@ -12,7 +12,9 @@ from unlearn_core.figures.compare import TRADEOFF_X, tradeoff_scatter
 
 st.title("Compare runs")
 store = state.store()
-records = {r.id: r for r in store.list(kind="unlearn", status="done")}
+# The table is made from the summaries in the store's index (no run folder is read) and
+# scrolls virtually; the pickers below offer one page of the shown runs at a time.
+records = {r.id: r for r in store.query(kind="unlearn", status="done")}
 table = compare.run_table(records.values())
 if table.empty:
     st.info("No finished runs yet: run a method on the Unlearn page.")
@@ -57,7 +59,12 @@ exports.chart(tradeoff_scatter(shown, tradeoff_x), "tradeoff", "compare-tradeoff
 st.caption(exports.STATIC_IMAGE_NOTE)
 
 st.header("Run A vs run B")
-ids = shown["id"].tolist()
+shown_ids = shown["id"].tolist()
+page = widgets.page_number(len(shown_ids), "compare")
+on_page = shown_ids[(page - 1) * widgets.RUNS_PER_PAGE:page * widgets.RUNS_PER_PAGE]
+# Runs A and B stay selected when another page is shown.
+chosen_pair = [st.session_state.get(key) for key in ("compare-a", "compare-b")]
+ids = list(dict.fromkeys([r for r in chosen_pair if r in shown_ids] + on_page))
 labels = {r: f"{records[r].label} · {r}" for r in ids}
 a_column, b_column = st.columns(2)
 run_a = a_column.selectbox("Run A", ids, format_func=labels.get, key="compare-a")
@@ -133,8 +140,7 @@ instance_drilldown(pair[drill_run], arrays[drill_run], key="compare",
                    suggested=selected_examples[drill_run])
 
 st.header("Delete runs")
-doomed = st.multiselect("Runs to delete", list(records), format_func=lambda r:
-                        f"{records[r].label} · {r}", key="compare-delete")
+doomed = st.multiselect("Runs to delete", ids, format_func=labels.get, key="compare-delete")
 confirmed = st.checkbox(f"Yes, delete {len(doomed)} run(s) with their weights and results; "
                         "this cannot be undone", key="compare-delete-confirm",
                         disabled=not doomed)

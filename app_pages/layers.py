@@ -3,10 +3,11 @@ and the head refit, with the verdict they add up to."""
 
 import streamlit as st
 
-from ui import explainers, readouts, state, widgets
+from ui import explainers, readouts, widgets
 from ui.poison import backdoor_section
 from unlearn_core import figures
 from unlearn_core.figures import ec as ec_figures
+from unlearn_core.runs import setup_key
 
 WARNING_VERDICTS = ("superficial", "not_forgotten")
 
@@ -48,9 +49,8 @@ if parts:
 else:
     st.info("Pick at least one part of the data to draw the CKA curves.")
 
-same_setup = {r.id: r for r in state.store().list(kind="unlearn", status="done")
-              if r.id != record.id and r.spec.get("setup") == record.spec.get("setup")
-              and "layers" in (r.report or {})}
+same_setup = {r.id: r for r in widgets.run_page("layers-overlay", setup=setup_key(record.spec))
+              if r.id != record.id and "layers" in r.summary["sections"]}
 if same_setup:
     overlay = st.multiselect(
         "Overlay other runs of this setup (e.g. the base method and base + EC)",

@@ -16,8 +16,7 @@ from unlearn_core.progress import Progress
 
 st.title("Localization")
 store = state.store()
-runs = {r.id: r for r in store.list(kind="unlearn", status="done")
-        if r.spec.get("method", {}).get("name") in figs.LOCALIZED_METHODS}
+runs = {r.id: r for r in widgets.run_page("loc", methods=figs.LOCALIZED_METHODS)}
 if not runs:
     st.info("No localized run yet: run DEL or 'Localized unlearning' on the Unlearn page.")
     st.page_link("app_pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")

@@ -4,10 +4,14 @@ the runs one click leaves in the store (unlearn_core/tour.py)."""
 import streamlit as st
 
 from ui import presenter, state
-from unlearn_core.tour import run_tour, tour_runs, tour_setups, tour_story
-from unlearn_core.tour_backdoor import backdoor_runs, backdoor_step, run_backdoor_tour
 
+# The title first: the Tour is the first page, and the core's modules below import torch
+# and scikit-learn, seconds on a cold start.
 st.title("Tour: is the forgetting only skin-deep?")
+from unlearn_core.tour import run_tour, tour_runs, tour_setups, tour_story  # noqa: E402
+from unlearn_core.tour_backdoor import (backdoor_runs, backdoor_step,  # noqa: E402
+                                        run_backdoor_tour)
+
 store = state.store()
 runs = tour_runs(store)
 setup = tour_setups()[0]

@@ -7,8 +7,12 @@ their charts through `figure` for larger chart text.
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
+from typing import TYPE_CHECKING
+
 import streamlit as st
+
+if TYPE_CHECKING:  # plotly is imported by the pages that draw: not before the first page
+    import plotly.graph_objects as go
 
 KEY = "presenter_mode"
 QUERY_PARAMETER = "present"

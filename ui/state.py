@@ -7,7 +7,6 @@ from typing import Any, Callable
 import streamlit as st
 
 from unlearn_core.config import SetupSpec
-from unlearn_core.data import user as user_data
 from unlearn_core.jobs import Job, JobRunner
 from unlearn_core.progress import Progress
 from unlearn_core.runs import RunStore, default_store_root
@@ -25,13 +24,28 @@ def job_runner() -> JobRunner:
 
 @st.cache_resource
 def _store(root: str) -> RunStore:
-    store = RunStore(root)
-    user_data.add_source(store)  # data given from a notebook (Lens) is kept there
-    return store
+    return RunStore(root)
+
+
+@st.cache_resource
+def _data_source(root: str) -> None:
+    # Imported here: the data package imports torch, which the sidebar and a page's
+    # title need not wait for.
+    from unlearn_core.data import user as user_data
+    user_data.add_source(_store(root))  # data given from a notebook (Lens) is kept there
 
 
 def store() -> RunStore:
-    """The run store at $LENS_STORE (or the default folder), one per folder."""
+    """The run store at $LENS_STORE (or the default folder), one per folder, registered
+    as where user datasets are restored from."""
+    root = str(default_store_root())
+    _data_source(root)
+    return _store(root)
+
+
+def store_index() -> RunStore:
+    """The same store without registering it for user data (so without importing torch):
+    for the sidebar, which only names the store and lists jobs."""
     return _store(str(default_store_root()))
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import streamlit as st
 
 from unlearn_core import array_keys
-from unlearn_core.methods import Method
 from unlearn_core.runs import RunRecord, RunStore
 from unlearn_core.vocabulary import ROLES_BEFORE_AFTER
 from . import state
+
+if TYPE_CHECKING:  # the methods import torch: not needed before a page that runs one
+    from unlearn_core.methods import Method
 
 RUN_PICKER_KEY = "picked_run"
 
@@ -79,12 +81,43 @@ def _remember_picked_run() -> None:
     state.select_run(st.session_state[RUN_PICKER_KEY])
 
 
+# Runs a picker offers at once: a select box stays quick with a few hundred options.
+RUNS_PER_PAGE = 200
+
+
+def page_number(total: int, key: str) -> int:
+    """1, or past RUNS_PER_PAGE runs the page a page-number input chooses."""
+    if total <= RUNS_PER_PAGE:
+        return 1
+    pages = -(-total // RUNS_PER_PAGE)
+    return int(st.number_input(f"Page of runs ({total} runs, {RUNS_PER_PAGE} a page, newest "
+                               "first)", min_value=1, max_value=pages, value=1, step=1,
+                               key=f"{key}-page"))
+
+
+def run_page(key: str, *, setup: str | None = None,
+             methods: tuple[str, ...] | None = None) -> list[RunRecord]:
+    """The finished unlearning runs (of a setup key, of some methods) of one page, newest
+    first, from the store's index; past RUNS_PER_PAGE a page-number input chooses the
+    page. The session's selected run stays in the list (first) when it is on another."""
+    store = state.store()
+    total = store.count(kind="unlearn", status="done", setup=setup, methods=methods)
+    page = page_number(total, key)
+    records = store.query(kind="unlearn", status="done", setup=setup, methods=methods,
+                          limit=RUNS_PER_PAGE, offset=(page - 1) * RUNS_PER_PAGE)
+    selected = st.session_state.get(state.SELECTED_RUN_KEY)
+    if selected and all(record.id != selected for record in records):
+        records = store.query(kind="unlearn", status="done", setup=setup, methods=methods,
+                              ids=[selected]) + records
+    return records
+
+
 def run_picker(needs: tuple[str, ...] = ()) -> RunRecord:
-    """A select box over the finished unlearning runs (newest first) that starts at the
-    session's selected run, and that run's record. Stops the page with a pointer to the
-    Unlearn page when there is no run, and with a hint to rerun when the report lacks a
-    section in `needs` (runs stored before that section existed)."""
-    done = {r.id: r for r in state.store().list(kind="unlearn", status="done")}
+    """A select box over the finished unlearning runs (newest first, paged) that starts
+    at the session's selected run, and that run's record. Stops the page with a pointer
+    to the Unlearn page when there is no run, and with a hint to rerun when the report
+    lacks a section in `needs` (runs stored before that section existed)."""
+    done = {r.id: r for r in run_page("run-picker")}
     if not done:
         st.info("No finished runs yet: run a method on the Unlearn page.")
         st.page_link("app_pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
@@ -97,7 +130,7 @@ def run_picker(needs: tuple[str, ...] = ()) -> RunRecord:
                           key=RUN_PICKER_KEY, on_change=_remember_picked_run)
     state.select_run(run_id)
     record = done[run_id]
-    if any(section not in (record.report or {}) for section in needs):
+    if any(section not in record.summary["sections"] for section in needs):
         st.info("This run was stored before the layer metrics existed; run it again")
         st.page_link("app_pages/unlearn.py", label="Unlearn", icon=":material/arrow_forward:")
         st.stop()

@@ -9,7 +9,6 @@ from typing import Iterable
 
 import pandas as pd
 
-from .config import ForgetSpec
 from .errors import UserError
 from .runs import RunRecord
 from .vocabulary import format_params
@@ -39,56 +38,26 @@ PAIR_METRICS = ("forget_acc", "retain_acc", "test_acc", "mia", "avg_gap", "mean_
 
 
 def run_row(record: RunRecord) -> dict:
-    """One table row of a finished unlearning run, from its spec and stored report."""
-    report = record.report
-    if record.status != "done" or report is None:
+    """One table row of a finished unlearning run, from the summary the store keeps of
+    its report (runs.run_summary): no report is read."""
+    summary = record.summary
+    if record.status != "done" or summary is None:
         raise UserError(f"run {record.id} is {record.status}: only a finished run has a row")
-    setup = record.spec["setup"]
-    forget = ForgetSpec.from_dict(setup["forget"]).describe()
-    unlearned = report["accuracy"]["unlearned"]
-    cost = report["cost"]
-    verdict = report.get("layers", {}).get("verdict", {})
-    # Backdoor runs only (a Gaussian poisoning has no trigger, so no attack success rate).
-    poison = report.get("poison") if "asr" in report.get("poison", {}) else None
-    return {
-        "id": record.id,
-        "dataset": setup["data"]["name"],
-        "model": setup["model"]["name"],
-        "forget_set": forget,
-        "seed": setup["seed"],
-        "method": report["method"]["title"],
-        "params": format_params(report["method"]["params"]),
-        "forget_acc": unlearned["forget_train"],
-        "retain_acc": unlearned["retain_train"],
-        "test_acc": unlearned["test"],
-        "mia": report["mia"]["efficacy"]["unlearned"]["confidence"],
-        "avg_gap": report["average_gap"]["unlearned"],
-        "mean_depth": verdict.get("mean_depth"),
-        "verdict": verdict.get("kind"),
-        "seconds": cost["seconds"],
-        "speedup": cost["speedup"],
-        "oracle_test_acc": report["accuracy"]["oracle"]["test"],
-        "original_test_acc": report["accuracy"]["original"]["test"],
-        "original_avg_gap": report["average_gap"]["original"],
-        "oracle_seconds": cost["oracle_seconds"],
-        # Poison runs only: the backdoor (attack success rate) of each model.
-        "asr": poison["asr"]["unlearned"] if poison else None,
-        "asr_head_refit": poison["asr_head_refit"]["unlearned"] if poison else None,
-        "backdoor": poison["verdict"]["kind"] if poison else None,
-        "oracle_asr": poison["asr"]["oracle"] if poison else None,
-        "original_asr": poison["asr"]["original"] if poison else None,
-        # Runs share an original and an oracle exactly when they share this.
-        "setup": f"{setup['data']['name']} · {setup['model']['name']} · {forget} · "
-                 f"seed {setup['seed']}",
-        "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created)),
-    }
+    setup = f"{summary['dataset']} · {summary['model']} · {summary['forget_set']} · " \
+            f"seed {summary['seed']}"
+    return {**{column: summary.get(column) for column in COLUMNS},
+            "id": record.id,
+            "params": format_params(summary["params"]),
+            # Runs share an original and an oracle exactly when they share this.
+            "setup": setup,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))}
 
 
 def run_table(records: Iterable[RunRecord]) -> pd.DataFrame:
     """The rows of the finished unlearning runs among `records` (others are skipped: a
     failed run has no numbers), in the given order, with every column of COLUMNS."""
     rows = [run_row(r) for r in records
-            if r.kind == "unlearn" and r.status == "done" and r.report is not None]
+            if r.kind == "unlearn" and r.status == "done" and r.summary is not None]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 

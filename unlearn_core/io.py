@@ -19,14 +19,15 @@ import struct
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
-import safetensors.torch
-import torch
 from safetensors import SafetensorError
 
 from .errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where tensors are read or written: listing runs
+    import torch    # and opening the app need none, and torch takes seconds to import
 
 PathLike = str | os.PathLike
 
@@ -144,6 +145,8 @@ def save_state_dict(path: PathLike, state_dict: Mapping[str, torch.Tensor]) -> N
     """Write tensors as safetensors, atomically. Each tensor is cloned to its own
     contiguous CPU storage first: safetensors refuses tensors that share memory (tied
     weights, views), and a clone also snapshots weights that training may still change."""
+    import safetensors.torch
+    import torch
     tensors = {}
     for key, tensor in state_dict.items():
         if not isinstance(tensor, torch.Tensor):
@@ -162,6 +165,7 @@ def _unpickler_detail(message: str) -> str:
 
 
 def _load_torch_checkpoint(path: Path) -> Any:
+    import torch
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -185,6 +189,7 @@ def _load_torch_checkpoint(path: Path) -> Any:
 
 
 def _as_state_dict(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
+    import torch
     if isinstance(loaded, Mapping):
         for nested_key in NESTED_STATE_DICT_KEYS:
             if isinstance(loaded.get(nested_key), Mapping):
@@ -205,6 +210,7 @@ def load_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     """Tensors from a `.safetensors`, `.pt`, `.pth` or `.bin` file, on the CPU. A torch
     checkpoint may be the state dict itself or a dict holding it under "state_dict" or
     "model"."""
+    import safetensors.torch
     path = Path(path)
     if path.is_dir():
         raise UserError(f"checkpoint {path}: is a folder; expected a weights file "
@@ -261,6 +267,7 @@ def check_tensor_values(state_dict: Mapping[str, torch.Tensor],
     """Refuse, naming the tensor, a checkpoint whose weights would be cast silently
     (bool, integer or complex values where the model holds floats) or that holds NaN or
     infinity (which would fail much later, blamed on the learning rate)."""
+    import torch
     for key, want in expected.items():
         got = state_dict[key]
         if want.is_floating_point():

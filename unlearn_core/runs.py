@@ -2,7 +2,10 @@
 
 Layout under the root folder:
 
-    index.sqlite          one row per run: id, kind, status, label, times, spec, error
+    index.sqlite          one row per run: id, kind, status, label, times, spec, error,
+                          and for a finished run its summary (run_summary of its report),
+                          the stored files' sizes and times, method, dataset, model and
+                          setup key: what run lists, filters and pages read
     runs/<run_id>/        spec.json, report.json, run.json, weights.safetensors, artifacts.npz
     cache/<key>/          weights.safetensors, meta.json (originals, oracles by content hash)
 
@@ -38,15 +41,17 @@ import sqlite3
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from . import io, report_schema
 from .errors import UserError
+
+if TYPE_CHECKING:  # the store itself needs no torch (see io)
+    import torch
 
 STORE_ENV_VAR = "LENS_STORE"
 STATUSES = ("running", "done", "failed", "cancelled")
@@ -72,7 +77,14 @@ _FOLDER_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 # container restarting with pid 1); this token, drawn once per process, can.
 _PROCESS_TOKEN = secrets.token_hex(8)
 
-_SCHEMA = """
+# What the run lists need, kept in the index so listing and filtering never read a run
+# folder: created with the table, added to indexes made before them (ALTER TABLE) and
+# back-filled once from report.json. `files` maps each stored file to its (size,
+# mtime_ns) at store time, so a listing finds a damaged run from the files' metadata and
+# reads a file only when it changed.
+_SUMMARY_COLUMNS = {"summary": "TEXT", "files": "TEXT", "method": "TEXT", "dataset": "TEXT",
+                    "model": "TEXT", "setup_key": "TEXT"}
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -84,10 +96,16 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     pid INTEGER NOT NULL,
     pid_started TEXT,
-    owner TEXT NOT NULL
+    owner TEXT NOT NULL,
+    {", ".join(f"{name} {sql_type}" for name, sql_type in _SUMMARY_COLUMNS.items())}
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created);
 """
+_SUMMARY_INDEXES = """
+CREATE INDEX IF NOT EXISTS runs_by_kind_status ON runs (kind, status, created);
+CREATE INDEX IF NOT EXISTS runs_by_setup ON runs (setup_key, created);
+"""
+ORDERS = {"newest": "created DESC, id DESC", "oldest": "created ASC, id ASC"}
 
 
 def default_store_root() -> Path:
@@ -120,8 +138,12 @@ def checked_store_path(value, name: str = "--store") -> Path:
     return path
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RunRecord:
+    """One stored run. `summary` (run_summary of its report) comes from the index; the
+    report itself is read from report.json the first time `.report` is used, so lists of
+    runs cost no file reads. A report found unreadable then raises a UserError naming
+    the run's damage."""
     id: str
     kind: str
     status: str
@@ -129,10 +151,91 @@ class RunRecord:
     created: float
     finished: float | None
     spec: dict
-    report: dict | None
     error: str | None
     path: Path
     damage: str | None = None  # why a stored run cannot be used (status "damaged")
+    summary: dict | None = None
+    _loaded_report: dict | None = field(default=None, repr=False)
+
+    @property
+    def report(self) -> dict | None:
+        """The stored report of a finished run (None for other statuses), read once."""
+        if self._loaded_report is None and self.status == "done":
+            report, reason = _stored_report(self.path)
+            if reason is not None:
+                raise UserError(f"run {self.id} is damaged: {reason}; delete it on the "
+                                f"Compare page or with `python -m unlearn_core runs delete`")
+            object.__setattr__(self, "_loaded_report", report)
+        return self._loaded_report
+
+
+def _lookup(mapping, *keys):
+    """mapping[k1][k2]..., or None where a level is missing: summaries are made from
+    reports of every age, and a report lacks the sections added after it was stored."""
+    for key in keys:
+        if not isinstance(mapping, Mapping) or key not in mapping:
+            return None
+        mapping = mapping[key]
+    return mapping
+
+
+def setup_key(spec: Mapping) -> str | None:
+    """Equal for runs whose spec has the same setup, i.e. that share an original and an
+    oracle; None for a spec without a setup."""
+    from .config import content_hash
+    setup = spec.get("setup")
+    return content_hash(setup) if isinstance(setup, Mapping) else None
+
+
+# Raised when run_summary gains or changes a field: summaries of another version are
+# made again from report.json when a store is opened.
+SUMMARY_VERSION = 2  # 2: made from reports upgraded to the current report schema
+
+
+def run_summary(spec: Mapping, report: Mapping) -> dict:
+    """What the run lists and Compare show of a finished run, from its spec and report:
+    setup, method, the unlearned model's headline numbers, the verdict and the cost. A
+    value the report does not hold is None."""
+    from .config import ForgetSpec
+    setup = spec.get("setup") if isinstance(spec.get("setup"), Mapping) else {}
+    try:
+        forget = ForgetSpec.from_dict(setup["forget"]).describe()
+    except (KeyError, TypeError, ValueError, UserError):
+        forget = None
+    accuracy = report.get("accuracy")
+    poison = report.get("poison") if _lookup(report, "poison", "asr") is not None else None
+    verdict = _lookup(report, "layers", "verdict")
+    return {
+        "version": SUMMARY_VERSION,
+        "method": _lookup(report, "method", "title"),
+        "params": _lookup(report, "method", "params") or {},
+        "dataset": _lookup(setup, "data", "name"),
+        "model": _lookup(setup, "model", "name"),
+        "forget_set": forget,
+        "seed": setup.get("seed"),
+        "forget_acc": _lookup(accuracy, "unlearned", "forget_train"),
+        "retain_acc": _lookup(accuracy, "unlearned", "retain_train"),
+        "test_acc": _lookup(accuracy, "unlearned", "test"),
+        "mia": _lookup(report, "mia", "efficacy", "unlearned", "confidence"),
+        "avg_gap": _lookup(report, "average_gap", "unlearned"),
+        "original_avg_gap": _lookup(report, "average_gap", "original"),
+        "mean_depth": _lookup(verdict, "mean_depth"),
+        "verdict": _lookup(verdict, "kind"),
+        "seconds": _lookup(report, "cost", "seconds"),
+        "speedup": _lookup(report, "cost", "speedup"),
+        "oracle_seconds": _lookup(report, "cost", "oracle_seconds"),
+        "device": _lookup(report, "cost", "device"),
+        "oracle_test_acc": _lookup(accuracy, "oracle", "test"),
+        "original_test_acc": _lookup(accuracy, "original", "test"),
+        # Backdoor runs only (a Gaussian poisoning has no trigger, so no attack success).
+        "asr": _lookup(poison, "asr", "unlearned"),
+        "asr_head_refit": _lookup(poison, "asr_head_refit", "unlearned"),
+        "backdoor": _lookup(poison, "verdict", "kind"),
+        "oracle_asr": _lookup(poison, "asr", "oracle"),
+        "original_asr": _lookup(poison, "asr", "original"),
+        # Which views the run has (a report stored before a section existed lacks it).
+        "sections": sorted(report),
+    }
 
 
 def _process_start_time(pid: int) -> str | None:
@@ -205,6 +308,35 @@ def _read_json_file(path: Path) -> tuple[object, str | None]:
         return None, f"{path.name} is unreadable ({type(error).__name__}: {str(error)[:80]})"
 
 
+def _read_json_object(path: Path) -> tuple[dict | None, str | None]:
+    """Like _read_json_file, for the files that hold one JSON object (spec, report)."""
+    content, reason = _read_json_file(path)
+    if reason is None and not isinstance(content, dict):
+        return None, f"{path.name} does not hold a JSON object"
+    return content, reason
+
+
+def _stored_report(folder: Path) -> tuple[dict | None, str | None]:
+    """(report, None) of a run folder, or (None, why it cannot be read): every read of a
+    stored report (a record's `.report`, the summaries) goes through here."""
+    report, reason = _read_json_object(folder / REPORT_FILE)
+    if reason is not None:
+        return None, reason
+    try:
+        return report_schema.upgrade(report, folder.name), None
+    except UserError as exc:  # stored by a newer version: say what to do
+        return None, str(exc)
+
+
+def _file_stamps(folder: Path, names) -> dict[str, list[int]]:
+    """name -> [size, mtime_ns] of each file: what a listing compares to find damage."""
+    stamps = {}
+    for name in names:
+        stat = (folder / name).stat()
+        stamps[name] = [stat.st_size, stat.st_mtime_ns]
+    return stamps
+
+
 class RunStore:
     def __init__(self, root: str | os.PathLike | None = None):
         # Resolved, so the app and the messages show the folder really written to.
@@ -226,6 +358,7 @@ class RunStore:
                                 f"folder with {STORE_ENV_VAR}")
         self._initialise_index()
         self.recover()
+        self.backfill_summaries()
 
     def _initialise_index(self) -> None:
         """WAL mode and the schema. Switching the journal mode needs an exclusive lock
@@ -237,6 +370,16 @@ class RunStore:
                 with self._connect() as connection:
                     connection.execute("PRAGMA journal_mode=WAL")
                     connection.executescript(_SCHEMA)
+                    # Under the write lock: two openers of an old index add each column once.
+                    connection.execute("BEGIN IMMEDIATE")
+                    present = {row["name"] for row in
+                               connection.execute("PRAGMA table_info(runs)")}
+                    for name, sql_type in _SUMMARY_COLUMNS.items():
+                        if name not in present:
+                            connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}")
+                    for statement in _SUMMARY_INDEXES.strip().splitlines():
+                        connection.execute(statement)
+                    connection.execute("COMMIT")
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -350,10 +493,16 @@ class RunStore:
         except BaseException:
             _remove_tree(temp)
             raise
+        # Made from the report as every reader gets it (stored JSON, upgraded), so a
+        # summary written here equals one back-filled later.
+        stored, _ = _stored_report(final)
+        columns = self._summary_columns(json.loads(row["spec"]), stored, final, files)
         with self._transaction() as connection:
             marked = connection.execute(
-                "UPDATE runs SET status = 'done', finished = ? WHERE id = ? AND status = 'running'",
-                (time.time(), run_id)).rowcount
+                "UPDATE runs SET status = 'done', finished = ?, summary = ?, files = ?, "
+                "method = ?, dataset = ?, model = ?, setup_key = ? "
+                "WHERE id = ? AND status = 'running'",
+                (time.time(), *columns, run_id)).rowcount
         if not marked:
             # Deleted or failed meanwhile (another thread or process): the row wins.
             _remove_tree(final)
@@ -374,76 +523,187 @@ class RunStore:
         _remove_tree(self._temp_dir(run_id))
         _remove_tree(self.run_dir(run_id))
 
+    @staticmethod
+    def _summary_columns(spec: dict, report: dict, folder: Path, files) -> tuple:
+        """The index's summary, files, method, dataset, model and setup_key of a run."""
+        summary = io.to_json_safe(run_summary(spec, report), where="summary")
+        method = spec.get("method") if isinstance(spec.get("method"), dict) else {}
+        return (json.dumps(summary, sort_keys=True),
+                json.dumps(_file_stamps(folder, [SPEC_FILE, REPORT_FILE, *files])),
+                method.get("name"), summary["dataset"], summary["model"], setup_key(spec))
+
     def _record(self, row: sqlite3.Row) -> RunRecord:
         path = self.run_dir(row["id"])
-        report, damage = None, None
+        damage = None
         try:
             spec = json.loads(row["spec"])
         except (ValueError, RecursionError):
             spec, damage = {}, "its spec in the index is unreadable"
-        if row["status"] == "done":
-            found, content = self._damage(path, row["kind"])
-            if found is not None:
-                damage = found
-            elif damage is None:
-                try:
-                    report = report_schema.upgrade(content, row["id"])
-                except UserError as exc:  # stored by a newer version: say what to do
-                    damage = str(exc)
+        summary = json.loads(row["summary"]) if row["summary"] else None
+        report = None
+        if row["status"] == "done" and damage is None:
+            if row["files"]:
+                damage, changed = self._changed_files_damage(path, json.loads(row["files"]))
+                if changed is not None:  # report.json rewritten since: summarise it again
+                    report = changed
+                    summary = self._summarise(row["id"], spec, report, path,
+                                              json.loads(row["files"]))
+            else:  # not summarised (damaged at the back-fill, or stored by older code
+                # into a store this process has open): the full check, then its summary
+                damage, report = self._damage(path, row["kind"])
+                if damage is None:
+                    summary = self._summarise(row["id"], spec, report, path,
+                                              self._stored_files(path, row["kind"]))
         status = DAMAGED if damage is not None and row["status"] == "done" else row["status"]
         return RunRecord(id=row["id"], kind=row["kind"], status=status,
                          label=row["label"], created=row["created"], finished=row["finished"],
-                         spec=spec, report=report, error=row["error"], path=path,
-                         damage=damage)
+                         spec=spec, error=row["error"], path=path, damage=damage,
+                         summary=summary, _loaded_report=report)
+
+    @staticmethod
+    def _changed_files_damage(path: Path, stamps: dict) -> tuple[str | None, dict | None]:
+        """(why a summarised run's folder cannot be used or None, its report if
+        report.json changed since the run was stored), from the files' sizes and times:
+        spec and report are read only when they changed, so listing many runs reads
+        none."""
+        if not path.is_dir():
+            return "its run folder is missing", None
+        missing, changed_report = [], None
+        for name, stamp in stamps.items():
+            try:
+                stat = (path / name).stat()
+            except FileNotFoundError:
+                missing.append(name)
+                continue
+            if name in (SPEC_FILE, REPORT_FILE) and [stat.st_size, stat.st_mtime_ns] != stamp:
+                content, reason = (_stored_report(path) if name == REPORT_FILE
+                                   else _read_json_object(path / name))
+                if reason is not None:
+                    return reason, None
+                if name == REPORT_FILE:
+                    changed_report = content
+        if missing:
+            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing", None
+        return None, changed_report
 
     @staticmethod
     def _damage(path: Path, kind: str) -> tuple[str | None, dict | None]:
-        """(why a finished run's folder cannot be used or None, its report). Cheap: reads
-        the small JSON files and checks that the stored files are there (a corrupt
-        weights file is reported when it is loaded)."""
+        """(why a finished run's folder cannot be used or None, its report). Reads the
+        small JSON files and checks that the stored files are there (a corrupt weights
+        file is reported when it is loaded)."""
         if not path.is_dir():
             return "its run folder is missing", None
-        for name in (SPEC_FILE, REPORT_FILE):
-            content, reason = _read_json_file(path / name)
-            if reason is None and not isinstance(content, dict):
-                reason = f"{name} does not hold a JSON object"
-            if reason is not None:
-                return reason, None
+        _, reason = _read_json_object(path / SPEC_FILE)
+        report, reason = (None, reason) if reason is not None else _stored_report(path)
+        if reason is not None:
+            return reason, None
+        missing = [name for name in RunStore._stored_files(path, kind)
+                   if not (path / name).is_file()]
+        if missing:
+            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing", None
+        return None, report
+
+    @staticmethod
+    def _stored_files(path: Path, kind: str) -> list[str]:
+        """The files besides spec and report a run was stored with, from its run.json."""
         manifest, _ = _read_json_file(path / RUN_FILE)
         files = manifest.get("files") if isinstance(manifest, dict) else None
         if not isinstance(files, list):  # stored before run.json: unlearning runs had both
             files = [WEIGHTS_FILE, ARRAYS_FILE] if kind == "unlearn" else []
-        missing = [name for name in files if isinstance(name, str)
-                   and _FOLDER_NAME.fullmatch(name) and not (path / name).is_file()]
-        if missing:
-            return f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing", None
-        return None, content  # content: report.json, the last file read above
+        return [name for name in files if isinstance(name, str) and _FOLDER_NAME.fullmatch(name)
+                and name not in (SPEC_FILE, REPORT_FILE)]
+
+    def backfill_summaries(self) -> int:
+        """Give every finished run the index lacks a current summary for (stored before
+        the index kept them or before SUMMARY_VERSION, or added by `repair`) its summary,
+        from its report.json; a damaged run keeps none and is checked in full when
+        listed. Returns how many were added."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT id, kind, spec FROM runs WHERE status = 'done' AND (summary IS NULL "
+                "OR json_extract(summary, '$.version') IS NOT ?)", (SUMMARY_VERSION,)
+            ).fetchall()
+        added = 0
+        for row in rows:
+            path = self.run_dir(row["id"])
+            damage, report = self._damage(path, row["kind"])
+            if damage is not None:
+                continue
+            try:
+                spec = json.loads(row["spec"])
+            except (ValueError, RecursionError):
+                continue
+            self._summarise(row["id"], spec, report, path, self._stored_files(path, row["kind"]))
+            added += 1
+        return added
+
+    def _summarise(self, run_id: str, spec: dict, report: dict, folder: Path, files) -> dict:
+        """Write a finished run's summary columns from its report; returns the summary."""
+        columns = self._summary_columns(spec, report, folder, files)
+        with self._transaction() as connection:
+            connection.execute(
+                "UPDATE runs SET summary = ?, files = ?, method = ?, dataset = ?, model = ?, "
+                "setup_key = ? WHERE id = ?", (*columns, run_id))
+        return json.loads(columns[0])
 
     def get(self, run_id: str) -> RunRecord:
         return self._record(self._row(run_id))
 
     def list(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
-        """Newest first. Done runs carry their report, read from report.json. A finished
-        run whose folder is unusable has status "damaged" and its reason in `damage`:
-        `status="done"` leaves it out, `status="damaged"` lists only those."""
-        if status is not None and status not in STATUSES + (DAMAGED,):
-            raise UserError(f"status: expected one of {', '.join(STATUSES + (DAMAGED,))}, "
-                            f"got {status!r}")
-        clauses, values = [], []
-        if kind is not None:
-            clauses.append("kind = ?")
-            values.append(kind)
-        if status is not None:
-            clauses.append("status = ?")
-            values.append("done" if status == DAMAGED else status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        """Newest first: `query` without paging."""
+        return self.query(kind, status)
+
+    def query(self, kind: str | None = None, status: str | None = None, *,
+              setup: str | None = None, methods: Sequence[str] | None = None,
+              ids: Sequence[str] | None = None, order: str = "newest",
+              limit: int | None = None, offset: int = 0) -> list[RunRecord]:
+        """Runs from the index alone: of a `kind`, a `status`, a `setup` (setup_key), one
+        of `methods` (method names) and one of `ids`, in `order` ("newest" or "oldest"), `limit` of
+        them from `offset`. Their reports are read only when used (RunRecord.report). A
+        finished run whose folder is unusable has status "damaged" and its reason in
+        `damage`: `status="done"` leaves it out (so a page may hold fewer than `limit`),
+        `status="damaged"` lists only those."""
+        if order not in ORDERS:
+            raise UserError(f"order: expected one of {', '.join(ORDERS)}, got {order!r}")
+        for name, value in (("limit", limit), ("offset", offset)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise UserError(f"{name}: expected a whole number >= 0, got {value!r}")
+        where, values = self._where(kind, status, setup, methods, ids)
+        page = "" if limit is None else f" LIMIT {limit} OFFSET {offset}"
         with self._connect() as connection:
             rows = connection.execute(
-                f"SELECT * FROM runs {where} ORDER BY created DESC, id DESC", values).fetchall()
+                f"SELECT * FROM runs {where} ORDER BY {ORDERS[order]}{page}", values).fetchall()
         records = [self._record(row) for row in rows]
         if status is not None:
             records = [r for r in records if r.status == status]
         return records
+
+    def count(self, kind: str | None = None, status: str | None = None, *,
+              setup: str | None = None, methods: Sequence[str] | None = None,
+              ids: Sequence[str] | None = None) -> int:
+        """How many runs `query` pages through (damaged ones counted with "done": the
+        index alone cannot tell them)."""
+        where, values = self._where(kind, status, setup, methods, ids)
+        with self._connect() as connection:
+            return connection.execute(f"SELECT COUNT(*) FROM runs {where}", values).fetchone()[0]
+
+    @staticmethod
+    def _where(kind, status, setup, methods, ids) -> tuple[str, list]:
+        if status is not None and status not in STATUSES + (DAMAGED,):
+            raise UserError(f"status: expected one of {', '.join(STATUSES + (DAMAGED,))}, "
+                            f"got {status!r}")
+        clauses, values = [], []
+        for column, value in (("kind", kind), ("setup_key", setup),
+                              ("status", "done" if status == DAMAGED else status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(value)
+        for column, chosen in (("method", methods), ("id", ids)):
+            if chosen is not None:
+                chosen = list(chosen)
+                clauses.append(f"{column} IN ({', '.join('?' * len(chosen))})")
+                values.extend(chosen)
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), values
 
     def delete(self, run_id: str) -> None:
         row = self._row(run_id)
@@ -689,6 +949,7 @@ def repair(root: str | os.PathLike | None = None) -> dict:
                 (run_id, kind, label, float(created), float(finished),
                  json.dumps(io.to_json_safe(spec, where="spec"), sort_keys=True), os.getpid()))
         added.append(run_id)
+    store.backfill_summaries()
     damaged = [r.id for r in store.list(status=DAMAGED)]
     return {"root": str(root_path), "set_aside": str(set_aside) if set_aside else None,
             "added": added, "skipped": skipped, "damaged": damaged}

@@ -233,8 +233,9 @@ def _previous_runs(store: RunStore, retry_failed: bool) -> dict[tuple, Any]:
             spec = RunSpec.from_dict(record.spec)
         except (UserError, TypeError):
             continue
-        if record.status == "done" and record.report:
-            key = _lookup_key(spec, _device_type(record.report["cost"]["device"]))
+        if record.status == "done" and record.summary and record.summary["device"]:
+            # From the index's summary: finding previous runs reads no report.
+            key = _lookup_key(spec, _device_type(record.summary["device"]))
         elif (record.status == "failed" and not retry_failed and record.error
               and not record.error.startswith(_TRANSIENT_ERRORS)):
             key = _lookup_key(spec, None)

@@ -158,3 +158,22 @@ def test_privacy_drilldown_lists_forget_examples_most_member_like_first(two_runs
     assert sorted(listed) == sorted(forget)
     by_index = dict(zip(forget.tolist(), scores))
     assert all(np.diff([by_index[i] for i in listed]) <= 0)
+
+
+def test_past_runs_per_page_a_and_b_are_picked_from_one_page_and_stay_selected(
+        two_runs, monkeypatch):
+    from ui import widgets
+    store, ids = two_runs
+    monkeypatch.setattr(widgets, "RUNS_PER_PAGE", 1)
+    monkeypatch.setenv("LENS_STORE", str(store.root))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    newest, oldest = ids["finetune"], ids["neggrad_plus"]  # stored in that order
+    assert [o.rsplit(" · ", 1)[1] for o in at.selectbox(key="compare-a").options] == [newest]
+    assert len(at.dataframe[0].value) == 2  # the table still holds every run
+
+    at.number_input(key="compare-page").set_value(2).run()
+    assert not at.exception, at.exception
+    options = [o.rsplit(" · ", 1)[1] for o in at.selectbox(key="compare-a").options]
+    assert options == [newest, oldest] and at.selectbox(key="compare-a").value == newest

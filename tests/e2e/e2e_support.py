@@ -22,7 +22,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
+def _wait_healthy(url: str, server: subprocess.Popen, log: Path, poll_s: float) -> float:
+    """When (time.perf_counter) the health check first answered, polled every `poll_s`."""
     deadline = time.monotonic() + SERVER_START_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -30,10 +31,10 @@ def _wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
                 if response.read() == b"ok":
-                    return
+                    return time.perf_counter()
         except OSError:
             pass
-        time.sleep(0.5)
+        time.sleep(poll_s)
     raise AssertionError(f"streamlit did not answer within {SERVER_START_S} s:\n{log.read_text()}")
 
 
@@ -41,6 +42,15 @@ def _wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
 def running_app(folder: Path, store: Path, *options: str) -> Iterator[tuple[str, Path]]:
     """`streamlit run app.py` on a free port with the run store `store` and `options`;
     yields (url, server log) once it answers, and stops it afterwards."""
+    with started_app(folder, store, *options) as (url, log, _):
+        yield url, log
+
+
+@contextlib.contextmanager
+def started_app(folder: Path, store: Path, *options: str, poll_s: float = 0.5
+                ) -> Iterator[tuple[str, Path, float]]:
+    """`running_app`, also yielding when its health check first answered (polled every
+    `poll_s`): where scripts/time_pages.py starts its clock."""
     port = free_port()
     url = f"http://localhost:{port}"
     log = folder / "streamlit.log"
@@ -53,8 +63,8 @@ def running_app(folder: Path, store: Path, *options: str) -> Iterator[tuple[str,
             cwd=ROOT, env={**os.environ, "LENS_STORE": str(store)}, stdout=out,
             stderr=subprocess.STDOUT)
     try:
-        _wait_healthy(url, server, log)
-        yield url, log
+        answered = _wait_healthy(url, server, log, poll_s)
+        yield url, log, answered
     finally:
         server.terminate()
         try:

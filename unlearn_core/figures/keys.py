@@ -188,7 +188,8 @@ def cost_rows(run_id: str, records: list) -> list[dict]:
 
     rows = []
     for record in records:
-        if record.report is None or not comparable(record.spec):
+        # The setup first: only a comparable run's report is read.
+        if not comparable(record.spec) or record.report is None:
             continue
         info = record.report["method"].get("info", {})
         rows.append({
