@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+import safetensors.torch
 
 from conftest import (TINY_CLI_ARGS, accuracy_and_mia_only, assert_run_intact, store_with_one_run,
                       tiny_setup)
@@ -133,7 +134,8 @@ def test_a_full_disk_while_caching_a_trained_model_keeps_the_cache_clean(tmp_pat
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(io.safetensors.torch, "save_file", no_space)
+    # io imports safetensors where it writes (lazily): patch the function it will look up.
+    monkeypatch.setattr(safetensors.torch, "save_file", no_space)
     code = main(["--store", str(store.root), "--quiet", "train", *TINY_CLI_ARGS, "--epochs", "1"])
     err = capsys.readouterr().err
     assert code == 1 and "No space left on device" in err and "Traceback" not in err
