@@ -1,13 +1,14 @@
 """Sweeps: a method over a grid of its hyperparameters and over setup seeds, run in the
 background, then grouped by setting (mean ± std, 95% interval, best marked) with the
 trade-off plot, here or on a Ray cluster. The CLI's `sweep config.toml [--ray ADDRESS]`
-runs the same `sweeps.run_sweep`."""
+runs the same `engine.run_sweep`."""
 
 import pandas as pd
 import streamlit as st
 
 from ui import state
-from unlearn_core import sweeps, sweeps_ray
+from unlearn_core import engine
+from unlearn_core.engine import ray_executor
 from unlearn_core.errors import UserError
 from unlearn_core.figures.sweeps import TRADEOFF_AXES, tradeoff_scatter
 from unlearn_core.methods import list_methods
@@ -36,7 +37,7 @@ with st.form(f"sweep-{name}"):
                                     help=f"{p.help}; {p.allowed()}",
                                     key=f"sweep-{name}-{p.name}")
               for p in sweepable}
-    seeds = st.number_input("Seeds", min_value=1, max_value=sweeps.MAX_SEEDS, value=3,
+    seeds = st.number_input("Seeds", min_value=1, max_value=engine.MAX_SEEDS, value=3,
                             step=1, key="sweep_seeds",
                             help="setup seeds 0..n-1; statistics are over these")
     ray_address = st.text_input(
@@ -44,31 +45,31 @@ with st.form(f"sweep-{name}"):
         help="HOST:PORT of a Ray cluster's head (or auto: the one `ray start` joined on "
              "this machine). Runs become Ray tasks; this app stores them. README: Sweeps "
              "on a Ray cluster").strip()
-    go_big = st.checkbox(f"Start even if it has more than {sweeps.CONFIRM_ABOVE_RUNS} runs",
+    go_big = st.checkbox(f"Start even if it has more than {engine.CONFIRM_ABOVE_RUNS} runs",
                          key="sweep_go_big")
     submitted = st.form_submit_button("Run sweep", type="primary", disabled=state.busy())
 
 if submitted:
     try:
-        config = sweeps.SweepConfig(
+        config = engine.SweepConfig(
             method=name, seeds=tuple(range(int(seeds))), setup=setup,
-            grid=sweeps.grid_from_values(name, {k: v for k, v in fields.items() if v.strip()}))
+            grid=engine.grid_from_values(name, {k: v for k, v in fields.items() if v.strip()}))
         if ray_address:
-            sweeps_ray.import_ray()  # without Ray: say what to install, before submitting
+            ray_executor.import_ray()  # without Ray: say what to install, before submitting
     except UserError as exc:
         st.error(str(exc))
         config = None
-    size = sweeps.estimate(config, state.store()) if config is not None else None
-    if size is not None and size["runs"] > sweeps.CONFIRM_ABOVE_RUNS and not go_big:
+    size = engine.estimate(config, state.store()) if config is not None else None
+    if size is not None and size["runs"] > engine.CONFIRM_ABOVE_RUNS and not go_big:
         st.warning(f"This sweep has {size['runs']:,} runs ({len(config.specs):,} settings x "
                    f"{len(config.seeds)} seeds; {size['reused']:,} already in the store), more "
-                   f"than {sweeps.CONFIRM_ABOVE_RUNS}: tick the box above to start it, or "
+                   f"than {engine.CONFIRM_ABOVE_RUNS}: tick the box above to start it, or "
                    "shrink the grid or the seeds.")
     elif size is not None:
         store = state.store()
         where = f" on Ray ({ray_address})" if ray_address else ""
-        job = state.submit(f"Sweep{where}: {sweeps.describe_config(config)}",
-                           lambda progress: sweeps.run_sweep(config, store, progress=progress,
+        job = state.submit(f"Sweep{where}: {engine.describe_config(config)}",
+                           lambda progress: engine.run_sweep(config, store, progress=progress,
                                                              ray_address=ray_address or None))
         st.session_state[JOB_KEY] = job.id
         st.session_state.pop(RESULT_KEY, None)
@@ -92,7 +93,7 @@ if result is not None:
     st.caption(f"{summary['runs']} runs ({summary['reused']} reused from the store, "
                f"{summary['failed']} failed) in {summary['wall_seconds']:.0f} s"
                + (f" on Ray, at most {on_ray['at_once']} at once {on_ray['why']}"
-                  if on_ray else "") + ". " + sweeps.LEGEND)
+                  if on_ray else "") + ". " + engine.LEGEND)
     table = pd.DataFrame(result["records"])
     best = table.pop("best")
     st.dataframe(table.style.apply(

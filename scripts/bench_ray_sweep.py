@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from unlearn_core import sweeps, sweeps_ray  # noqa: E402
+from unlearn_core import engine  # noqa: E402
+from unlearn_core.engine import ray_executor  # noqa: E402
 from unlearn_core.runs import RunStore  # noqa: E402
 
 
@@ -58,19 +59,19 @@ def main() -> None:
     parser.add_argument("--ray-cpus", type=int, default=2)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    config = sweeps.SweepConfig.from_dict({
+    config = engine.SweepConfig.from_dict({
         "method": "finetune", "seeds": args.seeds,
         "grid": {"lr": [float(v) for v in args.lrs.split(",")]},
         "setup": {"device": "cpu", "data": {"name": "mnist5k"}}})
-    result = {"config": sweeps.describe_config(config), "torch_threads": torch.get_num_threads()}
+    result = {"config": engine.describe_config(config), "torch_threads": torch.get_num_threads()}
 
     import ray
     ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env=sweeps_ray.runtime_env())
+             runtime_env=ray_executor.runtime_env())
     ray_store = RunStore(args.out / "ray-store")
     with open(args.out / "ray.log", "w") as log:
         started = time.perf_counter()
-        remote = sweeps.run_sweep(config, ray_store, ray_address="local",
+        remote = engine.run_sweep(config, ray_store, ray_address="local",
                                   log=lambda line: print(line, file=log, flush=True))
         result["ray"] = {"wall_seconds": time.perf_counter() - started, **remote["summary"]}
     ray.shutdown()
@@ -80,7 +81,7 @@ def main() -> None:
     shutil.copytree(ray_store.cache_dir, local_store.cache_dir, dirs_exist_ok=True)
     with open(args.out / "local.log", "w") as log:
         started = time.perf_counter()
-        local = sweeps.run_sweep(config, local_store,
+        local = engine.run_sweep(config, local_store,
                                  log=lambda line: print(line, file=log, flush=True))
         result["local"] = {"wall_seconds": time.perf_counter() - started, **local["summary"]}
     result["comparison"] = compare(ray_store, local_store)

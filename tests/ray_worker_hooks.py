@@ -8,7 +8,7 @@ Every worker process of the test cluster runs `setup_worker` before its first ta
   creates, renames or removes anything under $LENS_TEST_FORBIDDEN (the folder the test's
   stores live in) or connects to any SQLite file: the test asserts there is none;
 * it swaps in the light evaluation (conftest.accuracy_and_mia_only);
-* it wraps the run task's first step (`sweeps_ray.resolve_run`) so each attempt of a run
+* it wraps the run task's first step (`ray_executor.resolve_run`) so each attempt of a run
   writes a marker naming its method, parameters, seed and pid, and, when the run's
   parameters equal those in the markers folder's pause.json, waits a moment first so
   the test can kill the worker mid-task.
@@ -51,8 +51,8 @@ def _watch_store(forbidden: str) -> None:
 
 
 def _count_attempts() -> None:
-    from unlearn_core import sweeps_ray
-    resolve = sweeps_ray.resolve_run
+    from unlearn_core.engine import ray_executor
+    resolve = ray_executor.resolve_run
     pause_file = Path(os.environ["LENS_TEST_MARKERS"]) / "pause.json"
 
     def counted(run_spec):
@@ -63,7 +63,7 @@ def _count_attempts() -> None:
             time.sleep(3.0)  # long enough for the test to find the marker and kill us
         return resolve(run_spec)
 
-    sweeps_ray.resolve_run = counted
+    ray_executor.resolve_run = counted
 
 
 def setup_worker() -> None:

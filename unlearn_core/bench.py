@@ -12,8 +12,8 @@ Suites (docs/benchmarks/README.md says how to run each and what the columns mean
 * sweep: one method over the Cartesian product of a hyperparameter grid, sorted by
   average gap to the oracle.
 
-baselines, sweep and ec share one runner (`run_specs`, over `sweeps.run_cells`) and
-one grouping (`sweeps.tabulate`), with a table per suite here (`markdown_tables`). Their
+baselines, sweep and ec share one runner (`run_specs`, over `engine.run_cells`) and
+one grouping (`engine.tabulate`), with a table per suite here (`markdown_tables`). Their
 runs go to a persistent run store; a run whose (setup, method, params) already finished
 there, on the same device type, is reused, so a killed bench continues where it stopped.
 """
@@ -37,7 +37,7 @@ from .errors import UserError
 from .methods import get_method, list_methods
 from .pipeline import run_unlearning, train_references
 from .runs import RunStore, default_store_root
-from .sweeps import (Cell, Log, ReferenceCosts, RunResult, format_stat as _fmt, grid_specs,
+from .engine import (Cell, Log, ReferenceCosts, RunResult, format_stat as _fmt, grid_specs,
                      method_label, run_cells, run_summary, stat as _stat, tabulate)
 from .training import resolve_device
 from .vocabulary import format_params
@@ -225,7 +225,7 @@ def run_specs(base: SetupSpec, scenarios: Sequence[str], seeds: Sequence[int],
               methods: Sequence[MethodSpec], store: RunStore, log: Log | None = None,
               retry_failed: bool = False) -> tuple[list[RunResult], list[ReferenceCosts]]:
     """Run every method spec on every (scenario, seed) of `base` with the sweeps
-    runner (`sweeps.run_cells`: reuses runs the store already has, records failures
+    runner (`engine.run_cells`: reuses runs the store already has, records failures
     and goes on)."""
     cells = [Cell(scenario, seed, scenario_setup(base, scenario, seed))
              for scenario in scenarios for seed in seeds]

@@ -19,7 +19,7 @@ from .config import MethodSpec, SetupSpec, canonical_json
 from .errors import UserError
 from .methods.del_localized import SWEEP_RHOS, TUNING_GRID, grid_settings
 from .runs import RunStore
-from .sweeps import Log, RunResult, format_stat, run_summary, stat, tabulate
+from .engine import Log, RunResult, format_stat, run_summary, stat, tabulate
 
 DEL_STRATEGIES = ("del", "random", "salloc")
 DEL_RHOS = (0.05, 0.1, 0.3)

@@ -17,7 +17,7 @@ from typing import Sequence
 from .bench import render, run_specs, suite_header
 from .config import MethodSpec, SetupSpec, canonical_json
 from .runs import RunStore
-from .sweeps import Log, format_stat, method_label, run_summary, stat, tabulate
+from .engine import Log, format_stat, method_label, run_summary, stat, tabulate
 from .vocabulary import REFERENCE_ROLES
 
 # Every registered method whose model the embedded default has: the DKVB methods need a

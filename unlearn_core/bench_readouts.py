@@ -28,7 +28,7 @@ from .metrics.relearn import (DEFAULT_K, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TARG
                               relearn_curve, steps_to_reach)
 from .pipeline import train_references
 from .runs import RunStore
-from .sweeps import format_stat, stat
+from .engine import format_stat, stat
 from .training import reference_key
 from .vocabulary import REFERENCE_ROLES
 

@@ -535,7 +535,7 @@ def _bench_store_root(args) -> Path:
 
 
 def cmd_bench(args) -> int:
-    from . import bench, sweeps
+    from . import bench, engine
     from .bench_del import DEL_SCENARIOS, del_suite
     from .bench_poison import POISON_METHODS, poison_suite
     from .runs import RunStore
@@ -582,7 +582,7 @@ def cmd_bench(args) -> int:
     else:
         if suite == "sweep" and not args.method:
             raise UserError("--method: --suite sweep needs the method to sweep")
-        grid = sweeps.parse_grid(args.method, args.grid) if suite == "sweep" else {}
+        grid = engine.parse_grid(args.method, args.grid) if suite == "sweep" else {}
         if suite == "ec":  # --methods names the bases; each runs alone and with EC
             methods = bench.parse_methods(args.methods or ",".join(bench.EC_BASES))
         elif suite == "poison":
@@ -604,7 +604,7 @@ def cmd_bench(args) -> int:
         if args.device is not None:
             base = SetupSpec.from_dict({**base.to_dict(), "device": args.device})
         if suite == "sweep":
-            from .sweeps import grid_specs
+            from .engine import grid_specs
             settings = len(grid_specs(args.method, grid))
             runs = settings * seeds * len(scenarios)
             _confirm(args, runs, f"{runs:,} runs ({settings:,} settings x {seeds} seeds x "
@@ -648,9 +648,9 @@ def _duration(seconds: float) -> str:
 
 
 def _confirm(args, runs: int, what: str) -> None:
-    """Above sweeps.CONFIRM_ABOVE_RUNS runs: ask on a terminal, refuse elsewhere, unless
+    """Above engine.CONFIRM_ABOVE_RUNS runs: ask on a terminal, refuse elsewhere, unless
     --yes. The size is printed before anything starts."""
-    from .sweeps import CONFIRM_ABOVE_RUNS
+    from .engine import CONFIRM_ABOVE_RUNS
     if runs > CONFIRM_ABOVE_RUNS and not args.yes:
         if not (sys.stdin is not None and sys.stdin.isatty()):
             raise UserError(f"--yes: this sweep has {what}, more than {CONFIRM_ABOVE_RUNS} "
@@ -663,22 +663,23 @@ def _confirm(args, runs: int, what: str) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from . import bench, sweeps, sweeps_ray
+    from . import bench, engine
+    from .engine import ray_executor
     from .runs import RunStore
-    config = sweeps.load_config(args.config)
+    config = engine.load_config(args.config)
     if args.ray is not None:
-        sweeps_ray.import_ray()  # before anything runs: without Ray, say what to install
+        ray_executor.import_ray()  # before anything runs: without Ray, say what to install
     # --store, then the TOML's, then the default; an empty --store is refused, not skipped
     store = RunStore(args.store if args.store is not None else config.store)
     out = _out_path(args.out, store.root) if args.out is not None else None
-    size = sweeps.estimate(config, store)
+    size = engine.estimate(config, store)
     when = ("" if size["seconds"] is None else
             f", about {_duration(size['seconds'])} at the store's median of "
             f"{size['seconds_per_run']:.0f} s per {config.method} run")
     _confirm(args, size["runs"], f"{size['runs']:,} runs ({len(config.specs):,} settings x "
              f"{len(config.seeds)} seeds; {size['reused']:,} already in the store{when})")
     try:
-        result = sweeps.run_sweep(config, store, log=None if args.quiet else bench.stderr_log,
+        result = engine.run_sweep(config, store, log=None if args.quiet else bench.stderr_log,
                                   ray_address=args.ray, retry_failed=args.retry_failed)
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished runs are kept in {store.root}: run the same "

@@ -4,7 +4,7 @@
 the embedded default (mnist5k, small_cnn, forget class 0, seed 0), one run each of
 Finetune, Random Label, LAU, EC and DEL at their defaults, then DKVB via Activations on a
 "dkvb" model built on that small_cnn's trunk (its original and oracle are trained on top
-of the small_cnn ones). It goes through the bench runner (`sweeps.run_cells`), so a run
+of the small_cnn ones). It goes through the bench runner (`engine.run_cells`), so a run
 the store already has for the same spec is reused: a second launch trains nothing.
 
 `tour_story` tells the story in six steps, every number read from the stored reports and
@@ -32,7 +32,7 @@ from .methods import get_method
 from .metrics.layers import NOT_FORGOTTEN_MARGIN
 from .progress import Progress
 from .runs import RunStore
-from .sweeps import Cell, Log, RunResult, run_cells, stored_results
+from .engine import Cell, Log, RunResult, run_cells, stored_results
 
 # The preset: methods on the base setup, then the key-masking method on the dkvb model.
 BASE_METHODS = ("finetune", "random_label", "lau", "ec", "del")

@@ -17,7 +17,7 @@ from .figures import format_percent as pct
 from .figures.poison import asr_by_run
 from .progress import Progress
 from .runs import RunStore
-from .sweeps import Cell, Log, RunResult, run_cells
+from .engine import Cell, Log, RunResult, run_cells
 from .tour import PAGES, Link, Step, TourRun, _joined, _unavailable, stored_tour_runs
 
 # Methods that answer differently on this scenario (a baseline that keeps training, one

@@ -61,7 +61,7 @@ def test_sweeps_page_typed_grid(tmp_path_factory, values):
     at.selectbox(key="sweep_method").set_value("finetune").run()
     at.text_input(key="sweep-finetune-epochs").input(values)
     # An accepted grid submits a job; the stub stands where the sweep would start.
-    with mock.patch("unlearn_core.sweeps.run_sweep", side_effect=RuntimeError("accepted")):
+    with mock.patch("unlearn_core.engine.run_sweep", side_effect=RuntimeError("accepted")):
         at.button[0].click().run()
         if "sweep_job" in at.session_state:
             job = state.job_runner().get(at.session_state["sweep_job"])

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import accuracy_and_mia_only, tiny_setup
-from unlearn_core import bench, pipeline, sweeps
+from unlearn_core import bench, engine, pipeline
 from unlearn_core.cli import main
 from unlearn_core.config import MethodSpec
 from unlearn_core.methods import Method, Outcome, Param
@@ -178,10 +178,10 @@ def test_bad_bench_options_exit_2(argv, message, tmp_path, capsys):
 
 
 def test_grid_values_take_the_param_types_and_make_a_product():
-    grid = sweeps.parse_grid("finetune", ["lr=0.01,0.05,0.1", "epochs=2,4,2"])
+    grid = engine.parse_grid("finetune", ["lr=0.01,0.05,0.1", "epochs=2,4,2"])
     assert grid == {"lr": [0.01, 0.05, 0.1], "epochs": [2, 4]}
     assert all(type(v) is int for v in grid["epochs"])
-    specs = sweeps.grid_specs("finetune", grid)
+    specs = engine.grid_specs("finetune", grid)
     assert len(specs) == 6 and specs[0] == MethodSpec("finetune", {"lr": 0.01, "epochs": 2})
 
 

@@ -54,7 +54,7 @@ def test_claims_table_reads_the_held_out_seed(suite):
 
 def test_a_failed_tuning_run_cannot_be_chosen():
     from unlearn_core.config import MethodSpec
-    from unlearn_core.sweeps import RunResult
+    from unlearn_core.engine import RunResult
     spec = MethodSpec("localized", {"strategy": "del", "rho": 0.3, "lr": 0.1, "epochs": 3})
     failed = RunResult("non_iid", 0, spec, None, None, "boom", False, 0.0)
     assert chosen_settings([failed]) == {}

@@ -77,7 +77,7 @@ def _run_cli(world, argv: list[str]) -> tuple[str, str]:
     err, out = _io.StringIO(), _io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
             mock.patch("unlearn_core.pipeline.train_references", _stop_at_training), \
-            mock.patch("unlearn_core.sweeps.run_sweep", side_effect=Accepted):
+            mock.patch("unlearn_core.engine.run_sweep", side_effect=Accepted):
         try:
             code = cli.main(["--quiet", "--store", str(world["store"].root), *argv])
         except Accepted:
@@ -294,7 +294,7 @@ def test_sweep_toml(world, data):
     # No --store: the TOML's own store key is read too (and refused when bad).
     err = _io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(_io.StringIO()), \
-            mock.patch("unlearn_core.sweeps.run_sweep", side_effect=Accepted), \
+            mock.patch("unlearn_core.engine.run_sweep", side_effect=Accepted), \
             mock.patch.dict(os.environ, {"LENS_STORE": str(world["store"].root)}):
         try:
             code = cli.main(["--quiet", "sweep", str(path), "--yes"])

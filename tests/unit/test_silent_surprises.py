@@ -90,7 +90,7 @@ def test_a_big_sweep_starts_after_a_yes_on_a_terminal(tmp_path, capsys, monkeypa
     values = ", ".join(str(round(0.001 * (i + 1), 4)) for i in range(201))
     toml.write_text(f'method = "finetune"\nseeds = 1\n[grid]\nlr = [{values}]\n')
     started = []
-    monkeypatch.setattr("unlearn_core.sweeps.run_sweep",
+    monkeypatch.setattr("unlearn_core.engine.run_sweep",
                         lambda *a, **k: started.append(1) or {"table": "t"})
     monkeypatch.setattr("sys.stdin.isatty", lambda: True, raising=False)
     answers = iter(["n", "y"])

@@ -13,9 +13,9 @@ import threading
 import pytest
 
 from conftest import accuracy_and_mia_only
-from unlearn_core import pipeline, sweeps
+from unlearn_core import engine, pipeline
 from unlearn_core.cli import main
-from unlearn_core.config import MethodSpec
+from unlearn_core.config import MethodSpec, SetupSpec
 from unlearn_core.errors import Cancelled
 from unlearn_core.progress import Progress
 from unlearn_core.runs import RunStore
@@ -47,14 +47,14 @@ def light_evaluate(monkeypatch):
 
 
 def test_stat_of_1_2_3_by_hand():
-    s = sweeps.stat([1.0, 2.0, 3.0])
+    s = engine.stat([1.0, 2.0, 3.0])
     assert s["mean"] == 2.0 and s["std"] == 1.0 and s["n"] == 3
     half = T975[2] * 1.0 / math.sqrt(3)  # 2.484
     assert s["ci"] == pytest.approx([2.0 - half, 2.0 + half], rel=1e-3)
 
 
 def test_stat_of_eight_values_by_hand():
-    s = sweeps.stat([2, 4, 4, 4, 5, 5, 7, 9])
+    s = engine.stat([2, 4, 4, 4, 5, 5, 7, 9])
     assert s["mean"] == 5.0
     assert s["std"] == pytest.approx(math.sqrt(32 / 7))  # squared deviations sum to 32
     half = T975[7] * math.sqrt(32 / 7) / math.sqrt(8)
@@ -62,12 +62,12 @@ def test_stat_of_eight_values_by_hand():
 
 
 def test_stat_with_one_value_has_no_spread_and_says_so():
-    s = sweeps.stat([0.25, None, float("nan")])  # undefined values are left out
+    s = engine.stat([0.25, None, float("nan")])  # undefined values are left out
     assert s == {"mean": 0.25, "std": None, "ci": None, "n": 1, "values": [0.25]}
-    assert sweeps.format_interval(s) == "n/a (1 seed: no spread)"
-    assert sweeps.format_stat(s) == "25.0"
-    empty = sweeps.stat([])
-    assert empty["mean"] is None and sweeps.format_interval(empty) == "n/a (no finished run)"
+    assert engine.format_interval(s) == "n/a (1 seed: no spread)"
+    assert engine.format_stat(s) == "25.0"
+    empty = engine.stat([])
+    assert empty["mean"] is None and engine.format_interval(empty) == "n/a (no finished run)"
 
 
 def _report(gap: float, seconds: float = 1.0) -> dict:
@@ -84,7 +84,7 @@ def _report(gap: float, seconds: float = 1.0) -> dict:
 
 def _result(lr, seed, gap):
     report = None if gap is None else _report(gap)
-    return sweeps.RunResult("s", seed, MethodSpec("finetune", {"lr": lr}),
+    return engine.RunResult("s", seed, MethodSpec("finetune", {"lr": lr}),
                             None if gap is None else f"run-{lr}-{seed}", report,
                             "DivergedError: nan" if gap is None else None, False, 0.0)
 
@@ -94,8 +94,8 @@ def test_grouping_by_setting_ranks_by_mean_avg_gap_with_intervals():
                + [_result(0.1, s, g) for s, g in enumerate([0.01, 0.02, 0.03])]
                + [_result(0.5, 0, 0.005), _result(0.5, 1, None), _result(0.5, 2, None)]
                + [_result(9.0, s, None) for s in range(3)])
-    refs = [sweeps.ReferenceCosts("s", s, 2.0, 10.0, 0) for s in range(3)]
-    original, oracle, *methods = sweeps.tabulate(results, refs, rank=True)
+    refs = [engine.ReferenceCosts("s", s, 2.0, 10.0, 0) for s in range(3)]
+    original, oracle, *methods = engine.tabulate(results, refs, rank=True)
     assert (original["kind"], oracle["kind"]) == ("original", "oracle")
     assert oracle["metrics"]["avg_gap"]["mean"] == 0.0
     assert [m["params"]["lr"] for m in methods] == [0.5, 0.1, 0.2, 9.0]
@@ -110,7 +110,7 @@ def test_grouping_by_setting_ranks_by_mean_avg_gap_with_intervals():
     assert gap["ci"] == pytest.approx([0.02 - half, 0.02 + half], rel=1e-3)
     assert best["metrics"]["forget_gap"]["mean"] == pytest.approx(0.08)
     assert failed["rank"] is None and failed["n_ok"] == 0 and len(failed["failures"]) == 3
-    records = sweeps.table_records([original, oracle, *methods])
+    records = engine.table_records([original, oracle, *methods])
     assert records[2]["rank"] == "1 (best)" and records[2]["best"]
     assert records[2]["avg gap 95% CI (pp)"] == "n/a (1 seed: no spread)"
     assert records[3]["avg gap (pp)"] == "2.00 ± 1.00"
@@ -171,15 +171,15 @@ def test_ray_option_without_ray_says_what_to_install(tmp_path, capsys, monkeypat
 
 
 def test_example_config_is_the_embedded_default_over_three_lrs_and_seeds():
-    config = sweeps.load_config("examples/sweep-finetune-lr.toml")
+    config = engine.load_config("examples/sweep-finetune-lr.toml")
     assert config.method == "finetune" and config.seeds == (0, 1, 2)
-    assert config.setup == sweeps.SetupSpec()
+    assert config.setup == SetupSpec()
     assert [s.params for s in config.specs] == [{"lr": v} for v in config.grid["lr"]]
     assert len(config.grid["lr"]) == 3
 
 
 def test_app_text_fields_parse_like_toml_lists():
-    assert sweeps.grid_from_values("finetune", {"lr": "0.1, 0.2,0.1", "epochs": "2"}) == \
+    assert engine.grid_from_values("finetune", {"lr": "0.1, 0.2,0.1", "epochs": "2"}) == \
         {"lr": [0.1, 0.2], "epochs": [2]}
 
 
@@ -236,7 +236,7 @@ def test_cli_sweep_groups_over_seeds_marks_the_best_and_reuses(tmp_path, capsys)
 
 @pytest.mark.slow
 def test_local_sweep_reports_progress_and_stops_on_cancel(tmp_path):
-    config = sweeps.load_config(_write(tmp_path, TINY_TOML))
+    config = engine.load_config(_write(tmp_path, TINY_TOML))
     store = RunStore(tmp_path / "store")
     cancel = threading.Event()
     fractions = []
@@ -247,12 +247,12 @@ def test_local_sweep_reports_progress_and_stops_on_cancel(tmp_path):
             cancel.set()  # as the app's Cancel button does, after the first run
 
     with pytest.raises(Cancelled):
-        sweeps.run_sweep(config, store, log=log, progress=progress)
+        engine.run_sweep(config, store, log=log, progress=progress)
     assert [r.status for r in store.list(kind="unlearn")] == ["done"]
     assert fractions == sorted(fractions) and 0 < fractions[-1] < 1
 
     fractions.clear()
-    result = sweeps.run_sweep(config, store, progress=Progress(lambda f, m: fractions.append(f)))
+    result = engine.run_sweep(config, store, progress=Progress(lambda f, m: fractions.append(f)))
     assert result["summary"]["reused"] == 1 and result["summary"]["runs"] == 4
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
 

@@ -28,7 +28,8 @@ import pytest
 import torch
 
 from conftest import accuracy_and_mia_only, tiny_setup
-from unlearn_core import pipeline, sweeps, sweeps_ray
+from unlearn_core import engine, pipeline
+from unlearn_core.engine import ray_executor
 from unlearn_core.cli import main
 from unlearn_core.errors import Cancelled, UserError
 from unlearn_core.progress import Progress
@@ -56,7 +57,7 @@ def cluster(places):
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     nodes.add_node(num_cpus=2)
     nodes.wait_for_nodes()
-    env = sweeps_ray.runtime_env()  # what the CLI ships: the package, by py_modules
+    env = ray_executor.runtime_env()  # what the CLI ships: the package, by py_modules
     env["env_vars"] = {"PYTHONPATH": str(ROOT / "tests"),  # conftest and the hook only
                        "HOME": str(places["home"]),
                        "LENS_TEST_FORBIDDEN": str(places["stores"]),
@@ -112,8 +113,8 @@ def store_with(places, name: str, cache=None) -> RunStore:
     return store
 
 
-def config(method: str, grid: dict, seeds: int) -> sweeps.SweepConfig:
-    return sweeps.SweepConfig.from_dict({"method": method, "seeds": seeds, "grid": grid,
+def config(method: str, grid: dict, seeds: int) -> engine.SweepConfig:
+    return engine.SweepConfig.from_dict({"method": method, "seeds": seeds, "grid": grid,
                                          "setup": TINY})
 
 
@@ -126,9 +127,9 @@ def test_runs_and_numbers_equal_the_local_executor_with_no_task_opening_the_stor
     torch_threads(1)  # one thread per run both ways: up to 4 tasks at once on 2 + 2 CPUs
     sweep = config("finetune", {"lr": [0.05, 0.2], "epochs": [1]}, seeds=2)
     local_store, ray_store = store_with(places, "local"), store_with(places, "ray")
-    local = sweeps.run_sweep(sweep, local_store)
+    local = engine.run_sweep(sweep, local_store)
     lines = []
-    remote = sweeps.run_sweep(sweep, ray_store, ray_address=cluster.address, log=lines.append)
+    remote = engine.run_sweep(sweep, ray_store, ray_address=cluster.address, log=lines.append)
     assert remote["summary"]["runs"] == 4 and remote["summary"]["failed"] == 0
     assert remote["summary"]["reference_models_trained"] == 4  # 2 seeds x (original, oracle)
     assert any(line.startswith("ray: 4 runs submitted (0 reused), 2 reference tasks, 1 torch "
@@ -178,7 +179,7 @@ def test_runs_and_numbers_equal_the_local_executor_with_no_task_opening_the_stor
     ray.get(ray.remote(lambda root: RunStore(root).list() and None).remote(str(ray_store.root)))
     assert "store_touched" in markers()
 
-    again = sweeps.run_sweep(sweep, ray_store, ray_address=cluster.address)
+    again = engine.run_sweep(sweep, ray_store, ray_address=cluster.address)
     assert again["summary"]["reused"] == 4  # a second sweep (a resumed one) redoes nothing
     assert again["summary"]["ray"]["results"] == 0
 
@@ -204,7 +205,7 @@ def test_a_worker_killed_mid_run_is_retried_and_every_run_is_stored_once(
     killer = threading.Thread(target=kill_the_first_attempt_at_target, daemon=True)
     killer.start()
     try:
-        result = sweeps.run_sweep(config("finetune", {"lr": [0.05, 0.1, 0.2], "epochs": [1]},
+        result = engine.run_sweep(config("finetune", {"lr": [0.05, 0.1, 0.2], "epochs": [1]},
                                          seeds=1), store, ray_address=cluster.address)
     finally:
         (places["markers"] / "pause.json").unlink()
@@ -227,9 +228,9 @@ def test_a_user_error_in_a_task_is_reported_once_and_not_retried(
     sweep = config("cf_k", {"k": [1, 9], "epochs": [1]}, seeds=1)
     local_store = store_with(places, "user-error-local", seed0_cache)
     ray_store = store_with(places, "user-error-ray", seed0_cache)
-    local = sweeps.run_sweep(sweep, local_store)
+    local = engine.run_sweep(sweep, local_store)
     lines = []
-    remote = sweeps.run_sweep(sweep, ray_store, ray_address=cluster.address, log=lines.append)
+    remote = engine.run_sweep(sweep, ray_store, ray_address=cluster.address, log=lines.append)
     [refused] = [a for a in attempts(markers()) if a["params"]["k"] == 9]  # one attempt
     failures = [row["failures"] for row in remote["rows"] if row["params"].get("k") == 9]
     assert failures == [[{"seed": 0, "error": "UserError: method.params.k: expected an "
@@ -249,7 +250,7 @@ def test_tasks_run_with_this_process_thread_count_or_refuse_it(cluster, places, 
     sweep = config("finetune", {"epochs": [1]}, seeds=1)
     torch_threads(2)
     store = store_with(places, "two-threads", seed0_cache)
-    sweeps.run_sweep(sweep, store, ray_address=cluster.address)
+    engine.run_sweep(sweep, store, ray_address=cluster.address)
     [run] = store.list(kind="unlearn", status="done")
     assert run.report["cost"]["torch_threads"] == 2
     # Ray would queue a task needing more CPUs than a node has forever: refused instead.
@@ -257,7 +258,7 @@ def test_tasks_run_with_this_process_thread_count_or_refuse_it(cluster, places, 
     store = store_with(places, "three-threads")
     with pytest.raises(UserError, match="each run uses 3 torch threads .*OMP_NUM_THREADS.* "
                                         "the largest Ray node has 2 CPUs"):
-        sweeps.run_sweep(sweep, store, ray_address=cluster.address)
+        engine.run_sweep(sweep, store, ray_address=cluster.address)
     assert store.list() == []
 
 
@@ -274,7 +275,7 @@ def test_a_cancel_stops_the_queued_tasks_and_the_next_sweep_runs_only_the_rest(
             cancel.set()  # as the app's Cancel button does, after the first stored run
 
     with pytest.raises(Cancelled):
-        sweeps.run_sweep(sweep, store, ray_address=cluster.address,
+        engine.run_sweep(sweep, store, ray_address=cluster.address,
                          progress=Progress(on_progress, cancel))
     stored = {r.id for r in store.list(kind="unlearn")}
     assert 1 <= len(stored) < 6
@@ -282,7 +283,7 @@ def test_a_cancel_stops_the_queued_tasks_and_the_next_sweep_runs_only_the_rest(
     assert len(attempts(markers())) < 6, "queued tasks ran after the cancel"
     assert {r.id for r in store.list(kind="unlearn")} == stored  # the driver wrote no more
 
-    resumed = sweeps.run_sweep(sweep, store, ray_address=cluster.address)
+    resumed = engine.run_sweep(sweep, store, ray_address=cluster.address)
     assert resumed["summary"]["reused"] == len(stored) and resumed["summary"]["failed"] == 0
     runs = store.list(kind="unlearn")
     assert sorted(r.spec["method"]["params"]["lr"] for r in runs) == [
@@ -307,7 +308,7 @@ def test_an_unreachable_address_is_one_line_naming_the_option(tmp_path, capsys, 
 
 
 class FakeCluster:
-    """What `sweeps_ray.plan` reads of Ray: the nodes and their resources."""
+    """What `ray_executor.plan` reads of Ray: the nodes and their resources."""
 
     def __init__(self, *resources):
         self.resources = resources
@@ -319,8 +320,8 @@ class FakeCluster:
 
 def test_the_plan_reserves_a_gpu_per_task_where_the_cluster_has_gpus(torch_threads):
     torch_threads(2)
-    cells = sweeps.SweepConfig.from_dict({"method": "finetune", "seeds": 1}).cells()
-    gpu_plan = sweeps_ray.plan(FakeCluster({"CPU": 8, "GPU": 2}, {"CPU": 2, "GPU": 4},
+    cells = engine.SweepConfig.from_dict({"method": "finetune", "seeds": 1}).cells()
+    gpu_plan = ray_executor.plan(FakeCluster({"CPU": 8, "GPU": 2}, {"CPU": 2, "GPU": 4},
                                            {"CPU": 16}), cells)
     # per node min(CPUs // 2, GPUs): 2 + 1 + 0
     assert (gpu_plan.at_once, gpu_plan.why) == (
@@ -331,11 +332,11 @@ def test_the_plan_reserves_a_gpu_per_task_where_the_cluster_has_gpus(torch_threa
     pinned = dataclasses.replace(setup, device="cpu")
     assert gpu_plan.options(pinned)["num_gpus"] == 0 and gpu_plan.device_type(pinned) == "cpu"
 
-    cpu_plan = sweeps_ray.plan(FakeCluster({"CPU": 8}, {"CPU": 3}), cells)
+    cpu_plan = ray_executor.plan(FakeCluster({"CPU": 8}, {"CPU": 3}), cells)
     assert (cpu_plan.at_once, cpu_plan.why) == (5, "(11 CPUs / 2 threads per task)")
     assert cpu_plan.options(setup)["num_gpus"] == 0 and cpu_plan.device_type(setup) == "cpu"
     cuda_cells = [dataclasses.replace(c, setup=dataclasses.replace(c.setup, device="cuda"))
                   for c in cells]
     with pytest.raises(UserError, match="setup.device: 'cuda' but the Ray cluster reports no "
                                         "GPUs"):
-        sweeps_ray.plan(FakeCluster({"CPU": 8}), cuda_cells)
+        ray_executor.plan(FakeCluster({"CPU": 8}), cuda_cells)

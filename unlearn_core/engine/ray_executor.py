@@ -21,7 +21,7 @@ and return what they made; only the driver (`run_cells_ray`) writes.
   the driver once, so it is stored once. Errors of a run (a UserError from the method's
   checks, a diverged run) come back as values, are not retried, and are recorded as the
   local executor records them. A driver stopped mid-sweep leaves the finished runs in the
-  store; the next sweep reuses them (`sweeps.run_cells`). A cancel (Progress) or Ctrl-C
+  store; the next sweep reuses them (`runner.run_cells`). A cancel (Progress) or Ctrl-C
   cancels the outstanding tasks.
 """
 
@@ -36,14 +36,14 @@ from typing import Any, Sequence
 
 import torch
 
-from .config import MethodSpec, RunSpec, SetupSpec
-from .errors import UserError
-from .pipeline import (CacheEntry, MemoryCache, RunOutput, compute_run, reference_cache_keys,
+from ..config import MethodSpec, RunSpec, SetupSpec
+from ..errors import UserError
+from ..pipeline import (CacheEntry, MemoryCache, RunOutput, compute_run, reference_cache_keys,
                        reference_roles, resolve_run, train_reference_entries, train_references)
-from .progress import Progress
-from .runs import RunStore
-from .training import reference_key
-from .vocabulary import REFERENCE_ROLES
+from ..progress import Progress
+from ..runs import RunStore
+from ..training import reference_key
+from ..vocabulary import REFERENCE_ROLES
 
 RAY_INSTALL_HINT = "install requirements-ray.txt (pip install -r requirements-ray.txt)"
 # Ray reruns a task whose worker process or node died this many times.
@@ -63,7 +63,7 @@ def import_ray():
 def runtime_env() -> dict:
     """What every worker gets: this process's unlearn_core, uploaded by Ray, so nodes
     need the same requirements installed but not this checkout."""
-    return {"py_modules": [str(Path(__file__).resolve().parent)]}
+    return {"py_modules": [str(Path(__file__).resolve().parents[1])]}
 
 
 _joined: str | None = None  # the address this module joined, if it initialised Ray
@@ -282,9 +282,9 @@ def _store_run(store: RunStore, outcome: RunOutcome) -> str | None:
 
 def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address: str,
                   previous: dict, log, progress: Progress, stats: RayStats | None = None):
-    """`sweeps.run_cells` on Ray (see the module docstring); returns (results,
+    """`runner.run_cells` on Ray (see the module docstring); returns (results,
     references) as the local executor does, in the same order."""
-    from . import sweeps  # the runner's records and logs (sweeps imports this lazily)
+    from . import runner  # the runner's records and logs (the runner imports this lazily)
 
     ray = import_ray()
     connect(ray, address)
@@ -296,7 +296,7 @@ def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address
     results: list[Any] = []
     for cell in cells:
         for spec in methods:
-            results.append(sweeps._reused(cell, spec, previous, the_plan.device_type(cell.setup)))
+            results.append(runner._reused(cell, spec, previous, the_plan.device_type(cell.setup)))
     total = len(results)
     todo = {c: [m for m in range(len(methods)) if results[c * len(methods) + m] is None]
             for c in range(len(cells))}
@@ -314,10 +314,10 @@ def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address
     def reference_row(c: int, refs: ReferenceModels, trained_now: int) -> None:
         cell = cells[c]
         meta = {role: refs.entries[reference_key(cell.setup, role)][1] for role in REFERENCE_ROLES}
-        references[c] = sweeps.ReferenceCosts(cell.scenario, cell.seed, meta["original"].get("seconds"),
+        references[c] = runner.ReferenceCosts(cell.scenario, cell.seed, meta["original"].get("seconds"),
                                           meta["oracle"].get("seconds"), trained_now)
-        sweeps._log_references(log, references[c],
-                               sweeps._device_type(meta["oracle"].get("device", "cpu")),
+        runner._log_references(log, references[c],
+                               runner._device_type(meta["oracle"].get("device", "cpu")),
                                the_plan.device_type(cell.setup))
 
     def references_done(future, c: int) -> None:
@@ -327,7 +327,7 @@ def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address
         except ray.exceptions.RayError as exc:  # retries spent: the cell's runs fail
             refs = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             for m in todo[c]:
-                finish(c * len(methods) + m, sweeps.RunResult(
+                finish(c * len(methods) + m, runner.RunResult(
                     cell.scenario, cell.seed, methods[m], None, None,
                     f"references: {refs}", reused=False, wall_seconds=0.0))
             return
@@ -346,7 +346,7 @@ def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address
         try:
             outcome = ray.get(future)
         except ray.exceptions.RayError as exc:  # retries spent (node lost, out of memory)
-            finish(index, sweeps.RunResult(
+            finish(index, runner.RunResult(
                 cell.scenario, cell.seed, spec, None, None,
                 f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}",
                 reused=False, wall_seconds=0.0))
@@ -356,7 +356,7 @@ def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address
         started = time.perf_counter()
         run_id = _store_run(store, outcome)
         stats.write_seconds += time.perf_counter() - started
-        finish(index, sweeps.RunResult(cell.scenario, cell.seed, spec, run_id,
+        finish(index, runner.RunResult(cell.scenario, cell.seed, spec, run_id,
                                        store.get(run_id).report if run_id else None,
                                        outcome.error, reused=False,
                                        wall_seconds=outcome.wall_seconds))
@@ -365,7 +365,7 @@ def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address
         nonlocal done_count
         done_count += 1
         results[index] = result
-        sweeps._log_result(log, result, done_count, total)
+        runner._log_result(log, result, done_count, total)
 
     reference_tasks = 0
     try:
@@ -390,7 +390,7 @@ def run_cells_ray(cells, methods: Sequence[MethodSpec], store: RunStore, address
             f"at most {the_plan.at_once} at once {the_plan.why}")
         for index, result in enumerate(results):
             if result is not None:
-                sweeps._log_result(log, result, index + 1, total)
+                runner._log_result(log, result, index + 1, total)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             progress.check()  # a cancel stops the sweep here (see the except below)
