@@ -4,15 +4,14 @@ its mask, per layer and per channel, and how the results move with the budget ρ
 import streamlit as st
 
 from ui import explainers, state, widgets
+from unlearn_core import engine
 from unlearn_core.config import RunSpec
 from unlearn_core.errors import UserError
 from unlearn_core.figures import localization as figs
 from unlearn_core.methods import get_method
 from unlearn_core.methods.localization import REFERENCE_STRATEGIES, STRATEGIES
 from unlearn_core.methods.del_localized import (ALGORITHM_TITLES, ALGORITHMS, SWEEP_RHOS,
-                                            TUNING_GRID, budget_sweep_specs, grid_settings)
-from unlearn_core.pipeline import run_unlearning
-from unlearn_core.progress import Progress
+                                                TUNING_GRID, budget_sweep_specs, grid_settings)
 
 st.title("Localization")
 store = state.store()
@@ -74,26 +73,6 @@ st.plotly_chart(figs.budget_sweep([report] + [runs[i].report for i in same_setup
                                   tuned=tuned_view), width="stretch")
 
 
-def run_sweep(specs: list[RunSpec], progress: Progress) -> list[str]:
-    """The sweep's runs one after another, each with its share of the bar; runs already
-    finished in the store are reused."""
-    finished = {r.report.get("run_spec_hash"): r.id
-                for r in store.list(kind="unlearn", status="done") if r.report}
-    run_ids = []
-    for index, spec in enumerate(specs):
-        params = spec.method.params
-        point = f"ρ = {params['rho']:g}, lr {params['lr']:g}, {params['epochs']} epochs"
-
-        def forward(fraction, message, index=index, point=point):
-            progress.update((index + fraction) / len(specs),
-                            f"{point} ({index + 1}/{len(specs)}): {message}")
-
-        forward(0.0, "starting")
-        run_ids.append(finished.get(spec.hash) or run_unlearning(spec, store, Progress(forward)))
-    progress.update(1.0, f"{len(specs)} runs done")
-    return run_ids
-
-
 picked_params = report["method"]["params"]
 with st.form("loc-sweep"):
     st.markdown(f"**Run a sweep** over ρ ∈ {{{', '.join(f'{r:g}' for r in SWEEP_RHOS)}}} on "
@@ -130,5 +109,7 @@ if submitted:
         st.error(str(exc))
     else:
         label = f"Budget sweep: {figs.series_label({'method': specs[0].method.to_dict()})}"
-        state.submit(label, lambda progress: run_sweep(specs, progress))
+        setup, methods = specs[0].setup, [spec.method for spec in specs]
+        state.submit(label, lambda progress: engine.run_on_setup(
+            setup, methods, store, label="budget sweep", progress=progress))
         st.rerun()

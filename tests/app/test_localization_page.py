@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from ui import state
 from unlearn_core.config import MethodSpec, RunSpec, SetupSpec
+from unlearn_core.engine import runner
 from unlearn_core.methods import get_method
 from unlearn_core.methods.del_localized import SWEEP_RHOS, TUNING_GRID, grid_settings
 from unlearn_core.progress import Progress
@@ -63,10 +64,10 @@ def localized_run(rng, method: str, params: dict, forget: float):
     return resolved, report, arrays
 
 
-def store_run(store, rng, method, params, forget=0.97, setup=None, spec_hash=None):
+def store_run(store, rng, method, params, forget=0.97, setup=None, spec=None):
     resolved, report, arrays = localized_run(rng, method, params, forget)
-    spec = RunSpec(setup or SetupSpec(), MethodSpec(method, resolved))
-    report["run_spec_hash"] = spec_hash or spec.hash
+    spec = spec or RunSpec(setup or SetupSpec(), MethodSpec(method, resolved))
+    report["run_spec_hash"] = spec.hash
     run_id = store.create("unlearn", spec.to_dict(), label=method)
     store.finish(run_id, report, arrays=arrays)
     return run_id
@@ -158,29 +159,35 @@ def test_sweep_form_queues_one_run_per_rho_and_reuses_finished_ones(stored, monk
     assert submitted["label"] == "Budget sweep: salloc · neggrad_plus"
 
     ran, messages = [], []
-
-    def fake_run(spec, store_, progress):
-        ran.append(spec)
-        progress.update(1.0, "done")
-        return f"run-{spec.method.params['rho']}"
-
     # A finished run of the ρ = 0.1 point is reused, not rerun.
     params = {**get_method("del").resolve_params({}), "strategy": "salloc",
               "algorithm": "neggrad_plus", "rho": 0.1}
     done_spec = RunSpec(SetupSpec(), MethodSpec("localized",
                                                  get_method("localized").resolve_params(params)))
     reused = store_run(store, np.random.default_rng(1), "localized",
-                       {"strategy": "salloc", "rho": 0.1}, spec_hash=done_spec.hash)
-    # The job runs the page's run_sweep, which calls the page's run_unlearning.
-    monkeypatch.setitem(submitted["fn"].__globals__, "run_unlearning", fake_run)
+                       {"strategy": "salloc", "rho": 0.1}, spec=done_spec)
+    # The job is the engine's runner on this setup: only its two steps that train are faked.
+    engine_runs_without_training(monkeypatch, ran)
     result = submitted["fn"](Progress(lambda fraction, message: messages.append(message)))
-    assert [s.method.params["rho"] for s in ran] == [r for r in SWEEP_RHOS if r != 0.1]
-    assert all(s.method.params["strategy"] == "salloc" and
-               s.method.params["algorithm"] == "neggrad_plus" and
-               s.method.params["lr"] == params["lr"] and s.setup == SetupSpec() for s in ran)
-    assert result[1] == reused and len(result) == len(SWEEP_RHOS)
-    assert messages[0] == f"ρ = 0.05, lr 0.1, 3 epochs (1/{len(SWEEP_RHOS)}): starting"
-    assert messages[-1] == f"{len(SWEEP_RHOS)} runs done"
+    assert [s.params["rho"] for _, s in ran] == [r for r in SWEEP_RHOS if r != 0.1]
+    assert all(s.params["strategy"] == "salloc" and s.params["algorithm"] == "neggrad_plus"
+               and s.params["lr"] == params["lr"] and setup == SetupSpec() for setup, s in ran)
+    assert [r.reused for r in result] == [r == 0.1 for r in SWEEP_RHOS]
+    assert result[1].run_id == reused and len(result) == len(SWEEP_RHOS)
+    assert messages[-1].startswith(f"{len(SWEEP_RHOS)}/{len(SWEEP_RHOS)} runs: localized")
+
+
+def engine_runs_without_training(monkeypatch, ran: list) -> None:
+    """The engine's runner with its two training steps replaced: the references are taken
+    as cached, and each run records its (setup, spec) and ends as a failure the runner
+    reports and goes past (nothing is stored)."""
+    monkeypatch.setattr(runner, "_references", lambda setup, store, progress=None:
+                        (1.0, 1.0, 0, "cpu"))
+
+    def execute(setup, spec, store, progress=None):
+        ran.append((setup, spec))
+        return None, "not run in this test", 0.0
+    monkeypatch.setattr(runner, "_execute", execute)
 
 
 def test_tuned_sweep_queues_every_grid_setting_per_rho_and_the_chart_picks_the_best(
@@ -193,11 +200,9 @@ def test_tuned_sweep_queues_every_grid_setting_per_rho_and_the_chart_picks_the_b
     at.button[0].click().run()
     assert not at.exception, at.exception
     ran = []
-    monkeypatch.setitem(submitted["fn"].__globals__, "run_unlearning",
-                        lambda spec, store_, progress: ran.append(spec) or "run")
+    engine_runs_without_training(monkeypatch, ran)
     submitted["fn"](Progress())
-    points = {(s.method.params["rho"], s.method.params["lr"], s.method.params["epochs"])
-              for s in ran}
+    points = {(s.params["rho"], s.params["lr"], s.params["epochs"]) for _, s in ran}
     assert len(ran) == len(points) == len(SWEEP_RHOS) * len(grid_settings(TUNING_GRID))
 
     # A second DEL run at ρ 0.3 with another lr, further from the oracle's 96% forget

@@ -12,7 +12,8 @@ page's budget sweep.
 """
 
 from .grid import grid_from_values, grid_specs, method_label, parse_grid
-from .runner import Cell, Log, ReferenceCosts, RunResult, run_cells, stored_results
+from .runner import (Cell, Log, ReferenceCosts, RunResult, run_cells, run_on_setup,
+                     stored_results)
 from .stats import CONFIDENCE, format_interval, format_stat, stat
 from .sweep_config import (CONFIG_KEYS, CONFIRM_ABOVE_RUNS, MAX_SEEDS, SweepConfig,
                            describe_config, estimate, load_config, run_sweep)
@@ -22,5 +23,5 @@ __all__ = ["CONFIDENCE", "CONFIG_KEYS", "CONFIRM_ABOVE_RUNS", "Cell", "LEGEND", 
            "MAX_SEEDS", "ReferenceCosts", "RunResult", "SweepConfig", "describe_config",
            "estimate", "format_interval", "format_stat", "grid_from_values", "grid_specs",
            "load_config", "markdown_table", "method_label", "parse_grid", "role_metrics",
-           "run_cells", "run_summary", "run_sweep", "stat", "stored_results", "table_records",
+           "run_cells", "run_on_setup", "run_summary", "run_sweep", "stat", "stored_results", "table_records",
            "tabulate"]

@@ -217,3 +217,13 @@ def run_cells(cells: Sequence[Cell], methods: Sequence[MethodSpec], store: RunSt
                                                   f"{method_label(spec)}, seed {cell.seed}")
             _log_result(log, result, len(results), total)
     return results, references
+
+
+def run_on_setup(setup: SetupSpec, methods: Sequence[MethodSpec], store: RunStore, *,
+                 label: str = "setup", progress: Progress | None = None,
+                 log: Log | None = None) -> list[RunResult]:
+    """Every method spec on one setup (one cell of `run_cells`, the same reuse, progress
+    and cancel): what a page runs on the setup of a run it shows, e.g. the Localization
+    page's budget sweep."""
+    return run_cells([Cell(label, setup.seed, setup)], methods, store, log=log,
+                     progress=progress)[0]
