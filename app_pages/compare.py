@@ -87,51 +87,61 @@ def side_by_side(name: str, draw, missing: str) -> None:
             exports.chart(fig, f"{name}-{record.id}", f"compare-{name}-{run}", column)
 
 
+# Only the open tab is drawn (a rerun on a tab change): the six tabs hold 13 plotly figures,
+# two of them scatter plots of thousands of points, and drawing them all took the page
+# over 2 s in the browser.
 accuracy_tab, cka_tab, probes_tab, mia_tab, embeddings_tab, export_tab = st.tabs(
-    ["Accuracy per class", "CKA per layer", "Probes", "MIA", "Embeddings", "Export"])
-with accuracy_tab:
-    for (run, record), column in zip(pair.items(), st.columns(2)):
-        column.markdown(f"**{run}:** {record.report['method']['title']} · {record.id}")
-        exports.chart(figures.per_class_accuracy(record.report), f"per-class-{record.id}",
-                      f"compare-per-class-{run}", column)
-with cka_tab:
-    side_by_side("cka", lambda report, _, run: figures.cka_per_layer(
-        report, [p for p in report["layers"]["parts"] if p in report["layers"]["depth"]]
-        or report["layers"]["parts"][:1]), "stored before the layer metrics existed")
-with probes_tab:
-    side_by_side("probes", lambda report, _, run: figures.probe_accuracy_per_layer(report),
-                 "no linear probes (no held-out forget examples, or stored before them)")
-with mia_tab:
-    side_by_side("mia", lambda report, _, run: figures.mia_efficacy_bars(report)
-                 if "mia" in report else None, "no MIA section (stored before it existed)")
-    side_by_side("mia-histogram", lambda _, run_arrays, run: figures.score_histograms(
-        run_arrays) if array_keys.score("conf", "unlearned", "forget") in run_arrays else None,
-        "no per-example scores stored")
+    ["Accuracy per class", "CKA per layer", "Probes", "MIA", "Embeddings", "Export"],
+    key="compare-tab", on_change="rerun")
+if accuracy_tab.open:
+    with accuracy_tab:
+        for (run, record), column in zip(pair.items(), st.columns(2)):
+            column.markdown(f"**{run}:** {record.report['method']['title']} · {record.id}")
+            exports.chart(figures.per_class_accuracy(record.report), f"per-class-{record.id}",
+                          f"compare-per-class-{run}", column)
+if cka_tab.open:
+    with cka_tab:
+        side_by_side("cka", lambda report, _, run: figures.cka_per_layer(
+            report, [p for p in report["layers"]["parts"] if p in report["layers"]["depth"]]
+            or report["layers"]["parts"][:1]), "stored before the layer metrics existed")
+if probes_tab.open:
+    with probes_tab:
+        side_by_side("probes", lambda report, _, run: figures.probe_accuracy_per_layer(report),
+                     "no linear probes (no held-out forget examples, or stored before them)")
+if mia_tab.open:
+    with mia_tab:
+        side_by_side("mia", lambda report, _, run: figures.mia_efficacy_bars(report)
+                     if "mia" in report else None, "no MIA section (stored before it existed)")
+        side_by_side("mia-histogram", lambda _, run_arrays, run: figures.score_histograms(
+            run_arrays) if array_keys.score("conf", "unlearned", "forget") in run_arrays else None,
+            "no per-example scores stored")
 selected_examples: dict[str, list[int]] = {"A": [], "B": []}
-with embeddings_tab:
-    st.caption("Select forget examples (box or lasso) to open them in the drill-down below.")
-    for (run, record), column in zip(pair.items(), st.columns(2)):
-        column.markdown(f"**{run}:** {record.report['method']['title']} · {record.id}")
-        layers = figures.embedded_layers(record.report, arrays[run]) \
-            if "layers" in record.report else []
-        if not layers:
-            column.info(f"Run {run}: no stored embeddings")
-            continue
-        features_only = [name for name in layers if name != "logits"] or layers
-        layer = column.selectbox("Layer", layers, index=layers.index(features_only[-1]),
-                                 key=f"compare-embedding-layer-{run}")
-        event = column.plotly_chart(
-            figures.embedding_panels(record.report, arrays[run], layer), width="stretch",
-            on_select="rerun", selection_mode=("points", "box", "lasso"),
-            key=f"compare-embedding-{run}-{record.id}-{layer}")
-        selected_examples[run] = figures.selected_forget_examples(
-            record.report, arrays[run],
-            figures.selected_probe_rows(event.selection.points if event else []))
-with export_tab:
-    for run, record in pair.items():
-        st.markdown(f"**{run}:** {record.label} · {record.id}")
-        exports.run_downloads(record, arrays[run], f"compare-export-{run}")
-    st.caption(exports.STATIC_IMAGE_NOTE)
+if embeddings_tab.open:
+    with embeddings_tab:
+        st.caption("Select forget examples (box or lasso) to open them in the drill-down below.")
+        for (run, record), column in zip(pair.items(), st.columns(2)):
+            column.markdown(f"**{run}:** {record.report['method']['title']} · {record.id}")
+            layers = figures.embedded_layers(record.report, arrays[run]) \
+                if "layers" in record.report else []
+            if not layers:
+                column.info(f"Run {run}: no stored embeddings")
+                continue
+            features_only = [name for name in layers if name != "logits"] or layers
+            layer = column.selectbox("Layer", layers, index=layers.index(features_only[-1]),
+                                     key=f"compare-embedding-layer-{run}")
+            event = column.plotly_chart(
+                figures.embedding_panels(record.report, arrays[run], layer), width="stretch",
+                on_select="rerun", selection_mode=("points", "box", "lasso"),
+                key=f"compare-embedding-{run}-{record.id}-{layer}")
+            selected_examples[run] = figures.selected_forget_examples(
+                record.report, arrays[run],
+                figures.selected_probe_rows(event.selection.points if event else []))
+if export_tab.open:
+    with export_tab:
+        for run, record in pair.items():
+            st.markdown(f"**{run}:** {record.label} · {record.id}")
+            exports.run_downloads(record, arrays[run], f"compare-export-{run}")
+        st.caption(exports.STATIC_IMAGE_NOTE)
 
 st.header("Drill-down: one forget example")
 drill_run = st.radio("Run", list(pair), horizontal=True, key="compare-drill-run",

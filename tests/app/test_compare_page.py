@@ -86,10 +86,20 @@ def test_runs_a_and_b_side_by_side_on_every_view(page):
     unlearned = [next(t for t in c["data"] if t["name"] == "Unlearned")["y"] for c in per_class]
     assert unlearned == [pytest.approx([100 * v for v in store.get(ids[name]).report[
         "accuracy"]["unlearned"]["per_class_test"]]) for name in ("neggrad_plus", "finetune")]
+    # Only the open tab is drawn: the first one until another is chosen.
     titles = [c["layout"]["title"]["text"] for c in chart_specs(at)]
-    for view in ("Linear CKA per layer", "Linear probe accuracy", "MIA efficacy",
-                 "Confidence: forget vs test", "embedding: one joint PCA"):
-        assert sum(title.startswith(view) for title in titles) == 2, view
+    assert not any(title.startswith("Linear CKA per layer") for title in titles)
+    for tab, views in (("CKA per layer", ["Linear CKA per layer"]),
+                       ("Probes", ["Linear probe accuracy"]),
+                       ("MIA", ["MIA efficacy", "Confidence: forget vs test"]),
+                       ("Embeddings", ["embedding: one joint PCA"])):
+        at.session_state["compare-tab"] = tab
+        at.run()
+        assert not at.exception
+        titles = [c["layout"]["title"]["text"] for c in chart_specs(at)]
+        for view in views:
+            assert sum(title.startswith(view) for title in titles) == 2, view
+        assert not any(title.startswith("Test accuracy per class") for title in titles), tab
 
 
 def test_drill_down_shows_stored_values_then_computes_margins_in_the_background(page):
