@@ -327,10 +327,12 @@ def cmd_train(args) -> int:
 
 def cmd_unlearn(args) -> int:
     from .pipeline import run_unlearning
-    if args.plugin is not None and not args.plugin.strip():
+    if args.plugin is not None:
         from .methods import list_plugins
-        raise UserError(f"--plugin: expected a plug-in name ({', '.join(list_plugins())}), "
-                        "got an empty string; drop --plugin to run the method alone")
+        if args.plugin not in list_plugins():
+            got = repr(args.plugin) if args.plugin.strip() else "an empty string"
+            raise UserError(f"--plugin: expected a plug-in name ({', '.join(list_plugins())}), "
+                            f"got {got}; drop --plugin to run the method alone")
     store = _store(args)
     name = f"{args.method}+{args.plugin}" if args.plugin else args.method
     spec = RunSpec(setup_from_args(args), MethodSpec(name, parse_params(args.param)))

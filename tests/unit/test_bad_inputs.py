@@ -53,6 +53,9 @@ CLI_CASES = [
     (["unlearn", "--method", "finetune", "--forget-kind", "random", "--forget-fraction", "1"],
      "forget.fraction: expected a number in (0, 1)"),
     (["train", "--forget-classes", "-1"], "forget.classes: expected non-negative integers"),
+    # Found by the fuzzing of CLI flags (test_fuzz_inputs): the message named method.name.
+    (["unlearn", "--method", "finetune", "--plugin", "nope"],
+     "--plugin: expected a plug-in name (ec), got 'nope'"),
     (["runs", "show", "../../etc"], "run_id: expected a run id"),
     (["runs", "delete", "../index.sqlite"], "run_id: expected a run id"),
 ]
