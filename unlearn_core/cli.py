@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .config import (DEFAULT_ENCODER, ENCODER_MODELS, FORGET_KINDS, ORACLE_INITS, PAPER_SCALE,
                      POISON_ATTACKS, POISON_POSITIONS, PRECISIONS, USER_MODULE, BottleneckSpec,
@@ -21,6 +21,9 @@ from .errors import Cancelled, DivergedError, UserError
 from .figures import format_percent
 from .progress import ConsoleProgress, Progress
 from .vocabulary import ROLES
+
+if TYPE_CHECKING:
+    from .runs import RunStore
 
 EXIT_USAGE = 2
 
@@ -300,18 +303,34 @@ def accuracy_table(report: dict) -> str:
                     + f"{'n/a' if gap is None else f'{100 * gap:+.1f}':>9}")
     cost = report["cost"]
     speed = "n/a" if cost["speedup"] is None else f"{cost['speedup']:.1f}x"
-    rows.append(f"time {cost['seconds']:.2f} s (oracle {cost['oracle_seconds']:.2f} s, "
+    oracle = "n/a" if cost["oracle_seconds"] is None else f"{cost['oracle_seconds']:.2f} s"
+    rows.append(f"time {cost['seconds']:.2f} s (oracle {oracle}, "
                 f"speed-up {speed}) on {cost['device']}")
     return "\n".join(rows)
 
 
+def _with_imported_references(spec: SetupSpec, store: RunStore, args) -> SetupSpec:
+    """The setup with --original-checkpoint and --oracle-checkpoint imported, if given."""
+    from .training import import_reference
+    for role in ("original", "oracle"):
+        path = getattr(args, f"{role}_checkpoint")
+        if path is not None:
+            spec = import_reference(spec, store, str(path), role)
+    return spec
+
+
+def _add_checkpoint_args(p, original_help: str) -> None:
+    p.add_argument("--original-checkpoint", type=_path_type("--original-checkpoint"),
+                   metavar="PATH", help=original_help)
+    p.add_argument("--oracle-checkpoint", type=_path_type("--oracle-checkpoint"),
+                   metavar="PATH", help="use these weights as the retrain oracle instead of "
+                   "training it: a model of the setup's architecture trained without the "
+                   "forget set, elsewhere (.safetensors, or .pt saved weights-only)")
+
+
 def cmd_train(args) -> int:
     from .pipeline import train_references
-    from .training import import_original
-    spec = setup_from_args(args)
-    store = _store(args)
-    if args.original_checkpoint is not None:
-        spec = import_original(spec, store, str(args.original_checkpoint))
+    spec = _with_imported_references(setup_from_args(args), store := _store(args), args)
     refs = train_references(spec, store, Progress(ConsoleProgress(args.quiet)))
     for note in refs.experiment.dataset.notes:  # e.g. unreadable images that were skipped
         print(f"note: {note}", file=sys.stderr)
@@ -345,11 +364,7 @@ def cmd_unlearn(args) -> int:
 
 def cmd_import_run(args) -> int:
     from .pipeline import import_run
-    from .training import import_original
-    spec = setup_from_args(args)
-    store = _store(args)
-    if args.original_checkpoint is not None:
-        spec = import_original(spec, store, str(args.original_checkpoint))
+    spec = _with_imported_references(setup_from_args(args), store := _store(args), args)
     run_id = import_run(spec, args.checkpoint, store, Progress(ConsoleProgress(args.quiet)),
                         seconds=args.seconds)
     record = store.get(run_id)
@@ -703,9 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train (or load) the original and the retrain oracle")
-    p.add_argument("--original-checkpoint", type=_path_type("--original-checkpoint"), metavar="PATH",
-                   help="use these weights (.safetensors, or .pt saved weights-only) as the "
-                        "original instead of training it")
+    _add_checkpoint_args(p, "use these weights (.safetensors, or .pt saved weights-only) as "
+                            "the original instead of training it")
     _add_setup_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -728,9 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "weights-only: never unpickled), for the setup's architecture")
     p.add_argument("--seconds", type=float, default=None,
                    help="how long that unlearning took, if known (else no speed-up is claimed)")
-    p.add_argument("--original-checkpoint", type=_path_type("--original-checkpoint"),
-                   metavar="PATH", help="the original these weights were unlearned from, if "
-                   "it is not the one the setup trains")
+    _add_checkpoint_args(p, "the original these weights were unlearned from, if it is not "
+                            "the one the setup trains")
     _add_setup_args(p)
     p.set_defaults(func=cmd_import_run)
 

@@ -532,13 +532,21 @@ class SetupSpec(_Spec):
     # checkpoint with that content hash stands in for it.
     original: str = "trained"
     oracle_init: str = "same"  # one of ORACLE_INITS
+    # The same for the retrain oracle: "imported:<hash>" when a user's checkpoint, trained
+    # without the forget set elsewhere, is the reference every run is judged against.
+    oracle: str = "trained"
 
-    OMITTED_AT_DEFAULT = ("oracle_init",)
+    OMITTED_AT_DEFAULT = ("oracle_init", "oracle")
 
     def __post_init__(self):
-        _require(self.original == "trained" or re.fullmatch(r"imported:[0-9a-f]{16}", self.original)
-                 is not None, f"original: expected 'trained' or 'imported:<16 hex digits>', "
-                              f"got {self.original!r}")
+        for role in ("original", "oracle"):
+            source = getattr(self, role)
+            _require(source == "trained" or re.fullmatch(r"imported:[0-9a-f]{16}", source)
+                     is not None, f"{role}: expected 'trained' or 'imported:<16 hex digits>', "
+                                  f"got {source!r}")
+        _require(self.oracle == "trained" or self.oracle_init == "same",
+                 f"oracle_init: {self.oracle_init!r} retrains the oracle from another seed, but "
+                 f"the oracle is imported ({self.oracle}); leave oracle_init 'same'")
         for name, kind in (("data", DataSpec), ("forget", ForgetSpec),
                            ("model", ModelSpec), ("train", TrainSpec)):
             _require(isinstance(getattr(self, name), kind),
@@ -572,6 +580,8 @@ class SetupSpec(_Spec):
     @property
     def oracle_key(self) -> str:
         """Cache key of the retrain oracle (trained on the retain set only)."""
+        if self.oracle != "trained":  # the forget set it was trained without matters
+            return self._hashed("data", "forget", "model", "oracle")
         if self.oracle_init != "same":
             return self._hashed("data", "forget", "model", "train", "seed", "oracle_init")
         return self._hashed("data", "forget", "model", "train", "seed")

@@ -39,7 +39,7 @@ from .pipeline import (References, import_run, run_unlearning, train_references,
                        unlearned_model)
 from .progress import ConsoleProgress, Progress
 from .runs import RunStore
-from .training import import_original
+from .training import import_reference
 
 
 def _forget_spec(forget: Any) -> ForgetSpec:
@@ -84,7 +84,8 @@ class Lens:
     class, which is called to build every model of the setup: with num_classes,
     in_channels and image_size where its constructor takes them; its weights are not
     used: pass them as `original_checkpoint` to make them the original), or a ModelSpec.
-    `original_checkpoint`: a weights file to use as the original instead of training it.
+    `original_checkpoint`: a weights file to use as the original instead of training it;
+    `oracle_checkpoint` the same for the retrain oracle (trained without the forget set).
     `train_set`, `test_set`: any torch Datasets of (image, label) (PIL images, tensors or
     arrays; raw intensities, not normalised; square images); without them, the registered
     dataset `data` (default the embedded mnist5k). `forget`: a class, a list of classes, a
@@ -96,7 +97,8 @@ class Lens:
                  forget: Any = 0, data: str | DataSpec = "mnist5k", classes: Sequence[str] | None = None,
                  epochs: int | None = None, train: TrainSpec | Mapping | None = None,
                  seed: int = 0, device: str = "auto", store: str | Path | RunStore | None = None,
-                 original_checkpoint: str | Path | None = None, progress: bool = True):
+                 original_checkpoint: str | Path | None = None,
+                 oracle_checkpoint: str | Path | None = None, progress: bool = True):
         if (train_set is None) != (test_set is None):
             raise UserError("test_set: give both train_set and test_set, or neither (then "
                             "`data` names a registered dataset)")
@@ -111,8 +113,9 @@ class Lens:
             recipe = TrainSpec.from_dict({**recipe.to_dict(), "epochs": epochs})
         self.setup = SetupSpec(data=data_spec, forget=_forget_spec(forget),
                                model=_model_spec(model), train=recipe, seed=seed, device=device)
-        if original_checkpoint is not None:
-            self.setup = import_original(self.setup, self.store, str(original_checkpoint))
+        for role, checkpoint in (("original", original_checkpoint), ("oracle", oracle_checkpoint)):
+            if checkpoint is not None:
+                self.setup = import_reference(self.setup, self.store, str(checkpoint), role)
         self.quiet = not progress
         self._references: References | None = None
 

@@ -325,9 +325,9 @@ def _trained(exp: Experiment, cache: CheckpointCache, key: str, role: str, part:
     cached = _from_cache(exp, cache, key, role, progress)
     if cached is not None:
         return cached
-    if role == "original" and exp.spec.original != "trained":
-        raise UserError(f"original: the imported checkpoint {exp.spec.original} is not in the "
-                        "run store's cache; import it again")
+    if role in ("original", "oracle") and getattr(exp.spec, role) != "trained":
+        raise UserError(f"{role}: the imported checkpoint {getattr(exp.spec, role)} is not in "
+                        "the run store's cache; import it again")
     model = exp.new_model(seed)
     log = train_classifier(model, exp, part, exp.spec.train, progress, label=f"training {role}",
                            seed=seed)
@@ -484,14 +484,24 @@ def train_bottleneck(model: LensModel, exp: Experiment, part: str, progress: Pro
     return log
 
 
-def import_original(spec: SetupSpec, cache: CheckpointCache, path: str) -> SetupSpec:
-    """Make a user's checkpoint the original of `spec`; returns the setup that uses it.
+def import_reference(spec: SetupSpec, cache: CheckpointCache, path: str,
+                     role: str) -> SetupSpec:
+    """Make a user's checkpoint the "original" or the "oracle" of `spec`; returns the
+    setup that uses it.
 
     Loaded weights-only (safetensors or `torch.load(weights_only=True)`): a corrupt file
     or one of another architecture is refused with a UserError before anything is cached.
-    The oracle is still trained with the setup's recipe, which the user's original may
-    not have followed.
+    The other reference is still trained with the setup's recipe, which the user's
+    checkpoint may not have followed; an imported oracle is trusted to have been trained
+    without the setup's forget set (the lens cannot check that).
     """
+    option = f"--{role}-checkpoint"
+    if spec.model.name in ENCODER_MODELS and role == "oracle":
+        raise UserError(f"{option}: a {spec.model.name!r} model's oracle is built on its encoder "
+                        "model's oracle; import the encoder model's oracle instead")
+    if role == "oracle" and spec.oracle_init != "same":
+        raise UserError(f"{option}: an imported oracle has its own initialisation; leave "
+                        f"oracle_init 'same' (got {spec.oracle_init!r})")
     # Only read: the weights are copied into the store's cache; the meta names the file
     # as resolved, wherever it was typed from.
     path = Path(path).expanduser().resolve()
@@ -500,17 +510,24 @@ def import_original(spec: SetupSpec, cache: CheckpointCache, path: str) -> Setup
     state = load_state_dict(path)
     load_into_model(model, state, source=str(path))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    imported = dataclasses.replace(spec, original=f"imported:{digest}")
+    imported = dataclasses.replace(spec, **{role: f"imported:{digest}"})
     probs, labels = predict(model, exp.loader("test", batch_size=512))
-    meta = {"role": "original", "key": reference_key(imported, "original"),
+    meta = {"role": role, "key": reference_key(imported, role),
             "imported_from": str(path), "seconds": None, "steps": 0, "device": str(exp.device),
             "epoch_losses": [], "test_accuracy": float((probs.argmax(1) == labels).mean()),
-            "train_size": len(exp.dataset.train)}
+            "train_size": len(exp.part("train" if role == "original" else "retain")[1])}
     cache.cache_put(meta["key"], {k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)
     return imported
 
 
-def speedup(reference_seconds: float, seconds: float) -> float | None:
-    if seconds <= 0 or not math.isfinite(reference_seconds):
+def import_original(spec: SetupSpec, cache: CheckpointCache, path: str) -> SetupSpec:
+    """`import_reference` of the original."""
+    return import_reference(spec, cache, path, "original")
+
+
+def speedup(reference_seconds: float | None, seconds: float) -> float | None:
+    """Oracle seconds over the run's; None where the oracle's time is not known (an
+    imported oracle) or not a number."""
+    if reference_seconds is None or seconds <= 0 or not math.isfinite(reference_seconds):
         return None
     return reference_seconds / seconds

@@ -14,10 +14,17 @@ from . import ROLE_COLORS, ROLE_LABELS
 _SMALLEST, _LARGEST = 8, 40
 
 
-def _sizes(seconds: list[float], longest: float) -> list[float]:
+def _known(seconds) -> list[float]:
+    """The times that are known: an imported oracle has none."""
+    return [s for s in seconds if s is not None and math.isfinite(s)]
+
+
+def _sizes(seconds: list[float | None], longest: float) -> list[float]:
     """Marker diameter with area proportional to time, so a run twice as slow covers
-    twice the ink; the longest time in the chart gets the largest marker."""
-    return [max(_SMALLEST, _LARGEST * math.sqrt(max(s, 0.0) / longest)) for s in seconds]
+    twice the ink; the longest time in the chart gets the largest marker, an unknown
+    time the smallest."""
+    return [_SMALLEST if s is None or not math.isfinite(s)
+            else max(_SMALLEST, _LARGEST * math.sqrt(max(s, 0.0) / longest)) for s in seconds]
 
 
 # What the trade-off's x axis can show: (axis title, hover name, table column of the
@@ -40,7 +47,7 @@ def tradeoff_scatter(table: pd.DataFrame, x: str = "avg_gap") -> go.Figure:
     axis_title, short, oracle_column, original_column = TRADEOFF_X[x]
     runs = table[table[x].notna()]
     references = runs.drop_duplicates("setup")
-    longest = max([*runs["seconds"], *references["oracle_seconds"], 1e-9])
+    longest = max([*_known(runs["seconds"]), *_known(references["oracle_seconds"]), 1e-9])
     fig = go.Figure()
     for method, group in runs.groupby("method", sort=True):
         fig.add_scatter(
