@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 
 from .config import SetupSpec
 from .errors import UserError
-from .metrics.activations import activations, probe_subset
+from .metrics.activations import activations, probe_subset, reference_cache_key
 from .metrics.readouts import READOUT_LABELS, READOUTS, model_readouts
 from .metrics.relearn import (DEFAULT_K, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TARGET,
                               relearn_curve, steps_to_reach)
@@ -55,7 +55,8 @@ def measure_seed(base: SetupSpec, seed: int, store: RunStore, *, k: int = DEFAUL
     for role in REFERENCE_ROLES:
         if log:
             log(f"seed {seed}: readouts of the {role}")
-        acts = activations(trained[role].model, exp, subset, reference_key(spec, role))
+        acts = activations(trained[role].model, exp, subset,
+                           reference_cache_key(reference_key(spec, role), trained[role].model))
         readouts[role] = model_readouts(acts, subset, layers, seed=seed)
     readouts_seconds = time.perf_counter() - started
     started = time.perf_counter()

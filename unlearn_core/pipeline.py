@@ -23,7 +23,7 @@ from .io import load_state_dict
 from .methods import Method, Outcome, UnlearnContext, get_method
 from .methods.user import ImportedCheckpoint, state_dict_digest
 from .errors import UserError
-from .metrics.activations import ProbeSubset, activations, probe_subset
+from .metrics.activations import ProbeSubset, activations, probe_subset, reference_cache_key
 from .metrics.embeddings import joint_umap
 from .metrics.readouts import model_readouts
 from .metrics.relearn import relearn_report, relearn_sentence
@@ -309,7 +309,8 @@ def rebuild_run(store: RunStore, run_id: str, purpose: str,
         if not with_activations:
             break
         progress.update(0.25 + 0.25 * step, f"activations of the {role} model")
-        key = reference_key(spec.setup, role) if role != "unlearned" else None
+        key = (reference_cache_key(reference_key(spec.setup, role), model)
+               if role != "unlearned" else None)
         acts[role] = activations(model, exp, subset, key)
     progress.update(1.0, "models rebuilt")
     return RebuiltRun(spec, exp, subset, models, acts)

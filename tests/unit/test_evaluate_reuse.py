@@ -68,6 +68,24 @@ def test_a_second_run_of_a_setup_reports_what_the_first_computed(first_and_secon
         np.testing.assert_array_equal(second_arrays[name], values, err_msg=name)
 
 
+def test_another_model_under_the_same_key_is_not_given_the_cached_parts(tiny_refs,
+                                                                       perturbed_models,
+                                                                       first_and_second):
+    """Two stores can hold different weights under one checkpoint key (found when the
+    suite's shared original, trained with another torch thread count, lent its
+    predictions to a fresh store's original): the caches key by the weights too."""
+    other_original = copy.deepcopy(tiny_refs.original.model)
+    with torch.no_grad():
+        other_original.classifier.weight.mul_(-1.0)  # other predictions, same key
+    models = {**perturbed_models, "original": other_original.eval()}
+    after_the_first, _ = _evaluate(tiny_refs, models)
+    clear_cache()
+    from_scratch, _ = _evaluate(tiny_refs, models)
+    assert _without_timings(after_the_first) == _without_timings(from_scratch)
+    (first, _), _ = first_and_second
+    assert after_the_first["accuracy"]["original"] != first["accuracy"]["original"]
+
+
 def test_bands_and_excess_equal_the_separate_bootstraps(tiny_refs, perturbed_models,
                                                         first_and_second):
     (report, _), _ = first_and_second

@@ -6,6 +6,7 @@ examples, so they are computed once per (model, subset) and kept in a small cach
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, TypeVar
@@ -184,6 +185,19 @@ Memo = Callable[[tuple[str, ...], str, Callable[[], T]], T]
 def no_memo(roles: tuple[str, ...], what: str, compute: Callable[[], T]) -> T:
     """The Memo that keeps nothing: every part is computed."""
     return compute()
+
+
+def reference_cache_key(checkpoint_key: str, model: torch.nn.Module) -> str:
+    """What the in-process caches key a reference model's parts by: its checkpoint key
+    and a digest of its weights and buffers. The key alone is not enough: two stores can
+    hold different weights under one key (an original trained with another torch thread
+    count sums in another order), and a process may read both."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8)
+                      .numpy().tobytes())
+    return f"{checkpoint_key}#{digest.hexdigest()[:16]}"
 
 
 def reference_memo(reference_keys: dict[str, str], subset: ProbeSubset) -> Memo:

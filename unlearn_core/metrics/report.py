@@ -19,7 +19,7 @@ from ..training import Experiment, speedup
 from ..vocabulary import ROLES
 from .accuracy import ACCURACY_KEYS, accuracies
 from .activations import (activations, predictions_and_activations, probe_subset,
-                          reference_memo)
+                          reference_cache_key, reference_memo)
 from .embeddings import fit_joint_pca
 from .layers import cka_report, probe_report, seed_noise, verdict
 from .poison import poison_report
@@ -70,17 +70,20 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
     timer = PartTimer()
     seed = exp.spec.seed
     reference_keys = reference_keys or {}
+    # What the caches key each reference's parts by: its checkpoint key and its weights.
+    memo_keys = {role: reference_cache_key(key, models[role])
+                 for role, key in reference_keys.items() if role in models}
     subset = probe_subset(exp, seed=seed)
     progress.update(0.0, "evaluating: predictions and activations")
     with timer.part("forward passes"):
         outputs = {role: predictions_and_activations(models[role], exp, subset,
-                                                     reference_keys.get(role))
+                                                     memo_keys.get(role))
                    for role in ROLES}
     preds = {role: outputs[role][0] for role in ROLES}
     acts = {role: outputs[role][1] for role in ROLES}
     acc = {role: accuracies(preds[role], exp.split, exp.dataset.num_classes) for role in ROLES}
     names = list(models["unlearned"].probe_layers)
-    memo = reference_memo(reference_keys, subset)
+    memo = reference_memo(memo_keys, subset)
     progress.update(0.3, "evaluating: CKA per layer")
     with timer.part("cka"):
         layers = {"names": names, "parts": list(subset.parts),
@@ -93,7 +96,7 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
     if "twin" in models:
         with timer.part("seed noise"):
             twin_acts = {**acts, "twin": activations(models["twin"], exp, subset,
-                                                     reference_keys.get("twin"))}
+                                                     memo_keys.get("twin"))}
             layers["seed_noise"] = seed_noise(twin_acts, subset, names)
     layers["verdict"] = verdict(acc, layers)
 
@@ -116,7 +119,7 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
         progress.update(0.95, "evaluating: the backdoor")
         with timer.part("poison"):
             poison, poison_arrays = poison_report(models, exp, names, seed=seed,
-                                                  reference_keys=reference_keys)
+                                                  reference_keys=memo_keys)
         arrays.update(poison_arrays)
     report: Report = {
         "schema_version": SCHEMA_VERSION,
