@@ -38,8 +38,14 @@ from unlearn_core.runs import RunStore
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402  (after the skip)
 
-# Several seconds or more on 2 cores: left out of `make test-fast`.
-pytestmark = pytest.mark.slow
+# Several seconds or more on 2 cores: left out of `make test-fast`. The file starts a Ray
+# cluster of its own and kills its workers on a timetable: beside another test process
+# (make test's xdist workers) the kill missed its run once in four suites. So it runs in a
+# process of its own: `.ci/run` runs it after `make test` (and so can you).
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif("PYTEST_XDIST_WORKER" in os.environ,
+                                 reason="runs alone: .venv/bin/python -m pytest "
+                                        "tests/unit/test_sweeps_ray.py")]
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"device": "cpu", "data": {"name": "digits"}, "train": {"epochs": 3, "batch_size": 32}}
