@@ -5,6 +5,7 @@ drill-down, and deleting runs."""
 import streamlit as st
 
 from ui import exports, state, widgets
+from ui.embeddings import stored_pca_or_fit
 from ui.instance import instance_drilldown
 from unlearn_core import array_keys, compare, export, figures
 from unlearn_core.errors import UserError
@@ -121,16 +122,20 @@ if embeddings_tab.open:
         st.caption("Select forget examples (box or lasso) to open them in the drill-down below.")
         for (run, record), column in zip(pair.items(), st.columns(2)):
             column.markdown(f"**{run}:** {record.report['method']['title']} · {record.id}")
-            layers = figures.embedded_layers(record.report, arrays[run]) \
-                if "layers" in record.report else []
-            if not layers:
+            if "layers" not in record.report or not figures.embedded_layers(record.report,
+                                                                            arrays[run]):
                 column.info(f"Run {run}: no stored embeddings")
                 continue
+            layers = list(record.report["layers"]["names"])
             features_only = [name for name in layers if name != "logits"] or layers
             layer = column.selectbox("Layer", layers, index=layers.index(features_only[-1]),
                                      key=f"compare-embedding-layer-{run}")
+            coords = stored_pca_or_fit(record, arrays[run], layer, column)
+            if coords is None:
+                continue
             event = column.plotly_chart(
-                figures.embedding_panels(record.report, arrays[run], layer), width="stretch",
+                figures.embedding_panels(record.report, {**arrays[run], **coords}, layer),
+                width="stretch",
                 on_select="rerun", selection_mode=("points", "box", "lasso"),
                 key=f"compare-embedding-{run}-{record.id}-{layer}")
             selected_examples[run] = figures.selected_forget_examples(

@@ -1,14 +1,16 @@
 """Embeddings: the probe examples' activations at one layer, for the original, the
-unlearned model and the oracle, in one shared 2-d map (PCA at once, UMAP on request)."""
+unlearned model and the oracle, in one shared 2-d map (PCA at once, fitted in the
+background for a layer evaluate() did not map; UMAP on request)."""
 
 import streamlit as st
 
 from ui import explainers, state, widgets
+from ui.embeddings import stored_pca_or_fit
 from ui.instance import instance_drilldown
 from unlearn_core import array_keys, figures
 from unlearn_core.config import DataSpec
 from unlearn_core.data import load_dataset
-from unlearn_core.pipeline import umap_of_run
+from unlearn_core.pipeline import embedding_of_run, stored_embedding
 
 SELECTION_SHOWN = 24  # images under the chart; more would push the chart off screen
 
@@ -16,13 +18,13 @@ st.title("Embeddings")
 record = widgets.run_picker(needs=("layers",))
 report = record.report
 arrays = widgets.run_arrays(record)
-layer_names = figures.embedded_layers(report, arrays)
-if not layer_names:
+if not figures.embedded_layers(report, arrays):
     st.info("This run was stored before the layer metrics existed; run it again")
     st.stop()
 
 explainers.explain("embeddings")
 
+layer_names = list(report["layers"]["names"])
 # The deepest layer before the logits is the usual place to look first.
 features_only = [name for name in layer_names if name != "logits"] or layer_names
 layer_column, map_column, lines_column = st.columns([2, 1, 2])
@@ -34,30 +36,31 @@ show_lines = lines_column.checkbox("Show moves (original → unlearned)", key="e
                                    help="A line from each forget example's place in the "
                                         "original's map to its place in the unlearned one's.")
 
-shown_arrays = arrays
+coords = None
 if projection == "UMAP":
-    store = state.store()
-    umap = store.get_derived(record.id, f"umap-{layer}")
-    if umap is None:
+    coords = stored_embedding(state.store(), record.id, arrays, layer, "umap")
+    if coords is None:
         st.info(f"The UMAP of {layer} is not computed yet. It runs in the background "
                 "(10–40 s on 2 CPU cores; the first one also compiles UMAP's code) and is "
                 "kept with the run. PCA is shown meanwhile.")
         if st.button(f"Compute UMAP of {layer}", disabled=state.busy(), key="embeddings-umap"):
-            run_id = record.id
-            state.submit(f"UMAP of {layer}",
-                         lambda progress: umap_of_run(store, run_id, layer, progress))
+            store, run_id = state.store(), record.id
+            state.submit(f"UMAP of {layer}", lambda progress: embedding_of_run(
+                store, run_id, layer, "umap", progress))
             st.rerun()
         projection = "PCA"
-    else:
-        shown_arrays = {**arrays, **umap}
+if projection == "PCA":
+    coords = stored_pca_or_fit(record, arrays, layer)
+    if coords is None:
+        st.stop()
 
 event = st.plotly_chart(
-    figures.embedding_panels(report, shown_arrays, layer, method=projection.lower(),
+    figures.embedding_panels(report, {**arrays, **coords}, layer, method=projection.lower(),
                              show_displacement=show_lines),
     width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
     key=f"embeddings-chart-{record.id}-{layer}-{projection}")
 if projection == "PCA":
-    variance = arrays[array_keys.embedding_variance("pca", layer)]
+    variance = coords[array_keys.embedding_variance("pca", layer)]
     st.caption(f"PCA on the three models' activations pooled: the two axes explain "
                f"{100 * variance[0]:.1f}% and {100 * variance[1]:.1f}% of the variance "
                f"({100 * variance[:2].sum():.1f}% together).")

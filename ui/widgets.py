@@ -18,7 +18,10 @@ if TYPE_CHECKING:  # the methods import torch: not needed before a page that run
 RUN_PICKER_KEY = "picked_run"
 
 
-@st.fragment(run_every=0.5)
+# Once a second: each poll is a fragment rerun in the server and a redraw in the browser,
+# which on 2 cores slow the job itself (the Tour took 54.5 s polled every 0.5 s, 49.7 s
+# every 1 s; docs/benchmarks/instant-lens-cpu-2core.md).
+@st.fragment(run_every=1.0)
 def job_panel() -> None:
     """Progress and cancel for this session's job; a full rerun once it ends so the
     pages show its results and enable their buttons again."""

@@ -35,8 +35,8 @@ from .errors import UserError
 from .figures import localization as localization_figures
 from .methods.user import method_from_object, source_hash
 from .models import LensModel
-from .pipeline import (References, import_run, run_unlearning, train_references,
-                       unlearned_model)
+from .pipeline import (References, embedding_of_run, import_run, run_unlearning,
+                       train_references, unlearned_model)
 from .progress import ConsoleProgress, Progress
 from .runs import RunStore
 from .training import import_reference
@@ -218,14 +218,16 @@ class LensRun:
 
     @property
     def figures(self) -> "RunFigures":
-        return RunFigures(self.record.report, self.arrays)
+        return RunFigures(self.record.report, self.arrays, self.store, self.id)
 
 
 class RunFigures:
     """The app's figures of one run (the same functions its pages draw)."""
 
-    def __init__(self, report: dict, arrays: dict[str, np.ndarray]):
+    def __init__(self, report: dict, arrays: dict[str, np.ndarray], store: RunStore,
+                 run_id: str):
         self.report, self.arrays = report, arrays
+        self._store, self._run_id = store, run_id
 
     def accuracy(self) -> go.Figure:
         return figures.accuracy_overview(self.report)
@@ -260,12 +262,13 @@ class RunFigures:
 
     def embeddings(self, layer: str | None = None, moves: bool = False) -> go.Figure:
         """The joint PCA of original | unlearned | oracle at `layer` (default: the deepest
-        before the logits)."""
-        names = figures.embedded_layers(self.report, self.arrays)
+        before the logits); a layer evaluate() did not map is fitted now (a second or two)
+        and kept with the run."""
+        names = self.report["layers"]["names"]
         layer = layer or ([n for n in names if n != "logits"] or names)[-1]
-        if layer not in names:
-            raise UserError(f"layer: expected one of {names}, got {layer!r}")
-        return figures.embedding_panels(self.report, self.arrays, layer, "pca", moves)
+        coords = embedding_of_run(self._store, self._run_id, layer, "pca")
+        return figures.embedding_panels(self.report, {**self.arrays, **coords}, layer, "pca",
+                                        moves)
 
     def localization(self) -> go.Figure:
         """Channel x layer criticality with the selected channels (DEL and localized

@@ -28,7 +28,7 @@ from .metrics.embeddings import joint_umap
 from .metrics.readouts import model_readouts
 from .metrics.relearn import relearn_report, relearn_sentence
 from .metrics.poison import attack_success_scorer
-from .metrics.report import evaluate
+from .metrics.report import evaluate, joint_pca_arrays
 from .progress import Progress
 from .models import LensModel
 from .runs import RunStore
@@ -316,31 +316,55 @@ def rebuild_run(store: RunStore, run_id: str, purpose: str,
     return RebuiltRun(spec, exp, subset, models, acts)
 
 
-def umap_of_run(store: RunStore, run_id: str, layer: str,
-                progress: Progress | None = None) -> dict[str, np.ndarray]:
-    """One joint UMAP of the original's, the unlearned model's and the oracle's
-    activations at `layer` on the run's probe subset, the same examples as its PCA.
+EMBEDDING_METHODS = ("pca", "umap")
 
-    Kept with the run (derived result "umap-<layer>"), so it is computed once; returns
-    {"eval/umap/<layer>/<role>": (n, 2) coordinates}, named like the stored PCA.
+
+def stored_embedding(store: RunStore, run_id: str, arrays: Mapping[str, np.ndarray],
+                     layer: str, method: str) -> dict[str, np.ndarray] | None:
+    """The run's 2-d map of `layer` by `method` if it is stored (with the run's arrays, as
+    evaluate() keeps the PCA of the layers views open on, or as a derived result "pca-<layer>"
+    or "umap-<layer>"), else None; named array_keys.embedding(method, layer, role)."""
+    if array_keys.embedding(method, layer, "original") in arrays:
+        return {key: value for key, value in arrays.items()
+                if key.startswith(f"eval/{method}/{layer}/")
+                or key == array_keys.embedding_variance(method, layer)}
+    return store.get_derived(run_id, f"{method}-{layer}")
+
+
+def embedding_of_run(store: RunStore, run_id: str, layer: str, method: str = "pca",
+                     progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """One joint 2-d map ("pca" or "umap") of the original's, the unlearned model's and
+    the oracle's activations at `layer` on the run's probe subset, the rows of its other
+    arrays; the same fit evaluate() makes for the layers it maps (PCA) or a seeded UMAP.
+
+    Computed once and kept with the run (derived result "<method>-<layer>"); returns
+    {"eval/<method>/<layer>/<role>": (n, 2) coordinates} and, for PCA, the explained
+    variance ratio.
     """
+    if method not in EMBEDDING_METHODS:
+        raise UserError(f"method: expected one of {list(EMBEDDING_METHODS)}, got {method!r}")
     progress = progress or Progress()
-    name = f"umap-{layer}"
-    stored = store.get_derived(run_id, name)
-    if stored is not None:
-        return stored
     # Checked before rebuilding, which may have to train the references again.
     names = (store.get(run_id).report or {}).get("layers", {}).get("names")
     if names is not None and layer not in names:
         raise UserError(f"layer: expected one of {names}, got {layer!r}")
+    stored = stored_embedding(store, run_id, store.load_arrays(run_id), layer, method)
+    if stored is not None:
+        return stored
     run = rebuild_run(store, run_id, "embed it", progress.stage(0.0, 0.4))
-    features = {role: acts[layer] for role, acts in run.activations.items()}
-    progress.update(0.4, f"fitting one UMAP on {sum(len(f) for f in features.values()):,} points")
-    coords = joint_umap(features, seed=run.spec.setup.seed)
+    features = {role: run.activations[role][layer] for role in ROLES}
+    points = sum(len(f) for f in features.values())
+    progress.update(0.4, f"fitting one {method.upper()} on {points:,} points")
+    seed = run.spec.setup.seed
+    if method == "pca":
+        result = joint_pca_arrays(features, layer, seed)
+    else:
+        coords = joint_umap(features, seed=seed)
+        result = {array_keys.embedding(method, layer, role): coords[role].astype(np.float32)
+                  for role in features}
     progress.check()
-    result = {array_keys.embedding("umap", layer, role): coords[role].astype(np.float32) for role in features}
-    store.put_derived(run_id, name, result)
-    progress.update(1.0, "UMAP ready")
+    store.put_derived(run_id, f"{method}-{layer}", result)
+    progress.update(1.0, f"{method.upper()} ready")
     return result
 
 

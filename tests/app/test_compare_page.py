@@ -102,6 +102,30 @@ def test_runs_a_and_b_side_by_side_on_every_view(page):
         assert not any(title.startswith("Test accuracy per class") for title in titles), tab
 
 
+def test_a_layer_evaluate_did_not_map_is_fitted_in_the_background_and_kept(page):
+    at, store, ids = page
+    run_id = at.selectbox(key="compare-a").value
+    assert "eval/pca/block1/original" not in store.load_arrays(run_id)
+    at.session_state["compare-tab"] = "Embeddings"
+    at.run()
+    at.selectbox(key="compare-embedding-layer-A").set_value("block1").run()
+    assert not at.exception
+    assert "Fitting the PCA of block1" in texts(at.info)
+    deadline = time.monotonic() + 120
+    while store.get_derived(run_id, "pca-block1") is None:
+        assert time.monotonic() < deadline, "the PCA job did not finish"
+        time.sleep(0.5)
+    at.run()
+    assert not at.exception
+    derived = store.get_derived(run_id, "pca-block1")
+    panels = chart(at, "block1: one joint PCA map")
+    forget = [t for t in panels["data"] if t["name"] == "Forget examples"]
+    parts = store.get(run_id).report["layers"]["parts"]
+    arrays = store.load_arrays(run_id)
+    is_forget = np.array([parts[p].startswith("forget") for p in arrays["eval/probe_part"]])
+    assert forget[1]["x"] == pytest.approx(derived["eval/pca/block1/unlearned"][is_forget, 0])
+
+
 def test_drill_down_shows_stored_values_then_computes_margins_in_the_background(page):
     at, store, ids = page
     assert at.radio(key="compare-drill-run").value == "A"

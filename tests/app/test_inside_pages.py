@@ -2,6 +2,7 @@
 synthetic report and arrays shaped like a real one (docs/report-schema.md): 5 probe layers,
 the four parts, 10 classes. Figures are checked against the stored numbers."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,53 @@ def test_embeddings_page_draws_the_stored_coordinates(stored):
     assert not at.exception
     panels = chart(at, "block1: one joint PCA map")
     assert trace(panels, "Forget: original → unlearned")["xaxis"] == "x2"
+
+
+def test_a_layer_without_a_stored_pca_is_fitted_once_and_a_failure_is_said(tmp_path,
+                                                                            monkeypatch):
+    """A layer evaluate() did not map is fitted in the background; here rebuilding the run
+    fails: said once, with a button to try again, not started again on every rerun."""
+    from unlearn_core import pipeline
+    from unlearn_core.errors import UserError
+
+    def cannot_rebuild(store, run_id, purpose, *args, **kwargs):
+        raise UserError(f"run {run_id} was evaluated on another probe subset; run it again "
+                        f"to {purpose}")
+
+    monkeypatch.setattr(pipeline, "rebuild_run", cannot_rebuild)
+    monkeypatch.setenv("LENS_STORE", str(tmp_path / "store"))
+    store = RunStore(tmp_path / "store")
+    rng = np.random.default_rng(0)
+    arrays = {key: value for key, value in synthetic_arrays(rng).items()
+              if "/block1" not in key}
+    run_id = store_run(store, synthetic_report(rng), arrays)
+    at = open_page("embeddings")
+    at.selectbox(key="embeddings-layer").set_value("block1").run()
+    assert not at.exception
+    assert "Fitting the PCA of block1" in texts(at.info)
+    assert not at.get("plotly_chart")
+    deadline = time.monotonic() + 60
+    while "could not be fitted" not in texts(at.warning):
+        assert time.monotonic() < deadline, "the failed fit was not said"
+        time.sleep(0.3)
+        at.run()
+    assert not at.exception
+    assert "another probe subset" in texts(at.error)  # the job's own message
+    assert at.button(key=f"pca-fit-retry-{run_id}-block1")
+    at.run()
+    assert "could not be fitted" in texts(at.warning)  # not started again
+
+    n = PROBES_PER_PART * len(PARTS)
+    fitted = {f"eval/pca/block1/{role}": rng.normal(size=(n, 2)).astype(np.float32)
+              for role in ROLES}
+    store.put_derived(run_id, "pca-block1", {**fitted, "eval/pca_variance/block1":
+                                             np.array([0.3, 0.2])})
+    at.run()
+    panels = chart(at, "block1: one joint PCA map")
+    assert [t for t in panels["data"] if t["name"] == "Forget examples"][1]["x"] == \
+        pytest.approx(fitted["eval/pca/block1/unlearned"][np.isin(arrays["eval/probe_part"],
+                                                                 [0, 2]), 0])
+    assert "30.0%" in texts(at.caption)
 
 
 def test_layers_page_without_probes_still_shows_the_cka(tmp_path, monkeypatch):

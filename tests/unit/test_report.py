@@ -40,7 +40,10 @@ def test_report_has_every_section_of_the_schema(retrain_run):
     assert layers["verdict"]["text"]
     assert set(report["mia"]["efficacy"]) == {"unlearned", "original", "oracle"}
     n = len(arrays["eval/probe_index"])
-    for layer in layers["names"]:
+    # The PCA of the layers every view opens on; the others are fitted when first viewed.
+    mapped = [layer for layer in layers["names"] if f"eval/pca/{layer}/unlearned" in arrays]
+    assert mapped == layers["names"][-2:]
+    for layer in mapped:
         assert arrays[f"eval/pca/{layer}/unlearned"].shape == (n, 2)
 
 
@@ -88,13 +91,17 @@ def test_members_are_class_balanced():
     assert math.isclose(len(balanced_members(labels, retain, 500, seed=0)), len(labels))
 
 
+def _run_id(store, report):
+    return next(r.id for r in store.list(kind="unlearn", status="done")
+                if r.report["run_spec_hash"] == report["run_spec_hash"])
+
+
 def test_umap_of_a_run_is_joint_over_the_probe_subset_and_kept_with_the_run(shared_store,
                                                                                retrain_run):
-    from unlearn_core.pipeline import umap_of_run
+    from unlearn_core.pipeline import embedding_of_run
     report, arrays = retrain_run
-    run_id = next(r.id for r in shared_store.list(kind="unlearn", status="done")
-                  if r.report["run_spec_hash"] == report["run_spec_hash"])
-    coords = umap_of_run(shared_store, run_id, "block3")
+    run_id = _run_id(shared_store, report)
+    coords = embedding_of_run(shared_store, run_id, "block3", "umap")
     n = len(arrays["eval/probe_index"])
     assert sorted(coords) == [f"eval/umap/block3/{role}"
                               for role in ("oracle", "original", "unlearned")]
@@ -106,7 +113,42 @@ def test_umap_of_a_run_is_joint_over_the_probe_subset_and_kept_with_the_run(shar
     assert np.median(np.linalg.norm(unlearned - oracle, axis=1)) < 0.02 * spread
     assert shared_store.get_derived(run_id, "umap-block3").keys() == coords.keys()
     with pytest.raises(UserError, match="layer: expected one of"):
-        umap_of_run(shared_store, run_id, "no_such_layer")
+        embedding_of_run(shared_store, run_id, "no_such_layer", "umap")
+    with pytest.raises(UserError, match="method: expected one of"):
+        embedding_of_run(shared_store, run_id, "block3", "tsne")
+
+
+def test_a_layers_pca_fitted_on_first_view_is_the_fit_evaluate_makes(shared_store, retrain_run,
+                                                                     tiny_refs, monkeypatch):
+    from unlearn_core import pipeline
+    from unlearn_core.metrics.activations import activations
+    from unlearn_core.metrics.report import joint_pca_arrays
+    report, arrays = retrain_run
+    run_id = _run_id(shared_store, report)
+    assert "eval/pca/block1/original" not in arrays
+    coords = pipeline.embedding_of_run(shared_store, run_id, "block1")
+    # The same fit evaluate() makes, on the three models' activations of the run's probe
+    # subset (the retrain is the oracle here, so it is the oracle's activations twice).
+    exp = tiny_refs.experiment
+    subset = probe_subset(exp, seed=tiny_setup().seed)
+    features = {role: activations(tiny_refs.models()[reference], exp, subset)["block1"]
+                for role, reference in (("unlearned", "oracle"), ("original", "original"),
+                                        ("oracle", "oracle"))}
+    expected = joint_pca_arrays(features, "block1", tiny_setup().seed)
+    assert coords.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_allclose(coords[key], value, rtol=1e-4, atol=1e-4, err_msg=key)
+    # Identical features give identical points in one joint fit.
+    np.testing.assert_array_equal(coords["eval/pca/block1/unlearned"],
+                                  coords["eval/pca/block1/oracle"])
+    # Kept with the run: the next call rebuilds nothing.
+    monkeypatch.setattr(pipeline, "rebuild_run", lambda *a, **k: pytest.fail("rebuilt"))
+    again = pipeline.embedding_of_run(shared_store, run_id, "block1")
+    assert all(np.array_equal(again[key], coords[key]) for key in coords)
+    # A layer evaluate() mapped comes from the run's arrays.
+    stored = pipeline.embedding_of_run(shared_store, run_id, "embedding")
+    np.testing.assert_array_equal(stored["eval/pca/embedding/original"],
+                                  arrays["eval/pca/embedding/original"])
 
 
 def _layers(depth, excess):

@@ -100,9 +100,11 @@ def test_a_report_from_a_newer_version_marks_the_run_damaged_saying_what_to_do(o
     assert "schema_version 3" in record.damage and "update Unlearning Lens" in record.damage
 
 
-def eval_keys(report: dict, arrays) -> set[str]:
-    """Every eval/ key a non-poison run's arrays hold, built by array_keys from the report."""
+def eval_keys(report: dict, arrays, mapped: list[str] | None = None) -> set[str]:
+    """Every eval/ key a non-poison run's arrays hold, built by array_keys from the report;
+    `mapped`: the layers with a stored PCA (every layer in runs stored before 2026-12-04)."""
     names = report["layers"]["names"]
+    mapped = names if mapped is None else mapped
     keys = {array_keys.PROBE_INDEX, array_keys.PROBE_PART, array_keys.PROBE_LABEL,
             array_keys.FORGET_INDEX}
     for role in ROLES:
@@ -110,8 +112,8 @@ def eval_keys(report: dict, arrays) -> set[str]:
         keys |= {array_keys.score(feature, role, set_name)
                  for feature in array_keys.SCORE_ARRAY_NAMES.values()
                  for set_name in array_keys.SCORE_SETS}
-        keys |= {array_keys.embedding("pca", layer, role) for layer in names}
-    keys |= {array_keys.embedding_variance("pca", layer) for layer in names}
+        keys |= {array_keys.embedding("pca", layer, role) for layer in mapped}
+    keys |= {array_keys.embedding_variance("pca", layer) for layer in mapped}
     keys |= {array_keys.distinguishability(feature, curve)
              for feature, scores in report["mia"]["distinguishability"].items()
              if scores["epsilon"] is not None
@@ -144,4 +146,6 @@ def test_evaluate_stores_the_version_the_gaps_and_only_named_arrays(shared_store
             report_schema.average_gap(folder_report, role))
         assert folder_report["average_gap"][role] > 0
     arrays = shared_store.load_arrays(run_id)
-    assert {k for k in arrays if k.startswith(array_keys.PREFIX)} == eval_keys(folder_report, arrays)
+    from unlearn_core.metrics.report import pca_at_evaluation
+    assert {k for k in arrays if k.startswith(array_keys.PREFIX)} == eval_keys(
+        folder_report, arrays, pca_at_evaluation(folder_report["layers"]["names"]))

@@ -26,6 +26,25 @@ from .poison import poison_report
 from .privacy import privacy_report
 
 
+def pca_at_evaluation(names: list[str]) -> list[str]:
+    """The layers whose joint PCA evaluate() stores: those every view opens on (the deepest
+    feature layer and the logits). A wide conv layer's PCA costs ~0.25 s on 2 cores, most
+    of an evaluation's map time, so the others are fitted when first viewed
+    (`pipeline.embedding_of_run`) and kept with the run."""
+    return names[-2:]
+
+
+def joint_pca_arrays(features: dict[str, np.ndarray], layer: str,
+                     seed: int) -> dict[str, np.ndarray]:
+    """The stored arrays of one layer's joint PCA: each role's (n, 2) coordinates and the
+    explained variance ratio."""
+    pca = fit_joint_pca(features, seed=seed)
+    arrays = {array_keys.embedding("pca", layer, role): coords.astype(np.float32)
+              for role, coords in pca.coords.items()}
+    arrays[array_keys.embedding_variance("pca", layer)] = np.asarray(pca.explained_variance_ratio)
+    return arrays
+
+
 def gaps_to_oracle(unlearned: dict, oracle: dict) -> dict:
     """Unlearned minus oracle for each accuracy (None where a part is empty)."""
     return {k: None if unlearned[k] is None or oracle[k] is None else unlearned[k] - oracle[k]
@@ -109,12 +128,9 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
         arrays[array_keys.pred(role)] = acts[role][names[-1]].argmax(1)
     progress.update(0.9, "evaluating: embeddings")
     with timer.part("pca"):
-        for layer in names:
-            pca = fit_joint_pca({role: acts[role][layer] for role in ROLES}, seed=seed)
-            for role in ROLES:
-                arrays[array_keys.embedding("pca", layer, role)] = pca.coords[role].astype(np.float32)
-            arrays[array_keys.embedding_variance("pca", layer)] = np.asarray(
-                pca.explained_variance_ratio)
+        for layer in pca_at_evaluation(names):
+            arrays.update(joint_pca_arrays({role: acts[role][layer] for role in ROLES},
+                                           layer, seed))
     if exp.spec.forget.kind == "poison":
         progress.update(0.95, "evaluating: the backdoor")
         with timer.part("poison"):
