@@ -5,7 +5,7 @@ import dataclasses
 import streamlit as st
 
 from ui import poison as poison_ui
-from ui import state, widgets
+from ui import own_references, state, widgets
 from unlearn_core.config import (ADAPTED_PREFIXES, AUGMENTATIONS, DEFAULT_ENCODER, DEVICES,
                                  ENCODER_MODELS, FORGET_KINDS, ORACLE_INITS, PAPER_SCALE, PRECISIONS,
                                  USER_MODULE, BottleneckSpec, DataSpec, ForgetSpec, ModelSpec,
@@ -196,6 +196,8 @@ try:
 except UserError as exc:
     st.error(str(exc))
     st.stop()
+store = state.store()
+spec = own_references.with_imported_references(spec, store)
 state.set_setup(spec)
 
 if dataset is not None:
@@ -214,13 +216,15 @@ if dataset is not None:
                            [f"#{i} · {dataset.classes[int(dataset.train.labels[i])]}" for i in shown])
 
 st.subheader("Original and retrain oracle")
-store = state.store()
 roles = reference_roles(spec)
 cached = {role: store.cache_has(reference_key(spec, role)) for role in roles}
 cols = st.columns(len(roles))
 for col, (role, ok) in zip(cols, cached.items()):
     name = "Twin original (seed noise)" if role == "twin" else role.capitalize()
-    col.write(f"**{name}**: {'trained (cached)' if ok else 'not trained yet'}")
+    imported = own_references.imported_name(spec, role) if role != "twin" else None
+    col.write(f"**{name}**: " + (f"imported from `{imported}`" if imported else
+                                 "trained (cached)" if ok else "not trained yet"))
+own_references.reference_import_section(spec)
 if all(cached.values()):
     st.success(f"{'All three' if len(roles) == 3 else 'Both'} models are ready. Go on to "
                "unlearning.")

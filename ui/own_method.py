@@ -50,7 +50,7 @@ def own_method_section(spec: SetupSpec) -> None:
             _start(method.title, spec, lambda progress: run_unlearning(run_spec, store, progress))
 
 
-def _read_upload(upload) -> dict:
+def read_upload(upload) -> dict:
     """The uploaded file's tensors, read like any checkpoint (never unpickled): through a
     temporary file with the upload's suffix, removed at once."""
     suffix = Path(upload.name).suffix.lower()
@@ -79,7 +79,7 @@ def import_section(spec: SetupSpec) -> None:
                                            disabled=state.busy()):
             return
         try:
-            weights = _read_upload(upload)
+            weights = read_upload(upload)
             load_into_model(prepare(spec).new_model(), weights, source=upload.name)
         except UserError as exc:
             st.error(str(exc))

@@ -33,7 +33,7 @@ from .progress import Progress
 from .models import LensModel
 from .runs import RunStore
 from .training import (CheckpointCache, Experiment, TrainedModel, encoder_setup, get_oracle,
-                       get_original, get_twin, prepare, reference_key)
+                       get_original, get_twin, prepare, reference_key, seeded)
 from .vocabulary import REFERENCE_ROLES, ROLES, TWIN
 
 # A checkpoint-cache entry: (state dict on the CPU, meta), as `RunStore.cache_get` gives.
@@ -168,7 +168,10 @@ def unlearn_only(resolved: RunSpec, refs: References, progress: Progress | None 
                          experiment=refs.experiment, params=resolved.method.params,
                          progress=progress or Progress(), seed=resolved.setup.seed)
     started = time.perf_counter()
-    outcome = method.unlearn(ctx)
+    # A method's draws from torch's global generator (EC's auxiliary heads, a user's
+    # method) start from the setup's seed: the same run spec gives the same weights.
+    with seeded(ctx.seed):
+        outcome = method.unlearn(ctx)
     seconds = time.perf_counter() - started
     if not isinstance(outcome, Outcome) or not isinstance(outcome.model, torch.nn.Module):
         # Only a user's Method subclass can get this wrong; say so rather than fail later.

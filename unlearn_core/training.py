@@ -484,10 +484,29 @@ def train_bottleneck(model: LensModel, exp: Experiment, part: str, progress: Pro
     return log
 
 
+def check_reference_import(spec: SetupSpec, role: str, option: str | None = None) -> None:
+    """Refuse, naming `option` (default: the CLI's --<role>-checkpoint), a reference the
+    setup cannot take from a user: an encoder-built model's oracle, or an oracle when the
+    setup asks for an independent initialisation."""
+    option = option or f"--{role}-checkpoint"
+    if role not in REFERENCE_IMPORT_ROLES:
+        raise UserError(f"role: expected one of {list(REFERENCE_IMPORT_ROLES)}, got {role!r}")
+    if spec.model.name in ENCODER_MODELS and role == "oracle":
+        raise UserError(f"{option}: a {spec.model.name!r} model's oracle is built on its encoder "
+                        "model's oracle; import the encoder model's oracle instead")
+    if role == "oracle" and spec.oracle_init != "same":
+        raise UserError(f"{option}: an imported oracle has its own initialisation; leave "
+                        f"oracle_init 'same' (got {spec.oracle_init!r})")
+
+
+REFERENCE_IMPORT_ROLES = ("original", "oracle")
+
+
 def import_reference(spec: SetupSpec, cache: CheckpointCache, path: str,
-                     role: str) -> SetupSpec:
+                     role: str, source: str | None = None) -> SetupSpec:
     """Make a user's checkpoint the "original" or the "oracle" of `spec`; returns the
-    setup that uses it.
+    setup that uses it. `source` names the file in the meta where `path` is a temporary
+    copy (an upload); by default the path as resolved.
 
     Loaded weights-only (safetensors or `torch.load(weights_only=True)`): a corrupt file
     or one of another architecture is refused with a UserError before anything is cached.
@@ -495,25 +514,19 @@ def import_reference(spec: SetupSpec, cache: CheckpointCache, path: str,
     checkpoint may not have followed; an imported oracle is trusted to have been trained
     without the setup's forget set (the lens cannot check that).
     """
-    option = f"--{role}-checkpoint"
-    if spec.model.name in ENCODER_MODELS and role == "oracle":
-        raise UserError(f"{option}: a {spec.model.name!r} model's oracle is built on its encoder "
-                        "model's oracle; import the encoder model's oracle instead")
-    if role == "oracle" and spec.oracle_init != "same":
-        raise UserError(f"{option}: an imported oracle has its own initialisation; leave "
-                        f"oracle_init 'same' (got {spec.oracle_init!r})")
+    check_reference_import(spec, role)
     # Only read: the weights are copied into the store's cache; the meta names the file
     # as resolved, wherever it was typed from.
     path = Path(path).expanduser().resolve()
     exp = prepare(spec)
     model = exp.new_model()
     state = load_state_dict(path)
-    load_into_model(model, state, source=str(path))
+    load_into_model(model, state, source=source or str(path))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     imported = dataclasses.replace(spec, **{role: f"imported:{digest}"})
     probs, labels = predict(model, exp.loader("test", batch_size=512))
     meta = {"role": role, "key": reference_key(imported, role),
-            "imported_from": str(path), "seconds": None, "steps": 0, "device": str(exp.device),
+            "imported_from": source or str(path), "seconds": None, "steps": 0, "device": str(exp.device),
             "epoch_losses": [], "test_accuracy": float((probs.argmax(1) == labels).mean()),
             "train_size": len(exp.part("train" if role == "original" else "retain")[1])}
     cache.cache_put(meta["key"], {k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)

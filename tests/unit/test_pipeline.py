@@ -70,3 +70,19 @@ def test_model_dependent_bad_params_fail_before_a_run_is_recorded(shared_store, 
     with pytest.raises(UserError, match=message):
         pipeline.run_unlearning(RunSpec(tiny_setup(), MethodSpec(method, params)), shared_store)
     assert {r.id for r in shared_store.list()} == before
+
+
+def test_a_run_spec_gives_the_same_weights_whatever_the_global_generator_holds(tiny_refs):
+    """EC draws its auxiliary heads from torch's global generator; the pipeline seeds it
+    from the setup, so what ran before (here: the generator left at two other states)
+    does not change the unlearned weights. Before the fix two fresh processes gave EC
+    three different sets of weights on mnist5k."""
+    import torch
+    _, resolved = pipeline.resolve_run(RunSpec(tiny_setup(), MethodSpec("ec", {"epochs": 1})))
+    weights = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        outcome, _ = pipeline.unlearn_only(resolved, tiny_refs)
+        weights.append(outcome.model.state_dict())
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name
