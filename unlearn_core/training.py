@@ -23,6 +23,7 @@ from .data import Dataset, Split, TensorLoader, load_dataset, make_split
 from .data.poison import poisoned_dataset
 from .errors import DivergedError, UserError
 from .io import load_into_model, load_state_dict
+from .memory import evaluation_batches
 from .models import LensModel, build_model
 from .models.dkvb import EmaKMeans, bottleneck_of, encoder_spec
 from .progress import Progress
@@ -200,19 +201,15 @@ def fit(model: torch.nn.Module, batches: Callable[[], Iterable[Any]],
         running, count = 0.0, 0
         checked_at = -1  # the step count of the last check inside this epoch
         for batch in batches():
-            with autocast(precision, device):
-                loss = loss_fn(batch)
-            if not torch.isfinite(loss):
-                raise DivergedError(f"{label}: the loss became {loss.item()} in epoch "
-                                    f"{epoch + 1}; lower the learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            try:
+                loss = _step(batch, loss_fn, optimizer, scaler, precision, device, label,
+                             epoch)
+            except torch.OutOfMemoryError:
+                # The batch size is part of the recipe: halving it would change the numbers.
+                raise UserError(
+                    f"batch_size: {label} ran out of {device} memory at a batch of "
+                    f"{_batch_rows(batch)} examples; choose a smaller batch size (the "
+                    "setup's train.batch_size, or the method's batch_size)") from None
             if after_step is not None:
                 after_step()
             scheduler.step()
@@ -235,6 +232,33 @@ def fit(model: torch.nn.Module, batches: Callable[[], Iterable[Any]],
             break
     log.seconds = time.perf_counter() - started
     return log
+
+
+def _step(batch: Any, loss_fn: Callable[[Any], torch.Tensor], optimizer: torch.optim.Optimizer,
+          scaler: torch.amp.GradScaler | None, precision: str, device: torch.device,
+          label: str, epoch: int) -> torch.Tensor:
+    """One optimisation step of `fit` on `batch`; returns its loss."""
+    with autocast(precision, device):
+        loss = loss_fn(batch)
+    if not torch.isfinite(loss):
+        raise DivergedError(f"{label}: the loss became {loss.item()} in epoch "
+                            f"{epoch + 1}; lower the learning rate")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss
+
+
+def _batch_rows(batch: Any) -> int | str:
+    """How many examples a batch holds (its first tensor's rows), for messages."""
+    while isinstance(batch, (tuple, list)) and batch:
+        batch = batch[0]
+    return batch.shape[0] if isinstance(batch, torch.Tensor) and batch.dim() else "?"
 
 
 def repeat_forever(loader: Iterable[Any]) -> Iterator[Any]:
@@ -279,9 +303,15 @@ def _draws_randomness(model: torch.nn.Module) -> bool:
     return any(isinstance(m, _RANDOM_MODULES) and m.p > 0 for m in model.modules())
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities and labels over a loader, in eval mode."""
+    """Softmax probabilities and labels over a loader, in eval mode; in smaller batches
+    than the loader's if those do not fit the device (`memory.evaluation_batches`)."""
+    return evaluation_batches(model, loader.batch_size, "predictions",
+                              lambda size: _predict(model, loader.rebatched(size)))
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     probs, labels = [], []
     for x, y in loader:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Iterator, Sequence
 
@@ -58,6 +59,14 @@ class TensorLoader:
         self._shift = (-mean_tensor / std_tensor).to(self.device)
         # Random draws happen on the CPU so a seed gives the same batches on any device.
         self._generator = torch.Generator().manual_seed(seed)
+
+    def rebatched(self, batch_size: int) -> "TensorLoader":
+        """The same examples (the device copy shared) in batches of `batch_size`."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        other = copy.copy(self)
+        other.batch_size = batch_size
+        return other
 
     def __len__(self) -> int:
         if self.drop_last:

@@ -19,6 +19,7 @@ from ..data import ImageSet, Split, TensorLoader
 from ..models import LOGITS, LensModel
 from ..training import Experiment
 from ..vocabulary import PART_BY_NAME, PARTS
+from ..memory import evaluation_batches
 from .accuracy import EVAL_BATCH, Predictions
 
 MAX_FEATURES = 8192  # wider conv maps are average-pooled spatially to fit (memory, speed)
@@ -68,10 +69,17 @@ def _flatten(h: torch.Tensor) -> torch.Tensor:
     return h.flatten(1)
 
 
-@torch.no_grad()
 def compute_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
                         batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Activations of every probe layer, in eval mode (BatchNorm statistics untouched)."""
+    """Activations of every probe layer, in eval mode (BatchNorm statistics untouched);
+    in smaller batches if `batch_size` does not fit the device."""
+    return evaluation_batches(model, batch_size, "activations",
+                              lambda size: _compute_activations(model, exp, subset, size))
+
+
+@torch.no_grad()
+def _compute_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
+                         batch_size: int) -> dict[str, np.ndarray]:
     model.eval()
     out: dict[str, list[np.ndarray]] = {name: [] for name in model.probe_layers}
     for set_name in ("train", "test"):
@@ -120,13 +128,20 @@ def _cache_put(key: tuple, value: T) -> T:
     return value
 
 
-@torch.no_grad()
 def compute_predictions_and_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
                                         batch_size: int = EVAL_BATCH
                                         ) -> tuple[Predictions, dict[str, np.ndarray]]:
     """`accuracy.predictions` and `compute_activations` from one forward pass over the
     train and test sets: softmax of the logits for every example, and every probe
-    layer's output kept for the subset's rows only (in the subset's order)."""
+    layer's output kept for the subset's rows only (in the subset's order). In smaller
+    batches if `batch_size` does not fit the device."""
+    return evaluation_batches(model, batch_size, "predictions and activations",
+                              lambda size: _predictions_and_activations(model, exp, subset, size))
+
+
+@torch.no_grad()
+def _predictions_and_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
+                                 batch_size: int) -> tuple[Predictions, dict[str, np.ndarray]]:
     model.eval()
     sets = {}
     layer_rows: dict[str, list[np.ndarray]] = {name: [] for name in model.probe_layers}
