@@ -9,6 +9,8 @@ can run arbitrary code.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import math
@@ -116,6 +118,54 @@ def to_json_safe(obj: Any, *, where: str = "value") -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_json_safe(item, where=f"{where}[{i}]") for i, item in enumerate(obj)]
     raise TypeError(f"{where}: {type(obj).__name__} cannot be stored as JSON")
+
+
+def dumps_tagged_json(obj: Any) -> str:
+    """JSON that `loads_tagged_json` turns back into the same value, exactly: numpy arrays
+    (their bytes, dtype and shape), tuples, numpy scalars (as Python numbers) and
+    non-finite floats survive, unlike in `to_json_safe`. For computed values kept in a
+    cache, never for user files."""
+    def tagged(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            array = np.ascontiguousarray(value)
+            return {"__ndarray__": base64.b64encode(array.tobytes()).decode("ascii"),
+                    "dtype": array.dtype.str, "shape": list(array.shape)}
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, tuple):
+            return {"__tuple__": [tagged(item) for item in value]}
+        if isinstance(value, list):
+            return [tagged(item) for item in value]
+        if isinstance(value, Mapping):
+            if not all(isinstance(key, str) for key in value):
+                raise TypeError(f"keys must be strings, got {list(value)!r}")
+            return {key: tagged(item) for key, item in value.items()}
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise TypeError(f"{type(value).__name__} cannot be stored as tagged JSON")
+    return json.dumps(tagged(obj))
+
+
+def loads_tagged_json(text: str) -> Any:
+    """The value `dumps_tagged_json` wrote; raises ValueError on anything else."""
+    def untagged(value: Any) -> Any:
+        if isinstance(value, list):
+            return [untagged(item) for item in value]
+        if isinstance(value, dict):
+            if "__ndarray__" in value:
+                dtype = np.dtype(value["dtype"])
+                if dtype.hasobject:
+                    raise ValueError("object arrays are not stored")
+                data = base64.b64decode(value["__ndarray__"].encode("ascii"), validate=True)
+                return np.frombuffer(data, dtype=dtype).reshape(value["shape"]).copy()
+            if "__tuple__" in value:
+                return tuple(untagged(item) for item in value["__tuple__"])
+            return {key: untagged(item) for key, item in value.items()}
+        return value
+    try:
+        return untagged(json.loads(text))
+    except (KeyError, TypeError, AttributeError, binascii.Error) as error:
+        raise ValueError(f"not tagged JSON ({error})") from None
 
 
 def dumps_json(obj: Any, *, where: str = "value") -> str:

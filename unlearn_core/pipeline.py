@@ -23,7 +23,8 @@ from .io import load_state_dict
 from .methods import Method, Outcome, UnlearnContext, get_method
 from .methods.user import ImportedCheckpoint, state_dict_digest
 from .errors import UserError
-from .metrics.activations import ProbeSubset, activations, probe_subset, reference_cache_key
+from .metrics.activations import (PartsCache, ProbeSubset, activations, probe_subset,
+                                  reference_cache_key)
 from .metrics.embeddings import joint_umap
 from .metrics.readouts import model_readouts
 from .metrics.relearn import relearn_report, relearn_sentence
@@ -185,11 +186,13 @@ def unlearn_only(resolved: RunSpec, refs: References, progress: Progress | None 
 
 
 def compute_run(resolved: RunSpec, refs: References, progress: Progress | None = None,
-                method: Method | None = None) -> RunOutput:
-    """Unlearn and evaluate one run on references already trained; needs no store.
-    `progress` spans the whole run (the references took its first 0.4). The method (by
-    name, or `method` as `resolve_run` took it) must have accepted the original
-    (`method.accept`) before."""
+                method: Method | None = None, parts_cache: PartsCache | None = None
+                ) -> RunOutput:
+    """Unlearn and evaluate one run on references already trained; needs no store
+    (`parts_cache`, the run store where there is one, keeps the references' evaluation
+    parts across processes). `progress` spans the whole run (the references took its
+    first 0.4). The method (by name, or `method` as `resolve_run` took it) must have
+    accepted the original (`method.accept`) before."""
     progress = progress or Progress()
     method = method or get_method(resolved.method.name)
     params = resolved.method.params
@@ -201,7 +204,7 @@ def compute_run(resolved: RunSpec, refs: References, progress: Progress | None =
         {"unlearned": outcome.model, **references}, exp, seconds=seconds,
         oracle_seconds=refs.oracle.meta["seconds"],
         reference_keys={role: reference_key(resolved.setup, role) for role in references},
-        progress=progress.stage(0.8, 1.0))
+        parts_cache=parts_cache, progress=progress.stage(0.8, 1.0))
     report["cost"]["evaluate_seconds"] = time.perf_counter() - eval_started
     if outcome.ran_elsewhere:
         report["cost"]["ran_elsewhere"] = True
@@ -232,7 +235,7 @@ def run_unlearning(spec: RunSpec, store: RunStore, progress: Progress | None = N
     method.accept(resolved.method.params, refs.original.model)
     run_id = store.create("unlearn", resolved.to_dict(), label=run_label(method, spec.setup))
     try:
-        output = compute_run(resolved, refs, progress, method)
+        output = compute_run(resolved, refs, progress, method, parts_cache=store)
         store.finish(run_id, output.report, weights=output.weights, arrays=output.arrays)
         progress.update(1.0, "done")
         return run_id

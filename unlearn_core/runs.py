@@ -43,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -62,6 +62,8 @@ REPORT_FILE = "report.json"
 WEIGHTS_FILE = "weights.safetensors"
 ARRAYS_FILE = "artifacts.npz"
 META_FILE = "meta.json"
+# Beside the checkpoints: values computed from the reference models (evaluation parts).
+PARTS_DIR = "evaluation-parts"
 RUN_FILE = "run.json"  # kind, label, times and stored files: what `repair` rebuilds from
 DAMAGED = "damaged"  # a pseudo-status: "done" in the index, but its folder is unusable
 DAMAGED_PREFIX = ".damaged-"
@@ -871,6 +873,27 @@ class RunStore:
                 raise
         finally:
             _remove_tree(temp)
+
+    def parts_get(self, key: str) -> Any | None:
+        """A computed value kept with `parts_put` (evaluation parts of the reference
+        models), or None if absent or unreadable (it is then computed and written again)."""
+        path = self._parts_path(key)
+        try:
+            return io.loads_tagged_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+
+    def parts_put(self, key: str, value: Any) -> None:
+        """Keep `value` (nested dicts, lists, tuples, numbers and numpy arrays) under
+        `key`, written atomically beside the checkpoints in the cache."""
+        path = self._parts_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        io.atomic_write_text(path, io.dumps_tagged_json(value))
+
+    def _parts_path(self, key: str) -> Path:
+        if not isinstance(key, str) or not re.fullmatch(r"[0-9a-f]{16,64}", key):
+            raise ValueError(f"parts key: expected 16-64 hex digits, got {key!r}")
+        return self.cache_dir / PARTS_DIR / f"{key}.json"
 
 
 def _created_from_id(run_id: str) -> float | None:

@@ -126,3 +126,77 @@ def test_one_forward_pass_gives_what_the_two_separate_passes_gave(tiny_refs, per
     assert list(acts) == list(expected)
     for layer, values in expected.items():
         np.testing.assert_allclose(acts[layer], values, atol=1e-5, err_msg=layer)
+
+
+def test_a_later_process_takes_the_references_parts_from_the_store(tiny_refs,
+                                                                    perturbed_models,
+                                                                    first_and_second, tmp_path,
+                                                                    monkeypatch):
+    """With the run store as the parts cache, the references' predictions, probes, MIA
+    and CKA to each other are kept beside their checkpoints: after the in-process cache
+    is gone (a new process), an evaluation computes none of them again and reports what
+    the first computed."""
+    from unlearn_core.metrics import layers, privacy
+    from unlearn_core.runs import RunStore
+    store = RunStore(tmp_path / "store")
+    setup = tiny_refs.experiment.spec
+    keys = {role: reference_key(setup, role) for role in ("original", "oracle")}
+
+    def run():
+        return evaluate(perturbed_models, tiny_refs.experiment, seconds=1.0,
+                        oracle_seconds=2.0, reference_keys=keys, parts_cache=store)
+
+    clear_cache()
+    written, _ = run()
+    kept = list((store.cache_dir / "evaluation-parts").glob("*.json"))
+    assert len(kept) >= 2 + 4  # two references' predictions; probes, MIA, CKA pair, matrix
+    clear_cache()
+    calls = {"probes": 0, "mia": 0}
+    real_probe, real_role_privacy = layers.probe_margins, privacy._role_privacy
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(layers, "probe_margins", counted("probes", real_probe))
+    monkeypatch.setattr(privacy, "_role_privacy", counted("mia", real_role_privacy))
+    read_back, arrays = run()
+    names = written["layers"]["names"]
+    assert calls == {"probes": len(names) - 1, "mia": 1}  # the unlearned model's only
+    assert _without_timings(read_back) == _without_timings(written)
+    (first, first_arrays), _ = first_and_second
+    assert _without_timings(read_back) == _without_timings(first)
+    for name, values in first_arrays.items():
+        np.testing.assert_array_equal(arrays[name], values, err_msg=name)
+
+    # A damaged file is computed again, not read; other code or another thread count
+    # keeps its parts under other names.
+    for path in kept:
+        path.write_text("{not json")
+    clear_cache()
+    calls.update(probes=0, mia=0)
+    again, _ = run()
+    assert calls["mia"] == 3 and _without_timings(again) == _without_timings(written)
+    from unlearn_core.metrics.activations import parts_key
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        other = parts_key(("evaluate", "probes-0"))
+    finally:
+        torch.set_num_threads(threads)
+    assert other != parts_key(("evaluate", "probes-0"))
+
+
+def test_tagged_json_gives_back_what_it_was_given():
+    from unlearn_core.io import dumps_tagged_json, loads_tagged_json
+    value = {"draws": [np.arange(6, dtype=np.float32).reshape(2, 3), None],
+             "pair": (0.5, float("nan"), -np.inf), "n": np.int64(3), "nested": [(1, "a")]}
+    back = loads_tagged_json(dumps_tagged_json(value))
+    assert back["draws"][0].dtype == np.float32
+    np.testing.assert_array_equal(back["draws"][0], value["draws"][0])
+    assert back["draws"][1] is None and back["n"] == 3 and back["nested"] == [(1, "a")]
+    assert back["pair"][0] == 0.5 and np.isnan(back["pair"][1]) and back["pair"][2] == -np.inf
+    with pytest.raises(ValueError):
+        loads_tagged_json('{"__ndarray__": "%%%", "dtype": "<f4", "shape": [1]}')

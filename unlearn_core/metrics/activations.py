@@ -6,10 +6,13 @@ examples, so they are computed once per (model, subset) and kept in a small cach
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +29,37 @@ MAX_FEATURES = 8192  # wider conv maps are average-pooled spatially to fit (memo
 _CACHE_SIZE = 32  # a setup's references fill about 12 entries
 T = TypeVar("T")
 _cache: OrderedDict = OrderedDict()
+
+
+class PartsCache(Protocol):
+    """Where values computed from the reference models outlive the process (the run
+    store's cache, `RunStore.parts_get` / `parts_put`)."""
+
+    def parts_get(self, key: str) -> Any | None: ...
+    def parts_put(self, key: str, value: Any) -> None: ...
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """A digest of what a reference's evaluation parts are computed by: the sources of
+    the metrics, models and data packages and the numeric libraries' versions. Kept
+    parts computed by other code are not found, so a change never serves stale numbers."""
+    import sklearn  # noqa: PLC0415 -- only for its version
+    digest = hashlib.sha256(f"{np.__version__} {torch.__version__} "
+                            f"{sklearn.__version__}".encode())
+    package = Path(__file__).resolve().parents[1]
+    for folder in ("metrics", "models", "data"):
+        for source in sorted((package / folder).glob("*.py")):
+            digest.update(source.name.encode())
+            digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def parts_key(key: tuple) -> str:
+    """The key a cached part is kept under on disk: the in-process key, the code that
+    computes it and torch's thread count (CPU kernels sum in another order with another)."""
+    return hashlib.sha256(repr((key, _code_digest(), torch.get_num_threads())).encode()
+                          ).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -109,15 +143,23 @@ def layer_outputs(model: LensModel, exp: Experiment, images: ImageSet, index: np
     return {name: np.concatenate(chunks) for name, chunks in out.items()}
 
 
-def cached(key: tuple | None, compute: Callable[[], T]) -> T:
-    """`compute()`, kept in a small in-process LRU under `key` (None: not cached). Keys
-    name reference checkpoints (original, oracle), which every run of a setup reuses."""
+def cached(key: tuple | None, compute: Callable[[], T], parts: PartsCache | None = None) -> T:
+    """`compute()`, kept in a small in-process LRU under `key` (None: not cached) and, with
+    `parts`, on disk as well (found there by a later process). Keys name reference
+    checkpoints (original, oracle), which every run of a setup reuses."""
     if key is None:
         return compute()
     if key in _cache:
         _cache.move_to_end(key)
         return _cache[key]
-    return _cache_put(key, compute())
+    if parts is None:
+        return _cache_put(key, compute())
+    stored = parts.parts_get(parts_key(key))
+    if stored is not None:
+        return _cache_put(key, stored)
+    value = compute()
+    parts.parts_put(parts_key(key), value)
+    return _cache_put(key, value)
 
 
 def _cache_put(key: tuple, value: T) -> T:
@@ -177,18 +219,28 @@ def _predictions_and_activations(model: LensModel, exp: Experiment, subset: Prob
 
 
 def predictions_and_activations(model: LensModel, exp: Experiment, subset: ProbeSubset,
-                                cache_key: str | None = None
+                                cache_key: str | None = None, parts: PartsCache | None = None
                                 ) -> tuple[Predictions, dict[str, np.ndarray]]:
     """`compute_predictions_and_activations`, cached under `cache_key` (a reference
     model's key) as the predictions and the activations separately, so `activations`
-    finds them too."""
+    finds them too. With `parts`, the predictions are kept on disk as well: a later
+    process then needs only the probe subset's activations, not a pass over every example."""
     if cache_key is None:
         return compute_predictions_and_activations(model, exp, subset)
     keys = (("predictions", cache_key, exp.spec.oracle_key),
             ("activations", cache_key, subset.key))
     if all(key in _cache for key in keys):
         return tuple(cached(key, None) for key in keys)
+    stored = None
+    if keys[0] not in _cache and parts is not None:
+        stored = parts.parts_get(parts_key(keys[0]))
+        if stored is not None:
+            _cache_put(keys[0], Predictions(**stored))
+    if keys[0] in _cache:
+        return _cache[keys[0]], activations(model, exp, subset, cache_key)
     preds, acts = compute_predictions_and_activations(model, exp, subset)
+    if parts is not None:
+        parts.parts_put(parts_key(keys[0]), dataclasses.asdict(preds))
     return _cache_put(keys[0], preds), _cache_put(keys[1], acts)
 
 
@@ -215,16 +267,17 @@ def reference_cache_key(checkpoint_key: str, model: torch.nn.Module) -> str:
     return f"{checkpoint_key}#{digest.hexdigest()[:16]}"
 
 
-def reference_memo(reference_keys: dict[str, str], subset: ProbeSubset) -> Memo:
-    """A Memo that caches, in-process, the parts of an evaluation that read only reference
-    models (the original's and oracle's probes, their MIA, their CKA to each other): the
-    same checkpoints, probe subset and seed give the same numbers for every run of a
-    setup. `subset.key` names the setup's split and seed."""
+def reference_memo(reference_keys: dict[str, str], subset: ProbeSubset,
+                   parts: PartsCache | None = None) -> Memo:
+    """A Memo that caches, in-process and with `parts` on disk, the parts of an evaluation
+    that read only reference models (the original's and oracle's probes, their MIA,
+    their CKA to each other): the same checkpoints, probe subset and seed give the same
+    numbers for every run of a setup. `subset.key` names the setup's split and seed."""
     def memo(roles, what, compute):
         if not all(role in reference_keys for role in roles):
             return compute()
         return cached(("evaluate", what, *(reference_keys[r] for r in roles), subset.key),
-                      compute)
+                      compute, parts)
     return memo
 
 

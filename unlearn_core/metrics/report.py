@@ -18,7 +18,7 @@ from ..report_schema import SCHEMA_VERSION, Report, average_gap, average_gaps  #
 from ..training import Experiment, speedup
 from ..vocabulary import ROLES
 from .accuracy import ACCURACY_KEYS, accuracies
-from .activations import (activations, predictions_and_activations, probe_subset,
+from .activations import (PartsCache, activations, predictions_and_activations, probe_subset,
                           reference_cache_key, reference_memo)
 from .embeddings import fit_joint_pca
 from .layers import cka_report, probe_report, seed_noise, verdict
@@ -77,13 +77,15 @@ class PartTimer:
 
 def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
              oracle_seconds: float, reference_keys: dict[str, str] | None = None,
+             parts_cache: PartsCache | None = None,
              progress: Progress | None = None) -> tuple[Report, dict[str, np.ndarray]]:
     """The report of one unlearning run and its per-example arrays.
 
     `models` maps "unlearned", "original" and "oracle" to models; `reference_keys` names
     the original's and oracle's checkpoints so their forward passes and every part that
     reads only them (probes, MIA, their CKA to each other) are reused across runs of a
-    setup in this process.
+    setup in this process, and with `parts_cache` (the run store) across processes: those
+    parts, and the references' predictions, are kept beside their checkpoints.
     """
     progress = progress or Progress()
     timer = PartTimer()
@@ -96,13 +98,13 @@ def evaluate(models: dict[str, LensModel], exp: Experiment, *, seconds: float,
     progress.update(0.0, "evaluating: predictions and activations")
     with timer.part("forward passes"):
         outputs = {role: predictions_and_activations(models[role], exp, subset,
-                                                     memo_keys.get(role))
+                                                     memo_keys.get(role), parts_cache)
                    for role in ROLES}
     preds = {role: outputs[role][0] for role in ROLES}
     acts = {role: outputs[role][1] for role in ROLES}
     acc = {role: accuracies(preds[role], exp.split, exp.dataset.num_classes) for role in ROLES}
     names = list(models["unlearned"].probe_layers)
-    memo = reference_memo(memo_keys, subset)
+    memo = reference_memo(memo_keys, subset, parts_cache)
     progress.update(0.3, "evaluating: CKA per layer")
     with timer.part("cka"):
         layers = {"names": names, "parts": list(subset.parts),
