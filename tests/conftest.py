@@ -82,7 +82,7 @@ def unlearn_tiny(refs, method_name: str, **params):
 
 
 def accuracy_and_mia_only(models, exp, *, seconds, oracle_seconds, reference_keys=None,
-                          progress=None):
+                          parts_cache=None, progress=None):
     """A stand-in for `evaluate()` with the real accuracies and the real MIA and nothing
     else: the full report (CKA with bootstrap bands, probes, PCA) costs about 15 s of CPU
     per run on digits; bench and sweep tests read only accuracy, gaps, MIA and cost
