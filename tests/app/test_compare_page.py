@@ -44,6 +44,18 @@ def page(two_runs, monkeypatch):
     return at, store, ids
 
 
+def derived_once_computed(at: AppTest, store: RunStore, run_id: str, name: str) -> dict:
+    """The derived result `name` of the run once its background job has stored it; the
+    page rerun after it."""
+    deadline = time.monotonic() + 120
+    while store.get_derived(run_id, name) is None:
+        assert time.monotonic() < deadline, f"the job computing {name} did not finish"
+        time.sleep(0.5)
+    at.run()
+    assert not at.exception
+    return store.get_derived(run_id, name)
+
+
 def test_table_filters_and_tradeoff_show_the_stored_numbers(page):
     at, store, ids = page
     table = at.dataframe[0].value
@@ -111,13 +123,7 @@ def test_a_layer_evaluate_did_not_map_is_fitted_in_the_background_and_kept(page)
     at.selectbox(key="compare-embedding-layer-A").set_value("block1").run()
     assert not at.exception
     assert "Fitting the PCA of block1" in texts(at.info)
-    deadline = time.monotonic() + 120
-    while store.get_derived(run_id, "pca-block1") is None:
-        assert time.monotonic() < deadline, "the PCA job did not finish"
-        time.sleep(0.5)
-    at.run()
-    assert not at.exception
-    derived = store.get_derived(run_id, "pca-block1")
+    derived = derived_once_computed(at, store, run_id, "pca-block1")
     panels = chart(at, "block1: one joint PCA map")
     forget = [t for t in panels["data"] if t["name"] == "Forget examples"]
     parts = store.get(run_id).report["layers"]["parts"]
@@ -144,13 +150,7 @@ def test_drill_down_shows_stored_values_then_computes_margins_in_the_background(
     assert "probe margins" in texts(at.caption)  # said, not hidden
 
     at.button(key=f"drilldown-compare-{run_id}-compute").click().run()
-    deadline = time.monotonic() + 120
-    while store.get_derived(run_id, "instance") is None:
-        assert time.monotonic() < deadline, "the drill-down job did not finish"
-        time.sleep(0.5)
-    at.run()
-    assert not at.exception
-    derived = store.get_derived(run_id, "instance")
+    derived = derived_once_computed(at, store, run_id, "instance")
     margins = chart(at, "Probe margin per layer")
     unlearned = next(t for t in margins["data"] if t["name"] == "Unlearned")["y"]
     rows = np.flatnonzero(derived["probe/rows"] == np.flatnonzero(
