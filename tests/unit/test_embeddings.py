@@ -71,3 +71,29 @@ def test_joint_umap_shapes_and_determinism():
         np.testing.assert_array_equal(first[name], second[name])
     with pytest.raises(ValueError, match="n_neighbors"):
         joint_umap(sets, n_neighbors=1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_a_umap_leaves_torchs_thread_count_as_it_found_it():
+    """UMAP's fit starts numba's threading layer, which set the process's OpenMP thread
+    count to the number of cores: torch's went from 1 to 2, and with it every later
+    training's numbers (found as a Retrain drifting 7e-6 from its oracle in the suite).
+    In a fresh process, where numba's layer has not started yet, after torch has done
+    some work (as it has in the app: a torch that has not started its threads yet took
+    its own count back)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = ("import torch\n"
+              "torch.set_num_threads(1)\n"
+              "torch.ones(512, 512) @ torch.ones(512, 512)\n"
+              "import numpy as np\n"
+              "from unlearn_core.metrics.embeddings import joint_umap\n"
+              "x = np.random.default_rng(0).normal(size=(60, 8))\n"
+              "joint_umap({'a': x, 'b': x + 1.0}, seed=0)\n"
+              "print(torch.get_num_threads())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], timeout=170)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "1"

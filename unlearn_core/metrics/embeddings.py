@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
 
 from .cka import as_example_matrix, check_int, to_numpy
@@ -180,10 +181,17 @@ def joint_umap(feature_sets: Mapping[str, Any], seed: int = 0, n_neighbors: int 
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist,
                         random_state=seed, n_jobs=1,
                         precomputed_knn=(neighbour_indices, neighbour_distances, None))
-    with warnings.catch_warnings():
-        # Without a search index UMAP cannot `transform` new points; we never do.
-        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
-        coords = reducer.fit_transform(pooled)
+    # The fit starts numba's threading layer, which sets the process's OpenMP thread count
+    # to the number of cores: torch's count with it once torch's threads are running (1 ->
+    # 2 on this machine), and so the numbers of every later training. Put back.
+    torch_threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            # Without a search index UMAP cannot `transform` new points; we never do.
+            warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
+            coords = reducer.fit_transform(pooled)
+    finally:
+        torch.set_num_threads(torch_threads)
     return {name: coords[part] for name, part in rows.items()}
 
 
