@@ -331,9 +331,9 @@ def stored_embedding(store: RunStore, run_id: str, arrays: Mapping[str, np.ndarr
     evaluate() keeps the PCA of the layers views open on, or as a derived result "pca-<layer>"
     or "umap-<layer>"), else None; named array_keys.embedding(method, layer, role)."""
     if array_keys.embedding(method, layer, "original") in arrays:
-        return {key: value for key, value in arrays.items()
-                if key.startswith(f"eval/{method}/{layer}/")
-                or key == array_keys.embedding_variance(method, layer)}
+        names = [array_keys.embedding(method, layer, role) for role in ROLES]
+        names.append(array_keys.embedding_variance(method, layer))
+        return {name: arrays[name] for name in names if name in arrays}
     return store.get_derived(run_id, f"{method}-{layer}")
 
 
