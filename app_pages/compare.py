@@ -127,8 +127,8 @@ if embeddings_tab.open:
                 column.info(f"Run {run}: no stored embeddings")
                 continue
             layers = list(record.report["layers"]["names"])
-            features_only = [name for name in layers if name != "logits"] or layers
-            layer = column.selectbox("Layer", layers, index=layers.index(features_only[-1]),
+            layer = column.selectbox("Layer", layers,
+                                     index=layers.index(figures.opening_layer(layers)),
                                      key=f"compare-embedding-layer-{run}")
             coords = stored_pca_or_fit(record, arrays[run], layer, column)
             if coords is None:

@@ -25,11 +25,9 @@ if not figures.embedded_layers(report, arrays):
 explainers.explain("embeddings")
 
 layer_names = list(report["layers"]["names"])
-# The deepest layer before the logits is the usual place to look first.
-features_only = [name for name in layer_names if name != "logits"] or layer_names
 layer_column, map_column, lines_column = st.columns([2, 1, 2])
 layer = layer_column.selectbox("Layer", layer_names,
-                               index=layer_names.index(features_only[-1]),
+                               index=layer_names.index(figures.opening_layer(layer_names)),
                                key="embeddings-layer")
 projection = map_column.radio("Map", ["PCA", "UMAP"], horizontal=True, key="embeddings-map")
 show_lines = lines_column.checkbox("Show moves (original → unlearned)", key="embeddings-lines",

@@ -4,7 +4,9 @@ and weights unlearned elsewhere, uploaded and evaluated as a run of the current 
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import streamlit as st
 
@@ -17,6 +19,7 @@ from unlearn_core.training import prepare
 from . import state, widgets
 
 JOB_KEY = "unlearn_job"
+CHECKPOINT_TYPES = [s.lstrip(".") for s in SAFETENSORS_SUFFIXES + TORCH_SUFFIXES]  # uploads
 
 
 def own_method_section(spec: SetupSpec) -> None:
@@ -50,17 +53,26 @@ def own_method_section(spec: SetupSpec) -> None:
             _start(method.title, spec, lambda progress: run_unlearning(run_spec, store, progress))
 
 
-def read_upload(upload) -> dict:
-    """The uploaded file's tensors, read like any checkpoint (never unpickled): through a
-    temporary file with the upload's suffix, removed at once."""
-    suffix = Path(upload.name).suffix.lower()
+@contextmanager
+def upload_as_file(name: str, data: bytes) -> Iterator[Path]:
+    """The uploaded bytes as a temporary file with the upload's suffix (what tells a
+    checkpoint's format), removed afterwards."""
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"upload{suffix}"
-        path.write_bytes(upload.getvalue())
+        path = Path(folder) / f"upload{Path(name).suffix.lower()}"
+        path.write_bytes(data)
+        yield path
+
+
+def fitting_upload(spec: SetupSpec, upload) -> dict:
+    """The uploaded file's tensors, read like any checkpoint (never unpickled) and checked
+    against the setup's architecture: a UserError naming the upload, not a temporary file."""
+    with upload_as_file(upload.name, upload.getvalue()) as path:
         try:
-            return load_state_dict(path)
-        except UserError as exc:  # name the upload, not the temporary file
+            weights = load_state_dict(path)
+        except UserError as exc:
             raise UserError(str(exc).replace(str(path), upload.name)) from None
+    load_into_model(prepare(spec).new_model(), weights, source=upload.name)
+    return weights
 
 
 def import_section(spec: SetupSpec) -> None:
@@ -72,15 +84,14 @@ def import_section(spec: SetupSpec) -> None:
                    "The run gets the full report and every view, against this setup's "
                    "original and oracle (trained first if missing).")
         upload = st.file_uploader("Unlearned weights", key="import-weights",
-                                  type=[s.lstrip(".") for s in SAFETENSORS_SUFFIXES + TORCH_SUFFIXES])
+                                  type=CHECKPOINT_TYPES)
         seconds = st.number_input("Unlearning time where it ran (seconds; 0 = unknown)",
                                   min_value=0.0, value=0.0, key="import-seconds")
         if upload is None or not st.button("Import and evaluate", key="import-run",
                                            disabled=state.busy()):
             return
         try:
-            weights = read_upload(upload)
-            load_into_model(prepare(spec).new_model(), weights, source=upload.name)
+            weights = fitting_upload(spec, upload)
         except UserError as exc:
             st.error(str(exc))
             return

@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import tempfile
-from pathlib import Path
 
 import streamlit as st
 
 from unlearn_core.config import SetupSpec
 from unlearn_core.errors import UserError
-from unlearn_core.io import SAFETENSORS_SUFFIXES, TORCH_SUFFIXES, load_into_model
 from unlearn_core.runs import RunStore
-from unlearn_core.training import (REFERENCE_IMPORT_ROLES, check_reference_import,
-                                   import_reference, prepare, reference_key)
+from unlearn_core.training import check_reference_import, import_reference, reference_key
+from unlearn_core.vocabulary import REFERENCE_ROLES
 from . import state
-from .own_method import read_upload
+from .own_method import CHECKPOINT_TYPES, fitting_upload, upload_as_file
 
 IMPORTED_KEY = "imported_references"  # role -> {"value": "imported:<hash>", "name": file name}
 PENDING_KEY = "reference_import_job"  # {"job": id, "role": ..., "name": ...}
-UPLOAD_TYPES = [s.lstrip(".") for s in SAFETENSORS_SUFFIXES + TORCH_SUFFIXES]
 
 
 def with_imported_references(spec: SetupSpec, store: RunStore) -> SetupSpec:
@@ -61,11 +57,9 @@ def _collect_finished_import() -> None:
 
 def _import(spec: SetupSpec, store: RunStore, data: bytes, name: str, role: str,
             progress) -> str:
-    """Import the uploaded bytes as `role` of `spec` (through a temporary file with the
-    upload's suffix); returns the setup's new value of `role`."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"upload{Path(name).suffix.lower()}"
-        path.write_bytes(data)
+    """Import the uploaded bytes as `role` of `spec`; returns the setup's new value of
+    `role`."""
+    with upload_as_file(name, data) as path:
         return getattr(import_reference(spec, store, str(path), role, source=name), role)
 
 
@@ -78,7 +72,7 @@ def reference_import_section(spec: SetupSpec) -> None:
                    "every forget set of this data and model; an imported oracle must have "
                    "been trained without this forget set (the lens cannot check that). The "
                    "other reference is trained with the recipe above.")
-        for role in REFERENCE_IMPORT_ROLES:
+        for role in REFERENCE_ROLES:
             name = imported_name(spec, role)
             if name is not None:
                 st.write(f"**{role.capitalize()}**: imported from `{name}`")
@@ -86,15 +80,14 @@ def reference_import_section(spec: SetupSpec) -> None:
                     del st.session_state[IMPORTED_KEY][role]
                     st.rerun()
                 continue
-            upload = st.file_uploader(f"{role.capitalize()} weights", type=UPLOAD_TYPES,
+            upload = st.file_uploader(f"{role.capitalize()} weights", type=CHECKPOINT_TYPES,
                                       key=f"reference-upload-{role}")
             if upload is None or not st.button(f"Use as the {role}", disabled=state.busy(),
                                                key=f"reference-import-{role}"):
                 continue
             try:
                 check_reference_import(spec, role, option=f"{role.capitalize()} weights")
-                load_into_model(prepare(spec).new_model(), read_upload(upload),
-                                source=upload.name)
+                fitting_upload(spec, upload)
             except UserError as exc:
                 st.error(str(exc))
                 continue

@@ -141,10 +141,10 @@ def run_figures(report: dict, arrays: dict) -> list[tuple[str, go.Figure]]:
                            figures.distinguishability_curve(
                                arrays, feature, figures.most_telling_threshold(arrays, feature)))]
     embedded = figures.embedded_layers(report, arrays) if "layers" in report else []
-    features_only = [name for name in embedded if name != "logits"] or embedded
-    if features_only:
-        shown.append((f"Embeddings at {features_only[-1]} (PCA)",
-                      figures.embedding_panels(report, arrays, features_only[-1])))
+    if embedded:
+        layer = figures.opening_layer(embedded)
+        shown.append((f"Embeddings at {layer} (PCA)",
+                      figures.embedding_panels(report, arrays, layer)))
     return [(title, fig) for title, fig in shown if fig is not None]
 
 

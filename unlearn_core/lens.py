@@ -264,8 +264,7 @@ class RunFigures:
         """The joint PCA of original | unlearned | oracle at `layer` (default: the deepest
         before the logits); a layer evaluate() did not map is fitted now (a second or two)
         and kept with the run."""
-        names = self.report["layers"]["names"]
-        layer = layer or ([n for n in names if n != "logits"] or names)[-1]
+        layer = layer or figures.opening_layer(self.report["layers"]["names"])
         coords = embedding_of_run(self._store, self._run_id, layer, "pca")
         return figures.embedding_panels(self.report, {**self.arrays, **coords}, layer, "pca",
                                         moves)

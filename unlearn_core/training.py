@@ -27,6 +27,7 @@ from .memory import evaluation_batches
 from .models import LensModel, build_model
 from .models.dkvb import EmaKMeans, bottleneck_of, encoder_spec
 from .progress import Progress
+from .vocabulary import REFERENCE_ROLES
 
 PARTS = ("forget", "retain", "train", "test", "test_forget", "test_retain")
 
@@ -519,17 +520,14 @@ def check_reference_import(spec: SetupSpec, role: str, option: str | None = None
     setup cannot take from a user: an encoder-built model's oracle, or an oracle when the
     setup asks for an independent initialisation."""
     option = option or f"--{role}-checkpoint"
-    if role not in REFERENCE_IMPORT_ROLES:
-        raise UserError(f"role: expected one of {list(REFERENCE_IMPORT_ROLES)}, got {role!r}")
+    if role not in REFERENCE_ROLES:
+        raise UserError(f"role: expected one of {list(REFERENCE_ROLES)}, got {role!r}")
     if spec.model.name in ENCODER_MODELS and role == "oracle":
         raise UserError(f"{option}: a {spec.model.name!r} model's oracle is built on its encoder "
                         "model's oracle; import the encoder model's oracle instead")
     if role == "oracle" and spec.oracle_init != "same":
         raise UserError(f"{option}: an imported oracle has its own initialisation; leave "
                         f"oracle_init 'same' (got {spec.oracle_init!r})")
-
-
-REFERENCE_IMPORT_ROLES = ("original", "oracle")
 
 
 def import_reference(spec: SetupSpec, cache: CheckpointCache, path: str,

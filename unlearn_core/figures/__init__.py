@@ -371,6 +371,12 @@ def distinguishability_curve(arrays: dict, feature: str, threshold: float | None
     return fig
 
 
+def opening_layer(names: list[str]) -> str:
+    """The layer the embedding views open on: the deepest before the logits (the logits
+    when there is no other)."""
+    return ([name for name in names if name != "logits"] or names)[-1]
+
+
 def embedded_layers(report: dict, arrays: dict, method: str = "pca") -> list[str]:
     """The report's layers, shallowest first, that have stored 2-d coordinates."""
     return [name for name in report["layers"]["names"]

@@ -149,16 +149,30 @@ def cached(key: tuple | None, compute: Callable[[], T], parts: PartsCache | None
     checkpoints (original, oracle), which every run of a setup reuses."""
     if key is None:
         return compute()
+    if _held(key, parts):
+        return _cache[key]
+    return _hold(key, compute(), parts)
+
+
+def _held(key: tuple, parts: PartsCache | None, decode: Callable[[Any], Any] = lambda v: v
+          ) -> bool:
+    """Whether `key` is in the in-process cache, after taking it from `parts` (decoded)
+    if it was only there."""
+    if key not in _cache and parts is not None:
+        stored = parts.parts_get(parts_key(key))
+        if stored is not None:
+            _cache_put(key, decode(stored))
     if key in _cache:
         _cache.move_to_end(key)
-        return _cache[key]
-    if parts is None:
-        return _cache_put(key, compute())
-    stored = parts.parts_get(parts_key(key))
-    if stored is not None:
-        return _cache_put(key, stored)
-    value = compute()
-    parts.parts_put(parts_key(key), value)
+        return True
+    return False
+
+
+def _hold(key: tuple, value: T, parts: PartsCache | None,
+          encode: Callable[[T], Any] = lambda v: v) -> T:
+    """`value` kept under `key` in-process and, with `parts`, on disk (encoded)."""
+    if parts is not None:
+        parts.parts_put(parts_key(key), encode(value))
     return _cache_put(key, value)
 
 
@@ -227,21 +241,12 @@ def predictions_and_activations(model: LensModel, exp: Experiment, subset: Probe
     process then needs only the probe subset's activations, not a pass over every example."""
     if cache_key is None:
         return compute_predictions_and_activations(model, exp, subset)
-    keys = (("predictions", cache_key, exp.spec.oracle_key),
-            ("activations", cache_key, subset.key))
-    if all(key in _cache for key in keys):
-        return tuple(cached(key, None) for key in keys)
-    stored = None
-    if keys[0] not in _cache and parts is not None:
-        stored = parts.parts_get(parts_key(keys[0]))
-        if stored is not None:
-            _cache_put(keys[0], Predictions(**stored))
-    if keys[0] in _cache:
-        return _cache[keys[0]], activations(model, exp, subset, cache_key)
+    predictions_key = ("predictions", cache_key, exp.spec.oracle_key)
+    if _held(predictions_key, parts, lambda stored: Predictions(**stored)):
+        return _cache[predictions_key], activations(model, exp, subset, cache_key)
     preds, acts = compute_predictions_and_activations(model, exp, subset)
-    if parts is not None:
-        parts.parts_put(parts_key(keys[0]), dataclasses.asdict(preds))
-    return _cache_put(keys[0], preds), _cache_put(keys[1], acts)
+    _cache_put(("activations", cache_key, subset.key), acts)
+    return _hold(predictions_key, preds, parts, dataclasses.asdict), acts
 
 
 # memo(roles, what, compute): compute(), or its result kept from an earlier evaluation
