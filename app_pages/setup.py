@@ -224,7 +224,6 @@ for col, (role, ok) in zip(cols, cached.items()):
     imported = own_references.imported_name(spec, role) if role != "twin" else None
     col.write(f"**{name}**: " + (f"imported from `{imported}`" if imported else
                                  "trained (cached)" if ok else "not trained yet"))
-own_references.reference_import_section(spec)
 if all(cached.values()):
     st.success(f"{'All three' if len(roles) == 3 else 'Both'} models are ready. Go on to "
                "unlearning.")
@@ -233,3 +232,4 @@ elif st.button("Train original and oracle", type="primary", disabled=state.busy(
     state.submit(f"Train {spec.data.name}/{spec.model.name}",
                  lambda progress: train_references(spec, store, progress).original.meta)
     st.rerun()
+own_references.reference_import_section(spec)
