@@ -211,6 +211,7 @@ if dataset is not None:
     if spec.forget.kind == "poison":
         poison_ui.poisoned_pairs(dataset, split, spec.forget.poison, spec.seed)
     else:
+        widgets.forget_set_chart(dataset, split)
         shown = split.forget[:16].copy()  # a writable copy for torch indexing
         widgets.image_grid(dataset.train.images[shown].numpy(),
                            [f"#{i} · {dataset.classes[int(dataset.train.labels[i])]}" for i in shown])

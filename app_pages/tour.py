@@ -3,11 +3,12 @@ the runs one click leaves in the store (unlearn_core/tour.py)."""
 
 import streamlit as st
 
-from ui import presenter, state
+from ui import presenter, state, widgets
 
 # The title first: the Tour is the first page, and the core's modules below import torch
 # and scikit-learn, seconds on a cold start.
 st.title("Tour: is the forgetting only skin-deep?")
+from unlearn_core.data import load_dataset, make_split  # noqa: E402
 from unlearn_core.tour import run_tour, tour_runs, tour_setups, tour_story  # noqa: E402
 from unlearn_core.tour_backdoor import (backdoor_runs, backdoor_step,  # noqa: E402
                                         run_backdoor_tour)
@@ -35,10 +36,9 @@ if to_run:
 
 if not presenter.active():
     with st.expander("The tour's runs"):
-        for run in runs.values():
-            st.write(f"**{run.label}**: {run.status}"
-                     + (f" · {run.run_id}" if run.run_id else "")
-                     + (f" — {run.missing}" if run.missing else ""))
+        st.dataframe([{"method": run.label, "status": run.status, "run id": run.run_id,
+                       "note": run.missing} for run in runs.values()],
+                     hide_index=True, width="stretch")
 
 
 def show(step) -> None:
@@ -58,9 +58,14 @@ def show(step) -> None:
 
 story = tour_story(store)
 if all(run.status == "not_run" for run in runs.values()):
-    # Before the first run: what the story will show, not six "not available" boxes.
-    st.markdown("**The story, once the tour has run:**\n\n" + "\n".join(
+    # Before the first run: what the story will show, not six "not available" boxes, and
+    # the data it is told on (which also has the browser load plotly while the user reads).
+    outline, data = st.columns(2)
+    outline.markdown("**The story, once the tour has run:**\n\n" + "\n".join(
         f"{step.number}. {step.title}" for step in story))
+    dataset = load_dataset(setup.data)
+    with data:
+        widgets.forget_set_chart(dataset, make_split(dataset, setup.forget, setup.seed))
 else:
     for step in story:
         show(step)

@@ -12,7 +12,8 @@ from unlearn_core.runs import RunRecord, RunStore
 from unlearn_core.vocabulary import ROLES_BEFORE_AFTER
 from . import state
 
-if TYPE_CHECKING:  # the methods import torch: not needed before a page that runs one
+if TYPE_CHECKING:  # the methods and the data import torch: not needed before a page that runs one
+    from unlearn_core.data import Dataset, Split
     from unlearn_core.methods import Method
 
 RUN_PICKER_KEY = "picked_run"
@@ -78,6 +79,14 @@ def image_grid(images: np.ndarray, captions: list[str], columns: int = 8, size: 
         pixels = image.repeat(scale, axis=1).repeat(scale, axis=2)
         pixels = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
         cols[i % columns].image(pixels, caption=caption)
+
+
+def forget_set_chart(dataset: Dataset, split: Split) -> None:
+    """How the forget set falls across the classes of the training data."""
+    from unlearn_core import figures  # plotly: imported by the pages that draw, not the sidebar
+    from . import presenter
+    st.plotly_chart(presenter.figure(figures.forget_set_by_class(
+        dataset.train.labels.numpy(), split.forget, list(dataset.classes))), width="stretch")
 
 
 def _remember_picked_run() -> None:

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from unlearn_core.config import DataSpec, ForgetSpec
 from unlearn_core.data import load_dataset, make_split
 from unlearn_core.runs import RunStore
-from tests.app.helpers import TIMEOUT, open_setup_page, texts
+from tests.app.helpers import TIMEOUT, chart, open_setup_page, texts, trace
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -74,6 +74,18 @@ def test_setup_unlearn_results_path(app, tmp_path):
     bars = {trace["name"]: trace["y"] for trace in per_class["data"]}
     expected = [100 * v for v in report["accuracy"]["unlearned"]["per_class_test"]]
     assert bars["Unlearned"] == pytest.approx(expected)
+
+
+def test_setup_shows_how_a_random_forget_set_falls_across_the_classes(app):
+    at = app
+    at.radio(key="forget_kind").set_value("random").run(timeout=TIMEOUT)
+    at.slider(key="forget_fraction").set_value(0.2).run(timeout=TIMEOUT)
+    assert not at.exception, at.exception
+    spec = chart(at, "Training examples per class")
+    split = make_split(load_dataset(DataSpec()), ForgetSpec("random", fraction=0.2), seed=0)
+    forget = trace(spec, "Forget (train)")["y"]
+    assert sum(forget) == len(split.forget)
+    assert sum(count > 0 for count in forget) == 10  # spread over every class
 
 
 def test_bad_setup_input_shows_an_error_not_a_traceback(app, tmp_path):

@@ -13,9 +13,10 @@ from tour_fixtures import ORACLE, numbers, store_tour
 from ui import presenter, state
 from unlearn_core import tour, tour_backdoor
 from unlearn_core.config import SetupSpec
+from unlearn_core.data import load_dataset, make_split
 from unlearn_core.figures import format_percent as pct
 from unlearn_core.runs import RunStore
-from tests.app.helpers import TIMEOUT, texts
+from tests.app.helpers import TIMEOUT, chart_specs, texts, trace
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "app_pages/tour.py"
@@ -78,6 +79,9 @@ def test_an_empty_store_offers_the_one_button(store):
     preview = next(m.value for m in at.markdown if "The story, once the tour has run" in m.value)
     assert "1. Every method forgets the class" in preview
     assert "6. What an attacker still sees" in preview
+    runs = at.dataframe[0].value  # the tour's runs, in the expander
+    assert list(runs["method"]) == [run.label for run in tour.tour_runs(store).values()]
+    assert set(runs["status"]) == {"not_run"}
     assert len(at.info) == 1 and "Not available yet" in at.info[0].value
 
 
@@ -90,3 +94,17 @@ def test_presenter_mode_from_the_query_parameter(store):
     at.toggle(key=presenter.KEY).set_value(False).run()
     assert not any("<style>" in str(m.value) for m in at.markdown)
     assert [e.label for e in at.expander] == ["The tour's runs"]
+
+
+def test_before_the_first_run_the_tour_shows_the_data_it_will_use(store):
+    at = open_tour()
+    [spec] = chart_specs(at)  # the only figure before the tour runs
+    dataset = load_dataset(BASE.data)
+    split = make_split(dataset, BASE.forget, BASE.seed)
+    assert spec["layout"]["title"]["text"] == (f"Training examples per class: "
+                                               f"{len(split.forget):,} to forget, "
+                                               f"{len(split.retain):,} to keep")
+    forget, kept = (trace(spec, name)["y"] for name in ("Forget (train)", "Retain (train)"))
+    forgotten_class, = BASE.forget.classes
+    assert forget[forgotten_class] == len(split.forget) and kept[forgotten_class] == 0
+    assert sum(forget) == len(split.forget) and sum(kept) == len(split.retain)

@@ -30,3 +30,15 @@ def test_training_curves_show_epoch_curves_only():
     fig = figures.training_curves(report())
     assert [t.name for t in fig.data] == ["retain_loss"]
     assert figures.training_curves({"method": {"curves": {}}}) is None
+
+
+def test_forget_set_by_class_counts_each_class_forget_and_kept_parts():
+    import numpy as np
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    fig = figures.forget_set_by_class(labels, np.array([0, 1, 2, 6]), ["zero", "one", "two",
+                                                                       "three"])
+    forget, kept = fig.data
+    assert forget.name == "Forget (train)" and kept.name == "Retain (train)"
+    assert list(forget.x) == ["zero", "one", "two", "three"]  # a class absent from train too
+    assert list(forget.y) == [3, 0, 1, 0] and list(kept.y) == [0, 2, 3, 0]
+    assert fig.layout.title.text == "Training examples per class: 4 to forget, 5 to keep"

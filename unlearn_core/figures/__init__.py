@@ -61,6 +61,24 @@ def per_class_accuracy(report: dict) -> go.Figure:
     return fig
 
 
+def forget_set_by_class(train_labels: np.ndarray, forget: np.ndarray,
+                        classes: list[str]) -> go.Figure:
+    """Each class's training examples, stacked: those in the forget set and those the model
+    keeps (a class forget set is one whole bar; a random or non-IID one spreads)."""
+    total = np.bincount(train_labels, minlength=len(classes))
+    forgotten = np.bincount(train_labels[forget], minlength=len(classes))
+    fig = go.Figure()
+    for key, counts in (("forget_train", forgotten), ("retain_train", total - forgotten)):
+        fig.add_bar(name=ACCURACY_LABELS[key], x=list(classes), y=counts.tolist(),
+                    marker_color=PART_COLORS[key])
+    fig.update_layout(title=f"Training examples per class: {len(forget):,} to forget, "
+                            f"{int(total.sum()) - len(forget):,} to keep",
+                      xaxis_title="class", xaxis_type="category", yaxis_title="examples",
+                      barmode="stack", legend_traceorder="normal", legend_orientation="h",
+                      legend_y=-0.2)
+    return fig
+
+
 def training_curves(report: dict) -> go.Figure | None:
     """Per-epoch loss curves the method recorded, or None if it recorded none. Curves
     with a figure of their own stay off it: EC's per-layer terms, and shares of the
