@@ -75,7 +75,7 @@ def forget_set_by_class(train_labels: np.ndarray, forget: np.ndarray,
                             f"{int(total.sum()) - len(forget):,} to keep",
                       xaxis_title="class", xaxis_type="category", yaxis_title="examples",
                       barmode="stack", legend_traceorder="normal", legend_orientation="h",
-                      legend_y=-0.2)
+                      legend_y=-0.25, height=360)
     return fig
 
 
