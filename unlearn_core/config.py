@@ -87,18 +87,22 @@ class _Spec:
                 if not (f.name in self.OMITTED_AT_DEFAULT and value == f.default)}
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]):
+    def from_dict(cls, raw: Mapping[str, Any], field_path: str = ""):
+        """`field_path` ("data", "forget.poison") names the spec in messages when it is
+        read as a field of another."""
+        where = field_path or cls.__name__
         _require(isinstance(raw, Mapping),
-                 f"{cls.__name__}: expected an object, got {type(raw).__name__}")
+                 f"{where}: expected an object, got {type(raw).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
-        _require(not unknown, f"{cls.__name__}: unknown field(s) {unknown}; "
+        _require(not unknown, f"{where}: unknown field(s) {unknown}; "
                               f"allowed: {sorted(known)}")
         values = dict(raw)
         for f in dataclasses.fields(cls):
             nested = _NESTED.get(f.type)
             if nested is not None and f.name in values:
-                values[f.name] = nested.from_dict(values[f.name])
+                values[f.name] = nested.from_dict(
+                    values[f.name], f"{field_path}.{f.name}" if field_path else f.name)
             elif f.name in values and isinstance(values[f.name], list):
                 values[f.name] = tuple(values[f.name])
         return cls(**values)
@@ -248,7 +252,7 @@ class ForgetSpec(_Spec):
             if poison is None:
                 poison = PoisonSpec()
             elif isinstance(poison, Mapping):
-                poison = PoisonSpec.from_dict(poison)
+                poison = PoisonSpec.from_dict(poison, "forget.poison")
             _require(isinstance(poison, PoisonSpec),
                      f"forget.poison: expected an object, got {poison!r}")
         else:
@@ -395,7 +399,7 @@ class ModelSpec(_Spec):
             if bottleneck is None:
                 bottleneck = BottleneckSpec()
             elif isinstance(bottleneck, Mapping):
-                bottleneck = BottleneckSpec.from_dict(bottleneck)
+                bottleneck = BottleneckSpec.from_dict(bottleneck, "model.bottleneck")
             _require(isinstance(bottleneck, BottleneckSpec),
                      f"model.bottleneck: expected an object, got {bottleneck!r}")
         object.__setattr__(self, "bottleneck", bottleneck)
@@ -541,9 +545,10 @@ class SetupSpec(_Spec):
     def __post_init__(self):
         for role in ("original", "oracle"):
             source = getattr(self, role)
-            _require(source == "trained" or re.fullmatch(r"imported:[0-9a-f]{16}", source)
-                     is not None, f"{role}: expected 'trained' or 'imported:<16 hex digits>', "
-                                  f"got {source!r}")
+            known = source == "trained" or isinstance(source, str) and re.fullmatch(
+                r"imported:[0-9a-f]{16}", source) is not None
+            _require(known, f"{role}: expected 'trained' or 'imported:<16 hex digits>', "
+                            f"got {source!r}")
         _require(self.oracle == "trained" or self.oracle_init == "same",
                  f"oracle_init: {self.oracle_init!r} retrains the oracle from another seed, but "
                  f"the oracle is imported ({self.oracle}); leave oracle_init 'same'")

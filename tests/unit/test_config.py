@@ -52,6 +52,23 @@ def test_unknown_fields_and_bad_json_are_rejected():
         SetupSpec.from_json("{")
 
 
+@pytest.mark.parametrize("raw, message", [
+    ({"data": 5}, "data: expected an object, got int"),
+    ({"train": {"foo": 1}}, r"train: unknown field\(s\) \['foo'\]"),
+    ({"forget": {"kind": "poison", "poison": {"size": 3}}},
+     r"forget\.poison: unknown field\(s\) \['size'\]"),
+    ({"model": {"name": "dkvb", "encoder": "small_cnn", "bottleneck": 1}},
+     r"model\.bottleneck: expected an object"),
+    ({"original": 5}, "original: expected 'trained' or 'imported:<16 hex digits>', got 5"),
+    ({"oracle": {}}, "oracle: expected 'trained'"),
+])
+def test_a_nested_field_of_the_wrong_shape_is_named_by_its_path(raw, message):
+    with pytest.raises(UserError, match=f"^{message}"):
+        SetupSpec.from_dict(raw)
+    with pytest.raises(UserError, match="^method: expected an object"):
+        RunSpec.from_dict({"setup": {}, "method": 3})
+
+
 def test_hash_is_stable_across_processes():
     code = ("from unlearn_core.config import SetupSpec, ForgetSpec;"
             "print(SetupSpec(forget=ForgetSpec('classes', (2, 1))).hash)")
