@@ -11,6 +11,7 @@ import numpy as np
 
 from . import bench
 from .config import BottleneckSpec, ForgetSpec, MethodSpec, ModelSpec, SetupSpec
+from .engine import method_label
 from .methods import get_method
 from .methods.base import UnlearnContext
 from .pipeline import train_references
@@ -86,7 +87,7 @@ def interleaved_timings(store, forget_class: int, device: str, repeats: int,
             started = time.perf_counter()
             outcome = method.unlearn(ctx)
             seconds = time.perf_counter() - started
-            label = f"{model}: {_label(MethodSpec(name, params))}"
+            label = f"{model}: {method_label(MethodSpec(name, params))}"
             timings.setdefault(label, []).append({**outcome.info, "seconds": seconds})
             if log is not None:
                 log(f"timing round {round_ + 1}/{repeats} {label}: {seconds:.2f} s")
@@ -129,7 +130,7 @@ def _case_row(forget_class: int, model: str, result) -> dict:
     info = report["method"]["info"]
     seconds = report["cost"]["seconds"]
     return {"class": forget_class, "model": model, "method": result.spec.name,
-            "label": _label(result.spec), "seed": result.seed,
+            "label": method_label(result.spec), "seed": result.seed,
             "test_forget": acc["test_forget"], "test_retain": acc["test_retain"],
             "retain_change": acc["test_retain"] - original["test_retain"],
             "forget_train": acc["forget_train"],
@@ -140,11 +141,6 @@ def _case_row(forget_class: int, model: str, result) -> dict:
             "gradient_steps": info.get("gradient_steps", info.get("steps")),
             "forward_examples": info.get("encoder_forward_examples"), "n": info.get("n"),
             "target_reached": info.get("target_reached")}
-
-
-def _label(spec) -> str:
-    extra = " ".join(f"{k}={v}" for k, v in spec.params.items())
-    return spec.name + (f" ({extra})" if extra else "")
 
 
 def _mean_std(values, scale: float = 100.0, digits: int = 1) -> str:
@@ -215,6 +211,6 @@ def benchmark_markdown(cases) -> str:
                     f"{unlearning / np.mean(times):.0%} of it ({whole / np.mean(times):.0%} "
                     f"with the counts)."]
     if failed:
-        out += ["", "Failed runs: " + "; ".join(f"class {c} seed {r.seed} {_label(r.spec)}: "
+        out += ["", "Failed runs: " + "; ".join(f"class {c} seed {r.seed} {method_label(r.spec)}: "
                                                  f"{r.error}" for c, r in failed)]
     return "\n".join(out)

@@ -39,7 +39,8 @@ import torch
 from ..config import MethodSpec, RunSpec, SetupSpec
 from ..errors import UserError
 from ..pipeline import (CacheEntry, MemoryCache, RunOutput, compute_run, reference_cache_keys,
-                       reference_roles, resolve_run, train_reference_entries, train_references)
+                       reference_roles, resolve_run, run_label, train_reference_entries,
+                       train_references)
 from ..progress import Progress
 from ..runs import RunStore
 from ..training import reference_key
@@ -204,7 +205,7 @@ def _run_task(setup: dict, spec: dict, references: ReferenceModels, threads: int
     label = ""
     try:
         method, resolved = resolve_run(run_spec)
-        label = f"{method.title} · {resolved.setup.forget.describe()}"
+        label = run_label(method, resolved.setup)
         # Loaded from the entries (nothing to train: the references task cached them).
         refs = train_references(resolved.setup, MemoryCache(references.entries))
         method.accept(resolved.method.params, refs.original.model)
