@@ -73,7 +73,8 @@ run_b = b_column.selectbox("Run B", ids, index=min(1, len(ids) - 1), format_func
                            key="compare-b")
 pair = {"A": records[run_a], "B": records[run_b]}
 arrays = {name: widgets.run_arrays(record) for name, record in pair.items()}
-st.dataframe(compare.pair_table(table, run_a, run_b), hide_index=True, width="stretch")
+st.dataframe(compare.pair_table_text(compare.pair_table(table, run_a, run_b)), hide_index=True,
+             width="stretch")
 
 
 def side_by_side(name: str, draw, missing: str) -> None:

@@ -89,3 +89,27 @@ def pair_table(table: pd.DataFrame, run_a: str, run_b: str) -> pd.DataFrame:
     out["B − A"] = [None if pd.isna(a) or pd.isna(b) else b - a
                     for a, b in zip(out["A"], out["B"])]
     return out
+
+
+def _shown(metric: str, value, difference: bool = False) -> str:
+    if value is None or pd.isna(value):
+        return "n/a"
+    if metric in PERCENT_COLUMNS:
+        return f"{100 * value:+.1f} pp" if difference else f"{100 * value:.1f}%"
+    sign = "+" if difference else ""
+    if metric == "seconds":
+        return f"{value:{sign}.1f} s"
+    if metric == "speedup":
+        return f"{value:{sign}.1f}" if difference else f"{value:.1f}×"
+    return f"{value:{sign}.2f}"
+
+
+def pair_table_text(pair: pd.DataFrame) -> pd.DataFrame:
+    """`pair_table` as the app shows it: accuracies, MIA and gaps in %, their differences
+    in percentage points, times in seconds (the exports keep the exact fractions)."""
+    out = pair.copy()
+    for column, difference in (("A", False), ("B", False), ("B − A", True)):
+        out[column] = [_shown(metric, value, difference)
+                       for metric, value in zip(PAIR_METRICS, pair[column])]
+    return out
+

@@ -128,6 +128,10 @@ def test_pair_table_puts_a_and_b_side_by_side_with_the_difference(store):
     assert pair.loc["Time (s)", "B − A"] == pytest.approx(3.0)
     with pytest.raises(UserError, match="run b: 'nope' is not in the table"):
         compare.pair_table(compare.run_table(store.list()), a, "nope")
+    shown = compare.pair_table_text(pair.reset_index()).set_index("metric")
+    assert list(shown.loc["Forget acc."]) == ["20.0%", "5.0%", "-15.0 pp"]
+    assert list(shown.loc["Time (s)"]) == ["1.0 s", "4.0 s", "+3.0 s"]
+    assert shown.loc["Speed-up ×", "A"].endswith("×")
 
 
 def test_tradeoff_scatter_plots_each_run_and_marks_oracle_and_original(store):

@@ -49,16 +49,6 @@ def tradeoff_scatter(table: pd.DataFrame, x: str = "avg_gap") -> go.Figure:
     references = runs.drop_duplicates("setup")
     longest = max([*_known(runs["seconds"]), *_known(references["oracle_seconds"]), 1e-9])
     fig = go.Figure()
-    for method, group in runs.groupby("method", sort=True):
-        fig.add_scatter(
-            x=(100 * group[x]).tolist(), y=(100 * group["test_acc"]).tolist(),
-            mode="markers", name=method,
-            marker={"size": _sizes(group["seconds"].tolist(), longest), "opacity": 0.75,
-                    "line": {"width": 1, "color": "white"}},
-            customdata=group[["id", "params", "setup", "seconds"]].values.tolist(),
-            hovertemplate=("%{customdata[0]}<br>%{customdata[1]}<br>%{customdata[2]}<br>"
-                           f"{short} %{{x:.2f}} · test %{{y:.1f}}% · %{{customdata[3]:.1f}} s"
-                           f"<extra>{method}</extra>"))
     oracle_x = [0.0] * len(references) if oracle_column is None else \
         (100 * references[oracle_column]).tolist()
     fig.add_scatter(
@@ -81,6 +71,18 @@ def tradeoff_scatter(table: pd.DataFrame, x: str = "avg_gap") -> go.Figure:
         customdata=with_original[["setup"]].values.tolist(),
         hovertemplate=f"original · %{{customdata[0]}}<br>{short} %{{x:.2f}} · "
                       "test %{y:.1f}%<extra></extra>")
+    # The runs after the references: drawn on top, so a run close to the oracle is not
+    # hidden under its (often largest) marker.
+    for method, group in runs.groupby("method", sort=True):
+        fig.add_scatter(
+            x=(100 * group[x]).tolist(), y=(100 * group["test_acc"]).tolist(),
+            mode="markers", name=method,
+            marker={"size": _sizes(group["seconds"].tolist(), longest), "opacity": 0.75,
+                    "line": {"width": 1, "color": "white"}},
+            customdata=group[["id", "params", "setup", "seconds"]].values.tolist(),
+            hovertemplate=("%{customdata[0]}<br>%{customdata[1]}<br>%{customdata[2]}<br>"
+                           f"{short} %{{x:.2f}} · test %{{y:.1f}}% · %{{customdata[3]:.1f}} s"
+                           f"<extra>{method}</extra>"))
     fig.update_layout(title=f"Trade-off: {short} vs test accuracy (marker area = time)"
                       if x != "avg_gap" else "Trade-off: closeness to the oracle vs test "
                                              "accuracy (marker area = time)",
