@@ -123,6 +123,17 @@ class _Spec:
         return content_hash(self.to_dict())
 
 
+def _nested_spec(value: Any, kind: type, field_path: str):
+    """An optional nested spec given as the spec, as a mapping (parsed JSON) or as None
+    (its defaults)."""
+    if value is None:
+        return kind()
+    if isinstance(value, Mapping):
+        value = kind.from_dict(value, field_path)
+    _require(isinstance(value, kind), f"{field_path}: expected an object, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class DataSpec(_Spec):
     """Which dataset. `root` is needed by the torchvision datasets and ImageFolder;
@@ -249,12 +260,7 @@ class ForgetSpec(_Spec):
                                             "least one training-set index")
         poison = self.poison
         if self.kind == "poison":
-            if poison is None:
-                poison = PoisonSpec()
-            elif isinstance(poison, Mapping):
-                poison = PoisonSpec.from_dict(poison, "forget.poison")
-            _require(isinstance(poison, PoisonSpec),
-                     f"forget.poison: expected an object, got {poison!r}")
+            poison = _nested_spec(poison, PoisonSpec, "forget.poison")
         else:
             _require(poison is None, f"forget.poison: only kind 'poison' plants a backdoor, "
                                      f"not kind {self.kind!r}")
@@ -396,12 +402,7 @@ class ModelSpec(_Spec):
         object.__setattr__(self, "encoder", encoder)
         bottleneck = self.bottleneck
         if self.name == "dkvb":
-            if bottleneck is None:
-                bottleneck = BottleneckSpec()
-            elif isinstance(bottleneck, Mapping):
-                bottleneck = BottleneckSpec.from_dict(bottleneck, "model.bottleneck")
-            _require(isinstance(bottleneck, BottleneckSpec),
-                     f"model.bottleneck: expected an object, got {bottleneck!r}")
+            bottleneck = _nested_spec(bottleneck, BottleneckSpec, "model.bottleneck")
         object.__setattr__(self, "bottleneck", bottleneck)
 
     def _check_adapted(self) -> None:
