@@ -101,7 +101,7 @@ def test_before_the_first_run_the_tour_shows_the_data_it_will_use(store):
     [spec] = chart_specs(at)  # the only figure before the tour runs
     dataset = load_dataset(BASE.data)
     split = make_split(dataset, BASE.forget, BASE.seed)
-    assert spec["layout"]["title"]["text"] == (f"Training examples per class: "
+    assert spec["layout"]["title"]["text"] == (f"Training examples per class<br>"
                                                f"{len(split.forget):,} to forget, "
                                                f"{len(split.retain):,} to keep")
     forget, kept = (trace(spec, name)["y"] for name in ("Forget (train)", "Retain (train)"))

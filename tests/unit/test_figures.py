@@ -41,4 +41,4 @@ def test_forget_set_by_class_counts_each_class_forget_and_kept_parts():
     assert forget.name == "Forget (train)" and kept.name == "Retain (train)"
     assert list(forget.x) == ["zero", "one", "two", "three"]  # a class absent from train too
     assert list(forget.y) == [3, 0, 1, 0] and list(kept.y) == [0, 2, 3, 0]
-    assert fig.layout.title.text == "Training examples per class: 4 to forget, 5 to keep"
+    assert fig.layout.title.text == "Training examples per class<br>4 to forget, 5 to keep"
