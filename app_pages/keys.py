@@ -15,6 +15,14 @@ if not key_figures.is_key_masking_run(arrays):
     st.info("This run masked no keys. The Keys page shows runs of **DKVB: Unlearning via "
             "Activations** or **via Examples**, which need a setup whose model is `dkvb` "
             "(a trained model's frozen trunk with a key-value bottleneck).")
+    # The run picked on another page is rarely a DKVB run: offer the newest that is.
+    newest = state.store().query(kind="unlearn", status="done",
+                                 methods=key_figures.KEY_MASKING_METHODS, limit=1)
+    if newest and st.button(f"Open the newest key-masking run: {newest[0].label} · "
+                            f"{newest[0].id}", key="keys-open-newest",
+                            icon=":material/arrow_forward:"):
+        state.select_run(newest[0].id)
+        st.rerun()
     st.stop()
 report = record.report
 

@@ -144,3 +144,7 @@ def test_a_run_without_keys_gets_a_pointer_to_the_dkvb_methods(stored, monkeypat
     at = open_page(root, monkeypatch, ids["baseline"])
     assert "masked no keys" in at.info[0].value
     assert not at.get("plotly_chart")
+    at.button(key="keys-open-newest").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state[state.SELECTED_RUN_KEY] == ids["dkvb"]
+    assert {m.label for m in at.metric} >= {"Pairs masked"}

@@ -287,3 +287,10 @@ def test_gradient_methods_refuse_or_keep_the_frozen_encoder(model, shared_store)
         outcome = method.unlearn(tiny_context(refs, method.name, **fast))
         after = outcome.model.state_dict()
         assert all(torch.equal(after[n], before[n]) for n in encoder), method.name
+
+
+def test_the_keys_page_lists_the_registered_key_masking_methods():
+    from unlearn_core.figures.keys import KEY_MASKING_METHODS
+    from unlearn_core.methods import list_methods
+    dkvb_methods = {m.name for m in list_methods() if m.name.startswith("dkvb_")}
+    assert set(KEY_MASKING_METHODS) == dkvb_methods

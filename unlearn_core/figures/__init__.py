@@ -12,6 +12,10 @@ from ..vocabulary import (PART_LABELS, REFERENCE_ROLES, ROLE_LABELS,  # noqa: F4
                           ROLES_BEFORE_AFTER)
 
 ROLE_COLORS = {"unlearned": "#d62728", "original": "#7f7f7f", "oracle": "#2ca02c"}
+# A horizontal legend under the chart, placed from the bottom of the whole figure: placed
+# from the plot area (y=-0.2), it ran into the x-axis title once presenter mode enlarged
+# the text.
+LEGEND_BELOW = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom"}
 SEED_NOISE_COLOR = "#9467bd"
 ACCURACY_LABELS = {"forget_train": "Forget (train)", "retain_train": "Retain (train)",
                    "test_forget": "Test, forget classes", "test_retain": "Test, retain classes",
@@ -38,7 +42,7 @@ def accuracy_overview(report: dict) -> go.Figure:
                     text=[f"{v:.1f}" for v in values], textposition="outside")
     fig.update_layout(title="Accuracy: unlearned vs original vs retrain oracle",
                       yaxis_title="accuracy (%)", yaxis_range=[0, 109], barmode="group",
-                      legend_orientation="h", legend_y=-0.15)
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -57,7 +61,7 @@ def per_class_accuracy(report: dict) -> go.Figure:
     fig.update_layout(title="Test accuracy per class (✕ = forget class)",
                       xaxis_title="class", xaxis_type="category",
                       yaxis_title="accuracy (%)", yaxis_range=[0, 105],
-                      barmode="group", legend_orientation="h", legend_y=-0.2)
+                      barmode="group", legend=LEGEND_BELOW)
     return fig
 
 
@@ -76,7 +80,7 @@ def forget_set_by_class(train_labels: np.ndarray, forget: np.ndarray,
     fig.update_layout(title=f"Training examples per class<br>{len(forget):,} to forget, "
                             f"{int(total.sum()) - len(forget):,} to keep",
                       xaxis_type="category", yaxis_title="examples", barmode="stack",
-                      legend_traceorder="normal", legend_orientation="h", legend_y=-0.15,
+                      legend={**LEGEND_BELOW, "traceorder": "normal"},
                       height=380)
     return fig
 
@@ -198,7 +202,7 @@ def layer_axes(fig: go.Figure, names: list[str], plotted: list, title: str,
                       # first appearance and move the broken layer to the end.
                       xaxis_categoryorder="array", xaxis_categoryarray=names,
                       yaxis_title=yaxis_title, yaxis_range=[min(0.0, lowest) - 0.02, 1.05],
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -270,7 +274,7 @@ def probe_accuracy_per_layer(report: dict) -> go.Figure | None:
     fig.update_layout(title="Linear probe accuracy on held-out forget examples",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       yaxis_title="probe accuracy (%)", yaxis_range=[0, 105],
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -309,7 +313,7 @@ def mia_efficacy_bars(report: dict) -> go.Figure:
                       xaxis_title="attack feature",
                       yaxis_title="forget examples called non-member (%)",
                       yaxis_range=[0, 109], barmode="group",
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -335,7 +339,7 @@ def score_histograms(arrays: dict, feature: str = "conf") -> go.Figure:
     fig.update_layout(title=f"{SCORE_NAMES[feature]}: forget vs test vs oracle",
                       xaxis_title=SCORE_AXIS_TITLES[feature],
                       yaxis_title="fraction of the set", barmode="overlay",
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -387,7 +391,7 @@ def distinguishability_curve(arrays: dict, feature: str, threshold: float | None
                             "on forget examples",
                       xaxis_title=f"threshold on {label} (says 'unlearned' when ≥ threshold)",
                       yaxis_title="error rate", yaxis_range=[-0.02, 1.02],
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -485,5 +489,5 @@ def embedding_panels(report: dict, arrays: dict, layer: str, method: str = "pca"
     # Dragging selects (the page shows the selected examples' images); zoom stays in the
     # toolbar.
     fig.update_layout(title=f"{layer}: one joint {method.upper()} map of the three models",
-                      legend_orientation="h", legend_y=-0.2, height=480, dragmode="select")
+                      legend=LEGEND_BELOW, height=480, dragmode="select")
     return fig

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..vocabulary import ROLES_BEFORE_AFTER
-from . import ROLE_COLORS, ROLE_LABELS
+from . import LEGEND_BELOW, ROLE_COLORS, ROLE_LABELS
 
 # Marker diameters (px) for the shortest and the longest time in the chart.
 _SMALLEST, _LARGEST = 8, 40
@@ -87,7 +87,7 @@ def tradeoff_scatter(table: pd.DataFrame, x: str = "avg_gap") -> go.Figure:
                       if x != "avg_gap" else "Trade-off: closeness to the oracle vs test "
                                              "accuracy (marker area = time)",
                       xaxis_title=axis_title, yaxis_title="test accuracy (%)",
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -106,5 +106,5 @@ def instance_margins(info: dict) -> go.Figure | None:
                             "(> 0: the probe reads its label)",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       yaxis_title="logit of the label − best other logit",
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig

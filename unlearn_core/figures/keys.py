@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..config import ENCODER_MODELS
-from . import CLASS_COLORS, FORGET_COLOR, _translucent
+from . import LEGEND_BELOW, CLASS_COLORS, FORGET_COLOR, _translucent
 
 MASK = "dkvb/mask"
 KEY_CLASS = "dkvb/key_class_usage"
@@ -23,6 +23,11 @@ def usage(arrays: dict, part: str, when: str) -> np.ndarray:
     """(C, P) selection counts of the "forget" or "retain" training set, "before" or
     "after" the masking."""
     return np.asarray(arrays[f"dkvb/usage_{part}_{when}"])
+
+
+# The shipped methods that mask keys (a user's method on a dkvb model may too: the pages
+# go by the arrays).
+KEY_MASKING_METHODS = ("dkvb_activations", "dkvb_examples")
 
 
 def is_key_masking_run(arrays: dict) -> bool:
@@ -61,7 +66,7 @@ def codebook_overview(arrays: dict) -> go.Figure:
                     marker={"symbol": "x", "color": "black", "size": 7})
     fig.update_layout(title="Keys per codebook: used by the forget set, exclusive to it, masked",
                       xaxis_title="codebook", yaxis_title="keys", barmode="overlay",
-                      legend_orientation="h", legend_y=-0.25)
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -98,7 +103,7 @@ def usage_histogram(arrays: dict, codebook: int) -> go.Figure:
                      row=2, col=1)
     fig.update_yaxes(title_text="selections")
     fig.update_layout(title=f"Codebook {codebook}: which keys the training examples select",
-                      barmode="group", legend_orientation="h", legend_y=-0.3, height=520)
+                      barmode="group", legend=LEGEND_BELOW, height=520)
     return fig
 
 
@@ -162,7 +167,7 @@ def sweep_curve(report: dict, arrays: dict) -> go.Figure | None:
     fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
     fig.update_yaxes(title_text="retain accuracy (%)", row=1, col=2)
     fig.update_layout(title="The N sweep (validation data, never the test set)",
-                      legend_orientation="h", legend_y=-0.25)
+                      legend=LEGEND_BELOW)
     return fig
 
 

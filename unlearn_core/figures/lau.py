@@ -9,6 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from . import LEGEND_BELOW
+
 STILL_CORRECT = "lau/still_correct_share"
 TARGET_MATRIX = "lau/target_matrix"
 PERTURBATION_NORM = "lau/perturbation_norm"
@@ -75,7 +77,7 @@ def perturbation_norms(arrays: dict) -> go.Figure | None:
     fig.add_scatter(x=epochs, y=relative.tolist(), name="‖ℓ_adv − ℓ_f‖ / ‖ℓ_f‖ (mean)",
                     mode="lines+markers", line_color="#ff7f0e", secondary_y=True)
     fig.update_layout(title="Partial-PGD feature perturbation per epoch", xaxis_title="epoch",
-                      xaxis_dtick=1, legend_orientation="h", legend_y=-0.2)
+                      xaxis_dtick=1, legend=LEGEND_BELOW)
     fig.update_yaxes(title_text="L2 norm (feature units)", secondary_y=False)
     fig.update_yaxes(title_text="relative to the feature norm", rangemode="tozero",
                      secondary_y=True)

@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import ROLE_COLORS, cka_per_layer
+from . import LEGEND_BELOW, ROLE_COLORS, cka_per_layer
 
 LOCALIZED_METHODS = ("del", "localized")
 SELECTED_COLOR = "#d62728"
@@ -65,7 +65,7 @@ def selected_fraction_bars(runs: Sequence[tuple[str, dict, dict]]) -> go.Figure:
     fig.update_xaxes(title_text="layer (shallow → deep)", type="category")
     fig.update_yaxes(title_text="selected (%)", range=[0, 109], row=1, col=1)
     fig.update_layout(title="Where the mask falls: selected share per layer",
-                      barmode="group", legend_orientation="h", legend_y=-0.2)
+                      barmode="group", legend=LEGEND_BELOW)
     return fig
 
 
@@ -99,7 +99,7 @@ def criticality_heatmap(report: dict, arrays: dict) -> go.Figure:
                     marker={"symbol": "square-open", "size": 7, "color": "white",
                             "line": {"width": 1.5}})
     fig.update_layout(title=title, xaxis_title="layer (weight tensor)", xaxis_type="category",
-                      yaxis_title="output channel", legend_orientation="h", legend_y=-0.2,
+                      yaxis_title="output channel", legend=LEGEND_BELOW,
                       height=520)
     return fig
 
@@ -139,7 +139,7 @@ def selectivity_by_selection(report: dict, arrays: dict) -> go.Figure:
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       xaxis_categoryorder="array", xaxis_categoryarray=layers,
                       yaxis_title="selectivity (Cohen's d, forget − retain)",
-                      boxmode="group", legend_orientation="h", legend_y=-0.2)
+                      boxmode="group", legend=LEGEND_BELOW)
     return fig
 
 
@@ -230,5 +230,5 @@ def budget_sweep(reports: Sequence[dict], tuned: bool = False) -> go.Figure:
     fig.update_xaxes(title_text="budget ρ (share of parameters)")
     fig.update_layout(title="Budget sweep: results against ρ (dashed: the retrain oracle)"
                       + (", the best lr and epochs per ρ" if tuned else ""),
-                      legend_orientation="h", legend_y=-0.25, height=420)
+                      legend=LEGEND_BELOW, height=420)
     return fig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from ..vocabulary import REFERENCE_ROLES, ROLES_BEFORE_AFTER
-from . import ROLE_COLORS, ROLE_LABELS, _percent, layer_axes
+from . import LEGEND_BELOW, ROLE_COLORS, ROLE_LABELS, _percent, layer_axes
 
 
 
@@ -23,8 +23,7 @@ def asr_bars(report: dict) -> go.Figure:
                     textposition="outside")
     fig.update_layout(title=f"Triggered test images sent to class {poison['target']}",
                       yaxis_title="% of triggered images (non-target classes)",
-                      yaxis_range=[0, 109], barmode="group", legend_orientation="h",
-                      legend_y=-0.15)
+                      yaxis_range=[0, 109], barmode="group", legend=LEGEND_BELOW)
     return fig
 
 
@@ -40,7 +39,7 @@ def trigger_readout_per_layer(report: dict) -> go.Figure:
     fig.update_layout(title="Trigger readout per layer (held-out triggered images)",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       yaxis_title=f"% read as class {poison['target']}", yaxis_range=[0, 105],
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -78,7 +77,7 @@ def asr_by_run(reports: dict[str, dict]) -> go.Figure:
                           annotation_position="top left")
     fig.update_layout(title="Does the trigger still fire?", barmode="group",
                       yaxis_title="% of triggered test images sent to the target",
-                      yaxis_range=[0, 109], legend_orientation="h", legend_y=-0.2)
+                      yaxis_range=[0, 109], legend=LEGEND_BELOW)
     return fig
 
 

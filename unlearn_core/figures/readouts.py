@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from ..metrics.readouts import READOUT_LABELS
 from ..vocabulary import ROLES_BEFORE_AFTER
-from . import ROLE_COLORS, ROLE_LABELS, _percent
+from . import LEGEND_BELOW, ROLE_COLORS, ROLE_LABELS, _percent
 
 
 
@@ -33,7 +33,7 @@ def relearn_curves(report: dict) -> go.Figure:
               f"(lr {p['lr']:g})",
         xaxis_title="fine-tuning step", xaxis_dtick=1,
         yaxis_title=f"{first['score_name']} (%)", yaxis_range=[0, 105],
-        legend_orientation="h", legend_y=-0.2)
+        legend=LEGEND_BELOW)
     return fig
 
 
@@ -55,5 +55,5 @@ def readout_per_layer(readouts: dict, name: str) -> go.Figure:
     fig.update_layout(title=f"{READOUT_LABELS[name]}: accuracy on held-out examples",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       yaxis_title="accuracy (%)", yaxis_range=[0, 105],
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig

@@ -6,7 +6,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from ..vocabulary import format_params
-from . import ROLE_COLORS, ROLE_LABELS
+from . import LEGEND_BELOW, ROLE_COLORS, ROLE_LABELS
 
 TRADEOFF_AXES = {"avg_gap": "avg gap to the oracle (pp)",
                  "forget_gap": "forget-accuracy gap to the oracle (pp, unlearned − oracle)"}
@@ -77,5 +77,5 @@ def tradeoff_scatter(rows: list[dict], x: str = "avg_gap") -> go.Figure:
     fig.update_layout(title="Sweep trade-off: test accuracy against the gap to the oracle "
                             "(point area = unlearning time)",
                       xaxis_title=TRADEOFF_AXES[x], yaxis_title="test accuracy (%)",
-                      legend_orientation="h", legend_y=-0.2)
+                      legend=LEGEND_BELOW)
     return fig
