@@ -32,10 +32,8 @@ for col, key, label in zip(cols[:4], ("forget_train", "test_forget", "retain_tra
                            ("Forget (train)", "Test, forget classes", "Retain (train)", "Test")):
     col.metric(label, figures.format_percent(acc["unlearned"][key]), delta(gap[key]),
                delta_color="off")
-speed = cost["speedup"]
 cols[4].metric("Time", f"{cost['seconds']:.1f} s",
-               None if speed is None else f"speed-up {speed:.1f}x over retraining",
-               delta_color="off")
+               figures.format_speedup(cost["speedup"]), delta_color="off", delta_arrow="off")
 
 table = pd.DataFrame({figures.ROLE_LABELS[r]: [acc[r][k] for k in figures.ACCURACY_LABELS]
                       for r in ROLES},

@@ -69,6 +69,10 @@ def test_setup_unlearn_results_path(app, tmp_path):
     metrics = {m.label: m.value for m in at.metric}
     forget = report["accuracy"]["unlearned"]["forget_train"]
     assert metrics["Forget (train)"] == f"{100 * forget:.1f}%"
+    speed = report["cost"]["speedup"]
+    assert next(m for m in at.metric if m.label == "Time").delta == (
+        f"{speed:.1f}× faster than retraining" if speed >= 1
+        else f"{1 / speed:.1f}× slower than retraining")
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     per_class = next(c for c in charts if "per class" in c["layout"]["title"]["text"])
     bars = {trace["name"]: trace["y"] for trace in per_class["data"]}

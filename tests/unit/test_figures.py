@@ -42,3 +42,10 @@ def test_forget_set_by_class_counts_each_class_forget_and_kept_parts():
     assert list(forget.x) == ["zero", "one", "two", "three"]  # a class absent from train too
     assert list(forget.y) == [3, 0, 1, 0] and list(kept.y) == [0, 2, 3, 0]
     assert fig.layout.title.text == "Training examples per class<br>4 to forget, 5 to keep"
+
+
+def test_speedup_reads_as_faster_or_slower_and_unknown_as_nothing():
+    assert figures.format_speedup(4.0) == "4.0× faster than retraining"
+    assert figures.format_speedup(0.4) == "2.5× slower than retraining"
+    assert figures.format_speedup(None) is None and figures.format_speedup(0.0) is None
+    assert figures.format_speedup(float("inf")) is None

@@ -27,6 +27,16 @@ def format_percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def format_speedup(speedup: float | None) -> str | None:
+    """Retraining time over unlearning time as "4.0× faster than retraining" (or "2.5×
+    slower"); None where it is unknown (an imported oracle has no retraining time)."""
+    if speedup is None or not np.isfinite(speedup) or speedup <= 0:
+        return None
+    if speedup >= 1:
+        return f"{speedup:.1f}× faster than retraining"
+    return f"{1 / speedup:.1f}× slower than retraining"
+
+
 def _percent(values):
     return [None if v is None else 100 * v for v in values]
 
