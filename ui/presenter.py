@@ -7,6 +7,7 @@ their charts through `figure` for larger chart text.
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -17,6 +18,10 @@ if TYPE_CHECKING:  # plotly is imported by the pages that draw: not before the f
 KEY = "presenter_mode"
 QUERY_PARAMETER = "present"
 FIGURE_FONT_SIZE = 20
+# About how many characters of a chart title fit across the page's main column on a
+# laptop screen (measured in chromium at 1400 px: 16 px titles, and 22 px when presenting).
+ROW_TITLE_CHARS, ROW_TITLE_CHARS_PRESENTING = 100, 76
+TITLE_LINE_PX, TITLE_LINE_PX_PRESENTING = 22, 30
 
 # Streamlit's stable test ids; expanders hold optional detail (explainers, run details)
 # and the toolbar holds the deploy and settings menu, neither wanted on a projector.
@@ -53,8 +58,20 @@ def active() -> bool:
     return bool(st.session_state.get(KEY))
 
 
-def figure(fig: go.Figure) -> go.Figure:
-    """The figure with larger text in presenter mode (CSS does not reach into charts)."""
+def figure(fig: go.Figure, beside: int = 1) -> go.Figure:
+    """The figure with larger text in presenter mode (CSS does not reach into charts).
+    `beside`: how many figures share its row; plotly cuts a title that does not fit
+    rather than wrapping it, so a long one is broken into lines."""
     if active():
         fig.update_layout(font_size=FIGURE_FONT_SIZE)
+    title = fig.layout.title.text
+    limit = (ROW_TITLE_CHARS_PRESENTING if active() else ROW_TITLE_CHARS) // beside
+    if beside > 1 and title and "<br>" not in title and len(title) > limit:
+        lines = textwrap.wrap(title, limit)
+        # Hung from the figure's top with a top margin that holds every line: Streamlit's
+        # chart theme keeps a one-line margin, which cut the first line off.
+        line_px = TITLE_LINE_PX_PRESENTING if active() else TITLE_LINE_PX
+        fig.update_layout(title={"text": "<br>".join(lines), "y": 1, "yref": "container",
+                                 "yanchor": "top", "pad": {"t": line_px}},
+                          margin_t=line_px * (len(lines) + 2))
     return fig

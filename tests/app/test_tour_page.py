@@ -91,6 +91,17 @@ def test_presenter_mode_from_the_query_parameter(store):
     assert at.toggle(key=presenter.KEY).value is True
     assert any("<style>" in str(m.value) for m in at.markdown)
     assert not at.expander  # the optional run list and the explainers are left out
+    # Charts get larger text; a long title of two charts side by side is broken into
+    # lines that fit half the row, with a top margin that holds them.
+    specs = chart_specs(at)
+    assert all(spec["layout"]["font"]["size"] == presenter.FIGURE_FONT_SIZE for spec in specs)
+    wrapped = [spec["layout"] for spec in specs if "<br>" in spec["layout"]["title"]["text"]]
+    assert wrapped  # step 5's two charts
+    half = presenter.ROW_TITLE_CHARS_PRESENTING // 2
+    for layout in wrapped:
+        lines = layout["title"]["text"].split("<br>")
+        assert all(len(line) <= half for line in lines)
+        assert layout["margin"]["t"] >= presenter.TITLE_LINE_PX_PRESENTING * len(lines)
     at.toggle(key=presenter.KEY).set_value(False).run()
     assert not any("<style>" in str(m.value) for m in at.markdown)
     assert [e.label for e in at.expander] == ["The tour's runs"]
