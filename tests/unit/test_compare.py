@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_setup
-from unlearn_core import compare
+from unlearn_core import compare, figures
 from unlearn_core.config import ForgetSpec, MethodSpec, RunSpec
 from unlearn_core.errors import UserError
 from unlearn_core.metrics.report import average_gap
@@ -153,6 +153,10 @@ def test_tradeoff_scatter_plots_each_run_and_marks_oracle_and_original(store):
     assert traces["Retrain oracle (gap 0 by definition)"].y == pytest.approx((90.0,))
     assert traces["Original (nothing unlearned)"].x == pytest.approx(
         (100 * row.loc[slow, "original_avg_gap"],))
+    # The runs are drawn over the references, in colours none of the roles has.
+    assert [t.name for t in fig.data][-2:] == ["SCRUB", "SSD"]
+    run_colors = {traces[name].marker.color for name in ("SCRUB", "SSD")}
+    assert len(run_colors) == 2 and not run_colors & set(figures.ROLE_COLORS.values())
 
 
 def test_probe_margins_come_from_the_same_probe_as_its_accuracy():

@@ -49,3 +49,18 @@ def test_speedup_reads_as_faster_or_slower_and_unknown_as_nothing():
     assert figures.format_speedup(0.4) == "2.5× slower than retraining"
     assert figures.format_speedup(None) is None and figures.format_speedup(0.0) is None
     assert figures.format_speedup(float("inf")) is None
+
+
+def test_runs_side_by_side_never_take_a_reference_colour():
+    from unlearn_core.figures.ec import cka_overlay
+
+    def layers(values):
+        return {"layers": {"names": ["a", "b"], "cka": {
+            "unlearned_vs_original": {"forget_train": values},
+            "oracle_vs_original": {"forget_train": [1.0, 0.5]}}}}
+    fig = cka_overlay({f"run {i}": layers([1.0, i / 10]) for i in range(5)})
+    runs = [t for t in fig.data if t.name.startswith("run ")]
+    colors = [t.line.color for t in runs]
+    assert len(set(colors)) == 5 and not set(colors) & set(figures.ROLE_COLORS.values())
+    oracle, = (t for t in fig.data if not t.name.startswith("run "))
+    assert oracle.line.color == figures.ROLE_COLORS["oracle"]

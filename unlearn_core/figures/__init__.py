@@ -17,6 +17,9 @@ ROLE_COLORS = {"unlearned": "#d62728", "original": "#7f7f7f", "oracle": "#2ca02c
 # the text.
 LEGEND_BELOW = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom"}
 SEED_NOISE_COLOR = "#9467bd"
+# Several runs in one chart beside the references: D3's colours without the three roles'
+# (a run drawn in the oracle's green read as the oracle).
+RUN_COLORS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
 ACCURACY_LABELS = {"forget_train": "Forget (train)", "retain_train": "Retain (train)",
                    "test_forget": "Test, forget classes", "test_retain": "Test, retain classes",
                    "test": "Test, all"}

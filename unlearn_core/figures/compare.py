@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..vocabulary import ROLES_BEFORE_AFTER
-from . import LEGEND_BELOW, ROLE_COLORS, ROLE_LABELS
+from . import LEGEND_BELOW, ROLE_COLORS, ROLE_LABELS, RUN_COLORS
 
 # Marker diameters (px) for the shortest and the longest time in the chart.
 _SMALLEST, _LARGEST = 8, 40
@@ -73,11 +73,12 @@ def tradeoff_scatter(table: pd.DataFrame, x: str = "avg_gap") -> go.Figure:
                       "test %{y:.1f}%<extra></extra>")
     # The runs after the references: drawn on top, so a run close to the oracle is not
     # hidden under its (often largest) marker.
-    for method, group in runs.groupby("method", sort=True):
+    for index, (method, group) in enumerate(runs.groupby("method", sort=True)):
         fig.add_scatter(
             x=(100 * group[x]).tolist(), y=(100 * group["test_acc"]).tolist(),
             mode="markers", name=method,
             marker={"size": _sizes(group["seconds"].tolist(), longest), "opacity": 0.75,
+                    "color": RUN_COLORS[index % len(RUN_COLORS)],
                     "line": {"width": 1, "color": "white"}},
             customdata=group[["id", "params", "setup", "seconds"]].values.tolist(),
             hovertemplate=("%{customdata[0]}<br>%{customdata[1]}<br>%{customdata[2]}<br>"

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from . import PART_LABELS, REFERENCE_PAIR, ROLE_COLORS, ROLE_LABELS, layer_axes
+from . import PART_LABELS, REFERENCE_PAIR, ROLE_COLORS, ROLE_LABELS, RUN_COLORS, layer_axes
 
 EC_TERMS = {"contrastive": "Contrastive unlearning loss (forget vs retain)",
             "ce": "Cross-entropy on retain data (deep supervision)"}
@@ -28,7 +28,7 @@ def cka_overlay(reports: dict[str, dict], part: str = "forget_train") -> go.Figu
             continue
         plotted += values
         fig.add_scatter(x=layers["names"], y=values, mode="lines+markers", name=label,
-                        line={"color": qualitative.D3[index % len(qualitative.D3)]})
+                        line={"color": RUN_COLORS[index % len(RUN_COLORS)]})
     first = next(iter(reports.values()), None)
     if first is not None and part in first["layers"]["cka"][REFERENCE_PAIR]:
         reference = first["layers"]["cka"][REFERENCE_PAIR][part]
