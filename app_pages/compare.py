@@ -4,7 +4,7 @@ drill-down, and deleting runs."""
 
 import streamlit as st
 
-from ui import exports, state, widgets
+from ui import exports, presenter, state, widgets
 from ui.embeddings import stored_pca_or_fit
 from ui.instance import instance_drilldown
 from unlearn_core import array_keys, compare, export, figures
@@ -134,10 +134,9 @@ if embeddings_tab.open:
             coords = stored_pca_or_fit(record, arrays[run], layer, column)
             if coords is None:
                 continue
-            event = column.plotly_chart(
+            event = presenter.chart(
                 figures.embedding_panels(record.report, {**arrays[run], **coords}, layer),
-                width="stretch",
-                on_select="rerun", selection_mode=("points", "box", "lasso"),
+                column, on_select="rerun", selection_mode=("points", "box", "lasso"),
                 key=f"compare-embedding-{run}-{record.id}-{layer}")
             selected_examples[run] = figures.selected_forget_examples(
                 record.report, arrays[run],

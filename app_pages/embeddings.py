@@ -4,7 +4,7 @@ background for a layer evaluate() did not map; UMAP on request)."""
 
 import streamlit as st
 
-from ui import explainers, state, widgets
+from ui import explainers, presenter, state, widgets
 from ui.embeddings import stored_pca_or_fit
 from ui.instance import instance_drilldown
 from unlearn_core import array_keys, figures
@@ -52,10 +52,10 @@ if projection == "PCA":
     if coords is None:
         st.stop()
 
-event = st.plotly_chart(
+event = presenter.chart(
     figures.embedding_panels(report, {**arrays, **coords}, layer, method=projection.lower(),
                              show_displacement=show_lines),
-    width="stretch", on_select="rerun", selection_mode=("points", "box", "lasso"),
+    on_select="rerun", selection_mode=("points", "box", "lasso"),
     key=f"embeddings-chart-{record.id}-{layer}-{projection}")
 if projection == "PCA":
     variance = coords[array_keys.embedding_variance("pca", layer)]

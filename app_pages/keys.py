@@ -4,7 +4,7 @@ sweep and the cost next to gradient methods on the same frozen encoder."""
 
 import streamlit as st
 
-from ui import explainers, state, widgets
+from ui import explainers, presenter, state, widgets
 from unlearn_core.figures import format_percent
 from unlearn_core.figures import keys as key_figures
 
@@ -52,16 +52,16 @@ sweep = key_figures.sweep_curve(report, arrays)
 if sweep is None:
     st.caption("No sweep in this run: N was given (sweep_points 0).")
 else:
-    st.plotly_chart(sweep, width="stretch")
+    presenter.chart(sweep)
 
-st.plotly_chart(key_figures.codebook_overview(arrays), width="stretch")
+presenter.chart(key_figures.codebook_overview(arrays))
 codebook = st.selectbox("Codebook", key_figures.codebooks_by_masking(arrays), key="keys-codebook",
                         help="codebooks with the most masked keys first")
-st.plotly_chart(key_figures.usage_histogram(arrays, codebook), width="stretch")
-st.plotly_chart(key_figures.key_class_matrix(report, arrays), width="stretch")
+presenter.chart(key_figures.usage_histogram(arrays, codebook))
+presenter.chart(key_figures.key_class_matrix(report, arrays))
 
 rows = key_figures.cost_rows(record.id, state.store().list(kind="unlearn", status="done"))
-st.plotly_chart(key_figures.cost_figure(rows), width="stretch")
+presenter.chart(key_figures.cost_figure(rows))
 st.caption(f"This run: {info['encoder_forward_examples']:,} examples through the encoder, "
            f"{info['sweep_evaluations']} sweep evaluations, no gradient step, "
            f"{info['unlearning_seconds']:.2f} s; the key-usage counts shown here took another "

@@ -3,7 +3,7 @@ and the head refit, with the verdict they add up to."""
 
 import streamlit as st
 
-from ui import explainers, readouts, widgets
+from ui import explainers, presenter, readouts, widgets
 from ui.poison import backdoor_section
 from unlearn_core import figures
 from unlearn_core.figures import ec as ec_figures
@@ -36,14 +36,14 @@ reference = reference_column.radio(
 show_band = band_column.toggle("95% band", value=True, key="layers-band")
 
 if parts:
-    st.plotly_chart(figures.cka_per_layer(report, parts, reference, show_band), width="stretch")
+    presenter.chart(figures.cka_per_layer(report, parts, reference, show_band))
     depth_parts = [part for part in parts if part in layers["depth"]]
     if depth_parts:
         for column, part in zip(st.columns(len(depth_parts)), depth_parts):
-            column.plotly_chart(figures.forgetting_depth_bars(report, part), width="stretch")
+            presenter.chart(figures.forgetting_depth_bars(report, part), column)
             excess = figures.cka_excess_bars(report, part)
             if excess is not None:
-                column.plotly_chart(excess, width="stretch")
+                presenter.chart(excess, column)
     else:
         st.caption("Forgetting depth is defined on forget data: pick a forget part to see it.")
 else:
@@ -61,11 +61,11 @@ if same_setup:
         reports = {f"{record.report['method']['title']} · {record.id}": report}
         reports.update({f"{same_setup[i].report['method']['title']} · {i}": same_setup[i].report
                         for i in overlay})
-        st.plotly_chart(ec_figures.cka_overlay(reports, overlay_part), width="stretch")
+        presenter.chart(ec_figures.cka_overlay(reports, overlay_part))
 
 ec_losses = ec_figures.ec_layer_losses(report)
 if ec_losses is not None:
-    st.plotly_chart(ec_losses, width="stretch")
+    presenter.chart(ec_losses)
     st.caption("EC's terms per supervision point during unlearning: the contrastive loss "
                "falls where forget features leave their class; the cross-entropy shows "
                "each layer staying useful on retain data.")
@@ -95,4 +95,4 @@ if matrix_pairs:
         st.caption("Every layer of one model against every layer of the original, on forget "
                    "data. A bright diagonal means each layer still matches its counterpart.")
         for column, pair in zip(st.columns(len(matrix_pairs)), matrix_pairs):
-            column.plotly_chart(figures.cka_heatmap(report, pair), width="stretch")
+            presenter.chart(figures.cka_heatmap(report, pair), column)

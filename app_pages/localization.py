@@ -3,7 +3,7 @@ its mask, per layer and per channel, and how the results move with the budget ρ
 
 import streamlit as st
 
-from ui import explainers, state, widgets
+from ui import explainers, presenter, state, widgets
 from unlearn_core import engine
 from unlearn_core.config import RunSpec
 from unlearn_core.errors import UserError
@@ -55,11 +55,11 @@ side_by_side = [(f"{figs.series_label(report)} ρ={info['rho']:g} (this run)", r
 side_by_side += [(f"{figs.series_label(runs[i].report)} ρ="
                   f"{figs.localization_params(runs[i].report)['rho']:g} · {i}",
                   runs[i].report, widgets.run_arrays(runs[i])) for i in compared]
-st.plotly_chart(figs.selected_fraction_bars(side_by_side), width="stretch")
-st.plotly_chart(figs.criticality_heatmap(report, arrays), width="stretch")
+presenter.chart(figs.selected_fraction_bars(side_by_side))
+presenter.chart(figs.criticality_heatmap(report, arrays))
 if "layers" in report:
-    st.plotly_chart(figs.mask_on_cka(report, arrays), width="stretch")
-st.plotly_chart(figs.selectivity_by_selection(report, arrays), width="stretch")
+    presenter.chart(figs.mask_on_cka(report, arrays))
+presenter.chart(figs.selectivity_by_selection(report, arrays))
 
 st.header("Budget sweep")
 tuned_view = st.toggle(
@@ -69,8 +69,8 @@ tuned_view = st.toggle(
          "a point for the setting chosen. Off: each training setting is its own line.")
 st.caption("Every localized run of this setup, grouped by strategy · algorithm and by ρ "
            "(mean ± std where several runs share a point).")
-st.plotly_chart(figs.budget_sweep([report] + [runs[i].report for i in same_setup],
-                                  tuned=tuned_view), width="stretch")
+presenter.chart(figs.budget_sweep([report] + [runs[i].report for i in same_setup],
+                                  tuned=tuned_view))
 
 
 picked_params = report["method"]["params"]

@@ -4,7 +4,7 @@ unlearned model can be told apart from the oracle example by example."""
 import pandas as pd
 import streamlit as st
 
-from ui import explainers, widgets
+from ui import explainers, presenter, widgets
 from ui.instance import instance_drilldown
 from unlearn_core import array_keys, figures
 
@@ -28,7 +28,7 @@ oracle_column.metric("Retrain oracle (target)", figures.format_percent(efficacy[
 original_column.metric("Original", figures.format_percent(efficacy["original"][headline]))
 
 chart_column, table_column = st.columns([3, 2])
-chart_column.plotly_chart(figures.mia_efficacy_bars(report), width="stretch")
+presenter.chart(figures.mia_efficacy_bars(report), chart_column)
 table = pd.DataFrame({figures.ROLE_LABELS[role]: efficacy[role]
                       for role in ("unlearned", "oracle", "original")})
 table.index = [figures.MIA_FEATURE_LABELS[feature] for feature in table.index]
@@ -44,8 +44,15 @@ if widgets.show_not_estimable(report, "mia").get("distinguishability"):
 scored_features = [f for f in array_keys.SCORE_ARRAY_NAMES if f in mia["distinguishability"]]
 feature = st.radio("Score", scored_features, horizontal=True,
                    format_func=figures.MIA_FEATURE_LABELS.get, key="privacy-feature")
-st.plotly_chart(figures.score_histograms(arrays, array_keys.SCORE_ARRAY_NAMES[feature]),
-                width="stretch")
+score_name = array_keys.SCORE_ARRAY_NAMES[feature]
+stored = [array_keys.score(score_name, role, subset)
+          for role, subset in (("unlearned", "forget"), ("unlearned", "test"), ("oracle", "forget"))]
+if any(key not in arrays for key in stored + [array_keys.distinguishability(feature,
+                                                                           "thresholds")]):
+    st.info("This run's arrays hold no per-example scores, so it cannot be compared with "
+            "the oracle example by example (its MIA numbers above come from the report).")
+    st.stop()
+presenter.chart(figures.score_histograms(arrays, score_name))
 
 thresholds = arrays[array_keys.distinguishability(feature, "thresholds")]
 low, high = float(thresholds.min()), float(thresholds.max())
@@ -54,7 +61,7 @@ if high > low:
     threshold = st.slider("Threshold", low, high, figures.most_telling_threshold(arrays, feature),
                           step=(high - low) / 200, format="%.4f",
                           key=f"privacy-threshold-{feature}")
-st.plotly_chart(figures.distinguishability_curve(arrays, feature, threshold), width="stretch")
+presenter.chart(figures.distinguishability_curve(arrays, feature, threshold))
 
 scores = mia["distinguishability"][feature]
 fpr_column, fnr_column, epsilon_column, score_column = st.columns(4)

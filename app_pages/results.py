@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from ui import explainers, state, widgets
+from ui import explainers, presenter, state, widgets
 from ui.poison import backdoor_section
 from unlearn_core import figures
 from unlearn_core.figures import lau as lau_figures
@@ -40,11 +40,11 @@ table = pd.DataFrame({figures.ROLE_LABELS[r]: [acc[r][k] for k in figures.ACCURA
                      index=list(figures.ACCURACY_LABELS.values()))
 table["Gap to oracle"] = [gap[k] for k in figures.ACCURACY_LABELS]
 st.dataframe((table * 100).round(1), width="stretch")
-st.plotly_chart(figures.accuracy_overview(report), width="stretch")
-st.plotly_chart(figures.per_class_accuracy(report), width="stretch")
+presenter.chart(figures.accuracy_overview(report))
+presenter.chart(figures.per_class_accuracy(report))
 curves = figures.training_curves(report)
 if curves is not None:
-    st.plotly_chart(curves, width="stretch")
+    presenter.chart(curves)
 
 backdoor_section(report, charts=False)
 
@@ -59,11 +59,11 @@ if lau_figures.has_lau_arrays(arrays):  # LAU alone or with a plug-in
     if matrix is None:
         st.info("No forget sample was attacked: all were misclassified before LAU began.")
     else:
-        st.plotly_chart(matrix, width="stretch")
-    st.plotly_chart(lau_figures.still_correct_curve(arrays), width="stretch")
+        presenter.chart(matrix)
+    presenter.chart(lau_figures.still_correct_curve(arrays))
     norms = lau_figures.perturbation_norms(arrays)
     if norms is not None:
-        st.plotly_chart(norms, width="stretch")
+        presenter.chart(norms)
 
 with st.expander("Run details"):
     st.json({"id": record.id, "spec": record.spec, "method": report["method"],

@@ -6,7 +6,7 @@ runs the same `engine.run_sweep`."""
 import pandas as pd
 import streamlit as st
 
-from ui import state
+from ui import presenter, state
 from unlearn_core import engine
 from unlearn_core.engine import ray_executor
 from unlearn_core.errors import UserError
@@ -101,4 +101,4 @@ if result is not None:
                      for _ in row], axis=1), hide_index=True)
     x = st.radio("Horizontal axis", list(TRADEOFF_AXES), format_func=TRADEOFF_AXES.get,
                  horizontal=True, key="sweep_x")
-    st.plotly_chart(tradeoff_scatter(result["rows"], x))
+    presenter.chart(tradeoff_scatter(result["rows"], x))

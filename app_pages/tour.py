@@ -48,7 +48,7 @@ def show(step) -> None:
         return
     st.markdown(step.text)
     for column, figure in zip(st.columns(len(step.figures)), step.figures):
-        column.plotly_chart(presenter.figure(figure, beside=len(step.figures)), width="stretch")
+        presenter.chart(figure, column, beside=len(step.figures))
     for link in step.links:
         if st.button(f"Open {link.label}", key=f"tour-open-{step.number}-{link.label}",
                      icon=":material/arrow_forward:"):

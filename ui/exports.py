@@ -10,6 +10,7 @@ import streamlit as st
 
 from unlearn_core import export
 from unlearn_core.runs import RunRecord
+from . import presenter
 
 STATIC_IMAGE_NOTE = (
     "Charts: the camera button in a chart's toolbar saves it as PNG; the HTML download "
@@ -23,7 +24,7 @@ def _file_stem(text: str) -> str:
 
 def chart(fig: go.Figure, name: str, key: str, container=st) -> None:
     """A plotly chart with a button that downloads it as a standalone HTML file."""
-    container.plotly_chart(fig, width="stretch", key=f"{key}-chart")
+    presenter.chart(fig, container, key=f"{key}-chart")
     container.download_button("Download chart (HTML)", data=lambda: export.figure_html(fig),
                                file_name=f"{_file_stem(name)}.html", mime="text/html",
                                key=f"{key}-html", on_click="ignore",

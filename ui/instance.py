@@ -15,7 +15,7 @@ from unlearn_core.figures.compare import instance_margins
 from unlearn_core.instance import DERIVED_NAME, describe_instance, forget_examples, \
     instance_results
 from unlearn_core.runs import RunRecord
-from . import state, widgets
+from . import presenter, state, widgets
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -77,7 +77,7 @@ def instance_drilldown(record: RunRecord, arrays: dict, key: str,
                        "non-member as often as under the oracle.")
     margins = instance_margins(info)
     if margins is not None:
-        st.plotly_chart(margins, width="stretch", key=f"drilldown-{key}-margins")
+        presenter.chart(margins, key=f"drilldown-{key}-margins")
         if info["probe_fit_on"]:
             st.caption("The probes were fit on this example (half of the forget training "
                        "examples are): its margin is in-sample.")

@@ -12,7 +12,7 @@ from unlearn_core.data import Dataset, Split
 from unlearn_core.data.poison import poisoned_dataset
 from unlearn_core.figures import poison as poison_figures
 
-from . import widgets
+from . import presenter, widgets
 
 VERDICT_STYLE = {"trigger_fires": st.error, "hidden": st.warning, "removed": st.success,
                  "undetermined": st.info, "imprint_remains": st.warning}
@@ -93,11 +93,11 @@ def backdoor_section(report: dict, *, charts: bool = True) -> None:
     columns[3].metric("Clean test accuracy", figures.format_percent(accuracy["unlearned"]["test"]),
                       f"oracle {figures.format_percent(accuracy['oracle']['test'])}",
                       delta_color="off")
-    st.plotly_chart(poison_figures.asr_bars(report), width="stretch")
+    presenter.chart(poison_figures.asr_bars(report))
     if charts:
         left, right = st.columns(2)
-        left.plotly_chart(poison_figures.trigger_readout_per_layer(report), width="stretch")
-        right.plotly_chart(poison_figures.cka_on_triggered_inputs(report), width="stretch")
+        presenter.chart(poison_figures.trigger_readout_per_layer(report), left)
+        presenter.chart(poison_figures.cka_on_triggered_inputs(report), right)
 
 
 def _noise_imprint_section(report: dict) -> None:
@@ -105,7 +105,7 @@ def _noise_imprint_section(report: dict) -> None:
     poison = report["poison"]
     st.subheader("The poisoned examples' noise")
     VERDICT_STYLE.get(poison["verdict"]["kind"], st.info)(poison["verdict"]["text"])
-    st.plotly_chart(poison_figures.imprint_bars(report), width="stretch")
+    presenter.chart(poison_figures.imprint_bars(report))
     st.caption(f"Per poisoned example ({poison['n_scored']} scored): -cos(noise, input "
                "gradient of the loss) for the noise it was trained with, minus the same for "
                "fresh noise on the same image. About 0 for a model that never trained on "

@@ -1,8 +1,8 @@
 """Presenter mode for classrooms and talks: larger fonts, fewer controls.
 
 On with the sidebar toggle or with `?present=1` in the URL. app.py draws the toggle once
-per run (`sidebar_toggle`); pages ask `active()` to leave out optional controls and pass
-their charts through `figure` for larger chart text.
+per run (`sidebar_toggle`); pages ask `active()` to leave out optional controls and draw
+every chart with `chart`, which gives it larger text (and titles that fit beside another).
 """
 
 from __future__ import annotations
@@ -75,3 +75,11 @@ def figure(fig: go.Figure, beside: int = 1) -> go.Figure:
                                  "yanchor": "top", "pad": {"t": line_px}},
                           margin_t=line_px * (len(lines) + 2))
     return fig
+
+
+def chart(fig: go.Figure, container=st, *, beside: int = 1, **kwargs):
+    """`fig` drawn across `container` (the page, a column) as every page draws its charts:
+    through `figure`, so presenter mode reaches them all. `kwargs` go to
+    st.plotly_chart (key, on_select, ...); returns what it returns."""
+    return container.plotly_chart(figure(fig, beside), width="stretch", **kwargs)
+

@@ -12,7 +12,7 @@ from unlearn_core.metrics.readouts import HEADLINE, READOUT_LABELS, READOUTS
 from unlearn_core.pipeline import (readouts_of_run, relearn_of_run, stored_readouts,
                                    stored_relearn)
 from unlearn_core.runs import RunRecord
-from . import state
+from . import presenter, state
 
 BENCHMARK = "docs/benchmarks/readouts-mnist5k-cpu-2core.md"
 
@@ -48,7 +48,7 @@ def probe_view(record: RunRecord) -> None:
             st.caption("No linear probes or head refit for this run: its probe subset has "
                        "no held-out forget examples.")
             return
-        st.plotly_chart(probes, width="stretch")
+        presenter.chart(probes)
         if HEADLINE is not None:
             st.info(f"The few-shot and nearest-neighbour readouts of this run's layers are "
                     f"not computed yet (the headline, {READOUT_LABELS[HEADLINE].lower()}, is "
@@ -67,7 +67,7 @@ def probe_view(record: RunRecord) -> None:
     default = HEADLINE or "linear_probe"
     name = st.selectbox("Readout", READOUTS, index=READOUTS.index(default),
                         format_func=READOUT_LABELS.get, key="layers-readout")
-    st.plotly_chart(readout_figures.readout_per_layer(readouts, name), width="stretch")
+    presenter.chart(readout_figures.readout_per_layer(readouts, name))
     st.caption(_headline_note())
 
 
@@ -87,5 +87,5 @@ def relearning_section(record: RunRecord) -> None:
                         "layers-relearn-compute",
                         lambda store, progress: relearn_of_run(store, run_id, progress))
         return
-    st.plotly_chart(readout_figures.relearn_curves(report), width="stretch")
+    presenter.chart(readout_figures.relearn_curves(report))
     (st.warning if (report["faster_by"] or 0) > 0 else st.info)(report["sentence"])

@@ -10,7 +10,7 @@ import streamlit as st
 from unlearn_core import array_keys
 from unlearn_core.runs import RunRecord, RunStore
 from unlearn_core.vocabulary import ROLES_BEFORE_AFTER
-from . import state
+from . import presenter, state
 
 if TYPE_CHECKING:  # the methods and the data import torch: not needed before a page that runs one
     from unlearn_core.data import Dataset, Split
@@ -84,9 +84,8 @@ def image_grid(images: np.ndarray, captions: list[str], columns: int = 8, size: 
 def forget_set_chart(dataset: Dataset, split: Split) -> None:
     """How the forget set falls across the classes of the training data."""
     from unlearn_core import figures  # plotly: imported by the pages that draw, not the sidebar
-    from . import presenter
-    st.plotly_chart(presenter.figure(figures.forget_set_by_class(
-        dataset.train.labels.numpy(), split.forget, list(dataset.classes))), width="stretch")
+    presenter.chart(figures.forget_set_by_class(
+        dataset.train.labels.numpy(), split.forget, list(dataset.classes)))
 
 
 def _remember_picked_run() -> None:

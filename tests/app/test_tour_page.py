@@ -102,6 +102,15 @@ def test_presenter_mode_from_the_query_parameter(store):
         lines = layout["title"]["text"].split("<br>")
         assert all(len(line) <= half for line in lines)
         assert layout["margin"]["t"] >= presenter.TITLE_LINE_PX_PRESENTING * len(lines)
+    # Every page's charts, not only the Tour's (they all draw through presenter.chart).
+    for page in ("app_pages/results.py", "app_pages/layers.py", "app_pages/privacy.py"):
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+        assert chart_specs(at) and all(spec["layout"]["font"]["size"] ==
+                                       presenter.FIGURE_FONT_SIZE for spec in chart_specs(at))
+    # The fabricated runs store no per-example scores: said, not a KeyError.
+    assert "holds no per-example scores" in texts(at.info)
+    at.switch_page(PAGE).run()
     at.toggle(key=presenter.KEY).set_value(False).run()
     assert not any("<style>" in str(m.value) for m in at.markdown)
     assert [e.label for e in at.expander] == ["The tour's runs"]
