@@ -109,7 +109,7 @@ def test_presenter_mode_from_the_query_parameter(store):
         assert chart_specs(at) and all(spec["layout"]["font"]["size"] ==
                                        presenter.FIGURE_FONT_SIZE for spec in chart_specs(at))
     # The fabricated runs store no per-example scores: said, not a KeyError.
-    assert "holds no per-example scores" in texts(at.info)
+    assert "hold no per-example scores" in texts(at.info)
     at.switch_page(PAGE).run()
     at.toggle(key=presenter.KEY).set_value(False).run()
     assert not any("<style>" in str(m.value) for m in at.markdown)
