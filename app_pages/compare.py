@@ -86,7 +86,7 @@ def side_by_side(name: str, draw, missing: str) -> None:
         if fig is None:
             column.info(f"Run {run}: {missing}")
         else:
-            exports.chart(fig, f"{name}-{record.id}", f"compare-{name}-{run}", column)
+            exports.chart(fig, f"{name}-{record.id}", f"compare-{name}-{run}", column, beside=2)
 
 
 # Only the open tab is drawn (a rerun on a tab change): the six tabs hold 13 plotly figures,
@@ -100,7 +100,7 @@ if accuracy_tab.open:
         for (run, record), column in zip(pair.items(), st.columns(2)):
             column.markdown(f"**{run}:** {record.report['method']['title']} · {record.id}")
             exports.chart(figures.per_class_accuracy(record.report), f"per-class-{record.id}",
-                          f"compare-per-class-{run}", column)
+                          f"compare-per-class-{run}", column, beside=2)
 if cka_tab.open:
     with cka_tab:
         side_by_side("cka", lambda report, _, run: figures.cka_per_layer(

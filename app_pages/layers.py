@@ -40,10 +40,11 @@ if parts:
     depth_parts = [part for part in parts if part in layers["depth"]]
     if depth_parts:
         for column, part in zip(st.columns(len(depth_parts)), depth_parts):
-            presenter.chart(figures.forgetting_depth_bars(report, part), column)
+            presenter.chart(figures.forgetting_depth_bars(report, part), column,
+                            beside=len(depth_parts))
             excess = figures.cka_excess_bars(report, part)
             if excess is not None:
-                presenter.chart(excess, column)
+                presenter.chart(excess, column, beside=len(depth_parts))
     else:
         st.caption("Forgetting depth is defined on forget data: pick a forget part to see it.")
 else:
@@ -95,4 +96,4 @@ if matrix_pairs:
         st.caption("Every layer of one model against every layer of the original, on forget "
                    "data. A bright diagonal means each layer still matches its counterpart.")
         for column, pair in zip(st.columns(len(matrix_pairs)), matrix_pairs):
-            presenter.chart(figures.cka_heatmap(report, pair), column)
+            presenter.chart(figures.cka_heatmap(report, pair), column, beside=len(matrix_pairs))

@@ -22,9 +22,10 @@ def _file_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "figure"
 
 
-def chart(fig: go.Figure, name: str, key: str, container=st) -> None:
-    """A plotly chart with a button that downloads it as a standalone HTML file."""
-    presenter.chart(fig, container, key=f"{key}-chart")
+def chart(fig: go.Figure, name: str, key: str, container=st, beside: int = 1) -> None:
+    """A plotly chart with a button that downloads it as a standalone HTML file;
+    `beside`: how many charts share its row (presenter.figure)."""
+    presenter.chart(fig, container, beside=beside, key=f"{key}-chart")
     container.download_button("Download chart (HTML)", data=lambda: export.figure_html(fig),
                                file_name=f"{_file_stem(name)}.html", mime="text/html",
                                key=f"{key}-html", on_click="ignore",

@@ -96,8 +96,8 @@ def backdoor_section(report: dict, *, charts: bool = True) -> None:
     presenter.chart(poison_figures.asr_bars(report))
     if charts:
         left, right = st.columns(2)
-        presenter.chart(poison_figures.trigger_readout_per_layer(report), left)
-        presenter.chart(poison_figures.cka_on_triggered_inputs(report), right)
+        presenter.chart(poison_figures.trigger_readout_per_layer(report), left, beside=2)
+        presenter.chart(poison_figures.cka_on_triggered_inputs(report), right, beside=2)
 
 
 def _noise_imprint_section(report: dict) -> None:

@@ -20,8 +20,10 @@ def chart_specs(at: AppTest) -> list[dict]:
 
 
 def charts(at: AppTest) -> dict[str, dict]:
-    """The page's plotly figures by title (of several with one title, the last)."""
-    return {spec["layout"]["title"]["text"]: spec for spec in chart_specs(at)}
+    """The page's plotly figures by title as read (the line breaks of a title wrapped to
+    fit beside another chart read as spaces; of several with one title, the last)."""
+    return {spec["layout"]["title"]["text"].replace("<br>", " "): spec
+            for spec in chart_specs(at)}
 
 
 def chart(at: AppTest, title_start: str) -> dict:
