@@ -232,7 +232,7 @@ def forgetting_depth_bars(report: dict, part: str) -> go.Figure:
     for name, value in zip(names, depth):
         if value is None:
             fig.add_annotation(x=name, y=0, yanchor="bottom", showarrow=False,
-                               text="n/a<br>(undefined here)")  # two lines fit a bar
+                               text="n/a<br>(undefined)")  # short lines: they sit side by side
     fig.update_layout(title=f"Forgetting depth per layer, {PART_LABELS[part]}",
                       xaxis_title="layer (shallow → deep)", xaxis_type="category",
                       yaxis_title="depth (0 = as original, 1 = as oracle)",
