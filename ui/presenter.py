@@ -18,8 +18,9 @@ if TYPE_CHECKING:  # plotly is imported by the pages that draw: not before the f
 KEY = "presenter_mode"
 QUERY_PARAMETER = "present"
 FIGURE_FONT_SIZE = 20
-# About how many characters of a chart title fit across the page's main column on a
-# laptop screen (measured in chromium at 1400 px: 16 px titles, and 22 px when presenting).
+# How many characters of a chart title fit across the page's main column: in chromium at
+# 1400 px a half-row title was cut after about 43 characters when presenting (22 px) and
+# fits about 60 otherwise (16 px); these leave room for a narrower laptop screen.
 ROW_TITLE_CHARS, ROW_TITLE_CHARS_PRESENTING = 100, 76
 TITLE_LINE_PX, TITLE_LINE_PX_PRESENTING = 22, 30
 
