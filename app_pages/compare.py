@@ -7,7 +7,7 @@ import streamlit as st
 from ui import exports, presenter, state, widgets
 from ui.embeddings import stored_pca_or_fit
 from ui.instance import instance_drilldown
-from unlearn_core import array_keys, compare, export, figures
+from unlearn_core import compare, export, figures
 from unlearn_core.errors import UserError
 from unlearn_core.figures.compare import TRADEOFF_X, tradeoff_scatter
 
@@ -115,7 +115,7 @@ if mia_tab.open:
         side_by_side("mia", lambda report, _, run: figures.mia_efficacy_bars(report)
                      if "mia" in report else None, "no MIA section (stored before it existed)")
         side_by_side("mia-histogram", lambda _, run_arrays, run: figures.score_histograms(
-            run_arrays) if array_keys.score("conf", "unlearned", "forget") in run_arrays else None,
+            run_arrays) if figures.score_arrays_stored(run_arrays) else None,
             "no per-example scores stored")
 selected_examples: dict[str, list[int]] = {"A": [], "B": []}
 if embeddings_tab.open:

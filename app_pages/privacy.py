@@ -45,10 +45,8 @@ scored_features = [f for f in array_keys.SCORE_ARRAY_NAMES if f in mia["distingu
 feature = st.radio("Score", scored_features, horizontal=True,
                    format_func=figures.MIA_FEATURE_LABELS.get, key="privacy-feature")
 score_name = array_keys.SCORE_ARRAY_NAMES[feature]
-stored = [array_keys.score(score_name, role, subset)
-          for role, subset in (("unlearned", "forget"), ("unlearned", "test"), ("oracle", "forget"))]
-if any(key not in arrays for key in stored + [array_keys.distinguishability(feature,
-                                                                           "thresholds")]):
+if not figures.score_arrays_stored(arrays, score_name) or \
+        array_keys.distinguishability(feature, "thresholds") not in arrays:
     st.info("This run's arrays hold no per-example scores, so it cannot be compared with "
             "the oracle example by example (its MIA numbers above come from the report).")
     st.stop()

@@ -265,7 +265,7 @@ class RunFigures:
         before the logits); a layer evaluate() did not map is fitted now (a second or two)
         and kept with the run."""
         layer = layer or figures.opening_layer(self.report["layers"]["names"])
-        coords = embedding_of_run(self._store, self._run_id, layer, "pca")
+        coords = embedding_of_run(self._store, self._run_id, layer, "pca", arrays=self.arrays)
         return figures.embedding_panels(self.report, {**self.arrays, **coords}, layer, "pca",
                                         moves)
 

@@ -338,14 +338,15 @@ def stored_embedding(store: RunStore, run_id: str, arrays: Mapping[str, np.ndarr
 
 
 def embedding_of_run(store: RunStore, run_id: str, layer: str, method: str = "pca",
-                     progress: Progress | None = None) -> dict[str, np.ndarray]:
+                     progress: Progress | None = None,
+                     arrays: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """One joint 2-d map ("pca" or "umap") of the original's, the unlearned model's and
     the oracle's activations at `layer` on the run's probe subset, the rows of its other
     arrays; the same fit evaluate() makes for the layers it maps (PCA) or a seeded UMAP.
 
     Computed once and kept with the run (derived result "<method>-<layer>"); returns
     {"eval/<method>/<layer>/<role>": (n, 2) coordinates} and, for PCA, the explained
-    variance ratio.
+    variance ratio. `arrays`: the run's arrays where the caller holds them (else read).
     """
     if method not in EMBEDDING_METHODS:
         raise UserError(f"method: expected one of {list(EMBEDDING_METHODS)}, got {method!r}")
@@ -354,7 +355,8 @@ def embedding_of_run(store: RunStore, run_id: str, layer: str, method: str = "pc
     names = (store.get(run_id).report or {}).get("layers", {}).get("names")
     if names is not None and layer not in names:
         raise UserError(f"layer: expected one of {names}, got {layer!r}")
-    stored = stored_embedding(store, run_id, store.load_arrays(run_id), layer, method)
+    stored = stored_embedding(store, run_id, store.load_arrays(run_id) if arrays is None
+                              else arrays, layer, method)
     if stored is not None:
         return stored
     run = rebuild_run(store, run_id, "embed it", progress.stage(0.0, 0.4))

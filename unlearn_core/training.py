@@ -546,15 +546,16 @@ def import_reference(spec: SetupSpec, cache: CheckpointCache, path: str,
     # Only read: the weights are copied into the store's cache; the meta names the file
     # as resolved, wherever it was typed from.
     path = Path(path).expanduser().resolve()
+    source = source or str(path)
     exp = prepare(spec)
     model = exp.new_model()
     state = load_state_dict(path)
-    load_into_model(model, state, source=source or str(path))
+    load_into_model(model, state, source=source)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     imported = dataclasses.replace(spec, **{role: f"imported:{digest}"})
     probs, labels = predict(model, exp.loader("test", batch_size=512))
     meta = {"role": role, "key": reference_key(imported, role),
-            "imported_from": source or str(path), "seconds": None, "steps": 0, "device": str(exp.device),
+            "imported_from": source, "seconds": None, "steps": 0, "device": str(exp.device),
             "epoch_losses": [], "test_accuracy": float((probs.argmax(1) == labels).mean()),
             "train_size": len(exp.part("train" if role == "original" else "retain")[1])}
     cache.cache_put(meta["key"], {k: v.detach().cpu() for k, v in model.state_dict().items()}, meta)

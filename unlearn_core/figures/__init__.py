@@ -330,23 +330,32 @@ def mia_efficacy_bars(report: dict) -> go.Figure:
     return fig
 
 
+# (role, set, legend name, colour) of the score histograms' three sets.
+_SCORE_SETS = (("unlearned", "forget", "Forget, unlearned model", ROLE_COLORS["unlearned"]),
+               ("unlearned", "test", "Test, unlearned model", "#1f77b4"),
+               ("oracle", "forget", "Forget, retrain oracle", ROLE_COLORS["oracle"]))
+
+
+def score_arrays_stored(arrays: dict, feature: str = "conf") -> bool:
+    """Whether `arrays` hold the per-example scores `score_histograms` draws."""
+    return all(array_keys.score(feature, role, subset) in arrays
+               for role, subset, _, _ in _SCORE_SETS)
+
+
 def score_histograms(arrays: dict, feature: str = "conf") -> go.Figure:
     """Overlaid histograms of a per-example score ("conf" or "entropy"): forget examples
     under the unlearned model, test examples under it, and forget examples under the
     oracle. After good unlearning the first looks like the third."""
     if feature not in SCORE_AXIS_TITLES:
         raise ValueError(f"feature: expected one of {tuple(SCORE_AXIS_TITLES)}, got {feature!r}")
-    sets = (("unlearned", "forget", "Forget, unlearned model", ROLE_COLORS["unlearned"]),
-            ("unlearned", "test", "Test, unlearned model", "#1f77b4"),
-            ("oracle", "forget", "Forget, retrain oracle", ROLE_COLORS["oracle"]))
     values = {name: np.asarray(arrays[array_keys.score(feature, role, subset)], dtype=float)
-              for role, subset, name, _ in sets}
+              for role, subset, name, _ in _SCORE_SETS}
     pooled = np.concatenate(list(values.values()))
     low, high = float(pooled.min()), float(pooled.max())
     # Shared bins, or the overlaid bars would not line up.
     bins = {"start": low, "end": high, "size": (high - low) / 40 if high > low else 1.0}
     fig = go.Figure()
-    for _, _, name, color in sets:
+    for _, _, name, color in _SCORE_SETS:
         fig.add_histogram(x=values[name].tolist(), name=name, marker_color=color,
                           opacity=0.55, histnorm="probability", xbins=bins)
     fig.update_layout(title=f"{SCORE_NAMES[feature]}: forget vs test vs oracle",
